@@ -1,0 +1,221 @@
+"""Small input helpers shared by the metrics (no heavy imports)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._errors import SclibraError, format_names
+
+#: rows densified at once when streaming over a (possibly sparse) matrix
+ROW_CHUNK = 4096
+#: columns densified at once for per-feature rank statistics
+COL_CHUNK = 256
+
+
+def _is_anndata(obj) -> bool:
+    return type(obj).__name__ == "AnnData" and hasattr(obj, "obs_names")
+
+
+def as_2d(x, name: str = "input", layer: str | None = None):
+    """Return ``x`` as a 2-D numpy array or scipy CSR matrix (sparse stays sparse).
+
+    Accepts numpy, scipy sparse, :class:`pandas.DataFrame` and AnnData (``.X`` or ``layer``).
+    """
+    if _is_anndata(x):
+        if layer is not None:
+            if layer not in x.layers:
+                raise SclibraError(
+                    f"{name}: layer {layer!r} not found; available: {format_names(list(x.layers))}"
+                )
+            x = x.layers[layer]
+        else:
+            x = x.X
+        if x is None:
+            raise SclibraError(f"{name}: the AnnData has no X; pass layer=")
+        if hasattr(x, "to_memory"):  # backed sparse dataset
+            x = x.to_memory()
+    if isinstance(x, pd.DataFrame):
+        x = x.to_numpy()
+    if sp.issparse(x):
+        x = x.tocsr() if x.format != "csr" else x
+    else:
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise SclibraError(f"{name}: expected a numeric matrix, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise SclibraError(
+            f"{name}: expected a 2-D cells x features matrix, got {x.ndim} dimension(s)"
+        )
+    return x
+
+
+def check_finite(x, name: str) -> None:
+    """Raise if ``x`` (numpy or sparse) holds NaN or infinite values, naming how many columns."""
+    data = x.data if sp.issparse(x) else x
+    if not np.issubdtype(data.dtype, np.floating):
+        return
+    bad = ~np.isfinite(data)
+    if bad.any():
+        if sp.issparse(x):
+            n_cols = len(np.unique(x.indices[bad]))
+        else:
+            n_cols = int(bad.any(axis=0).sum())
+        raise SclibraError(f"{name}: {n_cols} features contain NaN or infinite values")
+
+
+def dense_rows(x, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a numpy/sparse matrix as dense float64 (one block)."""
+    block = x[start:stop]
+    if sp.issparse(block):
+        block = block.toarray()
+    return np.asarray(block, dtype=np.float64)
+
+
+def iter_row_blocks(x, chunk: int = ROW_CHUNK):
+    """Yield ``(start, stop)`` pairs covering the rows of ``x``."""
+    n = x.shape[0]
+    for start in range(0, n, chunk):
+        yield start, min(start + chunk, n)
+
+
+def check_same_shape(pred, truth, what: str = "prediction") -> None:
+    if pred.shape != truth.shape:
+        raise SclibraError(
+            f"{what} has shape {pred.shape[0]} x {pred.shape[1]} but the measured matrix has "
+            f"{truth.shape[0]} x {truth.shape[1]}; they must cover the same cells and features "
+            "in the same order"
+        )
+
+
+def natural_sorted(values) -> list:
+    """Sort labels numerically when they all look like integers (Leiden: '0', '1', '10')."""
+    values = list(values)
+    try:
+        return sorted(values, key=lambda v: int(str(v)))
+    except ValueError:
+        return sorted(values, key=str)
+
+
+def as_labels(labels, name: str = "labels") -> pd.Series:
+    """Turn labels (Series, Categorical, list, array) into a Series of strings.
+
+    A Series keeps its index as cell names unless it is a default ``RangeIndex``, in which case
+    (as for arrays and lists) the result is unnamed: its index is a ``RangeIndex`` and it can only
+    be matched by position.
+    """
+    if isinstance(labels, pd.DataFrame):
+        if labels.shape[1] != 1:
+            raise SclibraError(f"{name}: expected one column of labels, got {labels.shape[1]}")
+        labels = labels.iloc[:, 0]
+    if isinstance(labels, pd.Series):
+        s = labels.copy()
+        if not isinstance(s.index, pd.RangeIndex):
+            s.index = pd.Index(s.index.astype(str))
+    else:
+        arr = np.asarray(labels, dtype=object)
+        if arr.ndim != 1:
+            raise SclibraError(
+                f"{name}: expected a 1-D vector of labels, got {arr.ndim} dimensions"
+            )
+        s = pd.Series(arr)
+    missing = s.isna()
+    if missing.any():
+        raise SclibraError(
+            f"{name}: {int(missing.sum())} cells have no label (NaN); drop them or give them a label"
+        )
+    if not isinstance(s.index, pd.RangeIndex) and not s.index.is_unique:
+        dup = s.index[s.index.duplicated()].unique()
+        raise SclibraError(f"{name}: {len(dup)} duplicated cell names ({format_names(dup)})")
+    return s.astype(str)
+
+
+def is_named(s: pd.Series) -> bool:
+    return not isinstance(s.index, pd.RangeIndex)
+
+
+def align_labels(a: pd.Series, b: pd.Series, name_a: str, name_b: str, cells=None):
+    """Align two label vectors by cell name (or position when neither has names).
+
+    Unmatched cell names are an error, never silently dropped. ``cells`` restricts both to a
+    subset of cell names (each vector must contain all of them).
+    """
+    if is_named(a) != is_named(b):
+        unnamed = name_b if is_named(a) else name_a
+        raise SclibraError(
+            f"{unnamed} has no cell names but the other partition has; give both as pandas "
+            "Series indexed by cell name (or both as plain arrays of the same length)"
+        )
+    if not is_named(a):
+        if len(a) != len(b):
+            raise SclibraError(
+                f"{name_a} has {len(a)} cells but {name_b} has {len(b)}; unnamed partitions are "
+                "matched by position and must have the same length"
+            )
+        if cells is not None:
+            raise SclibraError("cells= needs partitions indexed by cell name (pandas Series)")
+        return a.to_numpy(), b.to_numpy(), pd.Index([str(i) for i in range(len(a))])
+    if cells is not None:
+        cells = pd.Index(np.asarray(cells).astype(str))
+        for s, nm in ((a, name_a), (b, name_b)):
+            missing = cells[~cells.isin(s.index)]
+            if len(missing):
+                raise SclibraError(
+                    f"{len(missing)} of the requested cells are not in {nm}: {format_names(missing)}"
+                )
+        return a.loc[cells].to_numpy(), b.loc[cells].to_numpy(), cells
+    only_a = a.index[~a.index.isin(b.index)]
+    only_b = b.index[~b.index.isin(a.index)]
+    if len(only_a) or len(only_b):
+        parts = []
+        if len(only_a):
+            parts.append(
+                f"{len(only_a)} cells of {name_a} are not in {name_b} ({format_names(only_a, 3)})"
+            )
+        if len(only_b):
+            parts.append(
+                f"{len(only_b)} cells of {name_b} are not in {name_a} ({format_names(only_b, 3)})"
+            )
+        raise SclibraError(
+            "cells do not match: " + "; ".join(parts) + "; subset both to the same cells "
+            "(or pass cells=) first"
+        )
+    return a.to_numpy(), b.loc[a.index].to_numpy(), pd.Index(a.index)
+
+
+def pca_scores(x, n_pcs: int, seed: int | None = 0):
+    """Fit a PCA on ``x`` (numpy or sparse; sparse is never densified) and return the fitted
+    estimator (with ``transform``) and the scores of ``x``.
+
+    Sparse input uses scikit-learn's implicitly centred ARPACK PCA. The number of components is
+    capped below the matrix rank limits.
+    """
+    from sklearn.decomposition import PCA
+
+    n, p = x.shape
+    if n_pcs is None or int(n_pcs) < 1:
+        raise SclibraError(f"n_pcs must be a positive integer, got {n_pcs!r}")
+    limit = min(n, p) - 1
+    if limit < 1:
+        raise SclibraError(
+            f"cannot compute a PCA of a {n} x {p} matrix; need at least 2 cells and 2 features"
+        )
+    k = min(int(n_pcs), limit)
+    if sp.issparse(x):
+        est = PCA(n_components=k, svd_solver="arpack", random_state=seed)
+        scores = est.fit_transform(x.astype(np.float64))
+    else:
+        est = PCA(
+            n_components=k,
+            svd_solver="full" if max(n, p) <= 2000 else "randomized",
+            random_state=seed,
+        )
+        scores = est.fit_transform(np.asarray(x, dtype=np.float64))
+    return est, scores
+
+
+def pca_transform(est, x) -> np.ndarray:
+    if sp.issparse(x):
+        return est.transform(x.astype(np.float64))
+    return est.transform(np.asarray(x, dtype=np.float64))

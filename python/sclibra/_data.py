@@ -1,0 +1,523 @@
+"""Input handling: one view over AnnData / MuData / numpy / scipy sparse / backed h5ad.
+
+The central object is :class:`Matrix`, a lazy, row- and column-subsettable view of a
+cells x features matrix that hands out *one minibatch at a time* as a dense float32 array (or
+a CSR block for the sparse input layer). Nothing here densifies a whole matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ._errors import SclibraError, format_names
+from ._settings import logger
+
+#: rows read per chunk when scanning a whole matrix (validation, statistics)
+SCAN_CHUNK = 8192
+
+
+def _is_anndata(obj) -> bool:
+    return type(obj).__name__ == "AnnData" and hasattr(obj, "obs_names")
+
+
+def _is_mudata(obj) -> bool:
+    return type(obj).__name__ == "MuData" and hasattr(obj, "mod")
+
+
+def _is_backed_sparse(obj) -> bool:
+    # anndata's on-disk CSR/CSC datasets (class names differ between anndata versions)
+    return hasattr(obj, "format") and hasattr(obj, "shape") and "Dataset" in type(obj).__name__
+
+
+def _is_h5_dataset(obj) -> bool:
+    return type(obj).__module__.startswith("h5py") and hasattr(obj, "shape")
+
+
+@dataclass
+class Matrix:
+    """A cells x features view with names, read one block of rows at a time.
+
+    Parameters
+    ----------
+    X
+        numpy array, scipy CSR matrix, h5py dataset or anndata backed sparse dataset.
+    obs_names, var_names
+        Names of all rows and columns of ``X``.
+    name
+        Name of the modality, used in messages.
+    named
+        Whether ``obs_names`` came from the user (AnnData) or were generated (numpy).
+    rows, cols
+        Optional integer positions selecting (and ordering) rows / columns of ``X``. A column
+        position of ``-1`` yields a column of zeros (used for ``fill_missing``).
+    """
+
+    X: Any
+    obs_names: pd.Index
+    var_names: pd.Index
+    name: str = "input"
+    named: bool = True
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+    obs: pd.DataFrame | None = field(default=None, repr=False)
+
+    # -- shape and names ----------------------------------------------------------------------
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs_names) if self.rows is None else len(self.rows)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.var_names) if self.cols is None else len(self.cols)
+
+    @property
+    def cells(self) -> pd.Index:
+        return self.obs_names if self.rows is None else self.obs_names[self.rows]
+
+    @property
+    def features(self) -> pd.Index:
+        if self.cols is None:
+            return self.var_names
+        return pd.Index([self.var_names[c] if c >= 0 else "" for c in self.cols])
+
+    @property
+    def is_sparse(self) -> bool:
+        return sp.issparse(self.X) or _is_backed_sparse(self.X)
+
+    @property
+    def is_backed(self) -> bool:
+        return _is_backed_sparse(self.X) or _is_h5_dataset(self.X)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_obs, self.n_vars)
+
+    def density(self) -> float:
+        """Fraction of stored entries (1.0 for dense)."""
+        if sp.issparse(self.X):
+            nnz = self.X.nnz
+        elif _is_backed_sparse(self.X):
+            nnz = self.X.group["data"].shape[0] if hasattr(self.X, "group") else np.inf
+        else:
+            return 1.0
+        total = float(self.X.shape[0]) * float(self.X.shape[1])
+        return min(1.0, nnz / total) if total else 1.0
+
+    # -- subsetting ---------------------------------------------------------------------------
+    def subset_rows(self, positions) -> Matrix:
+        positions = np.asarray(positions, dtype=np.int64)
+        base = positions if self.rows is None else self.rows[positions]
+        return Matrix(
+            self.X, self.obs_names, self.var_names, self.name, self.named, base, self.cols, self.obs
+        )
+
+    def subset_cells(self, names) -> Matrix:
+        """Subset and order rows by cell name."""
+        idx = pd.Index(self.cells).get_indexer(pd.Index(names))
+        if (idx < 0).any():
+            missing = pd.Index(names)[idx < 0]
+            raise SclibraError(
+                f"{len(missing)} cells are not in {self.name}: {format_names(missing)}"
+            )
+        return self.subset_rows(idx)
+
+    def with_columns(self, cols) -> Matrix:
+        cols = np.asarray(cols, dtype=np.int64)
+        base = (
+            cols if self.cols is None else np.where(cols >= 0, self.cols[np.maximum(cols, 0)], -1)
+        )
+        return Matrix(
+            self.X, self.obs_names, self.var_names, self.name, self.named, self.rows, base, self.obs
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+    def _read_rows(self, idx: np.ndarray):
+        """Rows ``idx`` (positions in this view) of the underlying matrix, columns not applied."""
+        pos = idx if self.rows is None else self.rows[idx]
+        X = self.X
+        if isinstance(X, np.ndarray) or sp.issparse(X):
+            return X[pos]
+        # on-disk (backed) storage: h5py wants increasing, unique indices
+        order = np.argsort(pos, kind="stable")
+        sorted_pos = pos[order]
+        uniq, inverse = np.unique(sorted_pos, return_inverse=True)
+        if len(uniq) and uniq[-1] - uniq[0] + 1 == len(uniq):
+            block = X[int(uniq[0]) : int(uniq[-1]) + 1]  # contiguous: one slice read
+        else:
+            block = X[uniq]
+        block = block[inverse]
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return block[back]
+
+    def _apply_cols(self, block):
+        if self.cols is None:
+            return block
+        if (self.cols >= 0).all():
+            return block[:, self.cols]
+        out = block[:, np.maximum(self.cols, 0)]
+        if sp.issparse(out):
+            out = out.tocsc()
+            keep = sp.diags((self.cols >= 0).astype(np.float32))
+            return (out @ keep).tocsr()
+        out = np.array(out, copy=True)
+        out[:, self.cols < 0] = 0
+        return out
+
+    def dense_rows(self, idx) -> np.ndarray:
+        """Rows ``idx`` as a dense ``float32`` array (a single minibatch)."""
+        block = self._apply_cols(self._read_rows(np.asarray(idx, dtype=np.int64)))
+        if sp.issparse(block):
+            block = block.toarray()
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    def sparse_rows(self, idx) -> sp.csr_matrix:
+        """Rows ``idx`` as a ``float32`` CSR block (for the sparse input layer)."""
+        block = self._apply_cols(self._read_rows(np.asarray(idx, dtype=np.int64)))
+        return sp.csr_matrix(block, dtype=np.float32)
+
+    def iter_blocks(self, chunk: int = SCAN_CHUNK):
+        """Iterate over consecutive row blocks (dense numpy or CSR), columns applied."""
+        for start in range(0, self.n_obs, chunk):
+            idx = np.arange(start, min(start + chunk, self.n_obs))
+            block = self._apply_cols(self._read_rows(idx))
+            yield sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
+
+
+# ----------------------------------------------------------------------------------------------
+# building a Matrix from what users pass
+# ----------------------------------------------------------------------------------------------
+def _as_csr(X):
+    if sp.issparse(X):
+        if X.format != "csr":
+            # one sparse copy; row minibatches from CSC/COO would be slow
+            X = X.tocsr()
+        return X
+    return X
+
+
+def as_matrix(data, *, layer=None, obsm=None, mod=None, name="input") -> Matrix:
+    """Wrap ``data`` as a :class:`Matrix`.
+
+    Parameters
+    ----------
+    data
+        AnnData (in memory or backed), MuData (with ``mod``), :class:`pandas.DataFrame`,
+        numpy array or scipy sparse matrix (cells x features).
+    layer
+        Use ``adata.layers[layer]`` instead of ``adata.X``.
+    obsm
+        Use ``adata.obsm[obsm]`` (e.g. a PCA or LSI) instead of ``adata.X``.
+    mod
+        Modality name when ``data`` is a MuData.
+    name
+        Name used in messages (e.g. ``"ATAC"``).
+    """
+    if isinstance(data, Matrix):
+        return data
+    if data is None:
+        raise SclibraError(f"{name}: no data given")
+    if _is_mudata(data):
+        if mod is None:
+            raise SclibraError(
+                f"{name}: a MuData needs a modality name (mod_a=/mod_b=); available: "
+                f"{format_names(list(data.mod))}"
+            )
+        if mod not in data.mod:
+            raise SclibraError(
+                f"{name}: modality {mod!r} not in the MuData; available: {format_names(list(data.mod))}"
+            )
+        return as_matrix(
+            data.mod[mod], layer=layer, obsm=obsm, name=mod if name == "input" else name
+        )
+    if mod is not None and not _is_mudata(data):
+        raise SclibraError(f"{name}: mod={mod!r} given but the input is not a MuData")
+    if layer is not None and obsm is not None:
+        raise SclibraError(f"{name}: give either layer= or obsm=, not both")
+
+    if _is_anndata(data):
+        obs_names = pd.Index(data.obs_names.astype(str))
+        if obsm is not None:
+            if obsm not in data.obsm:
+                raise SclibraError(
+                    f"{name}: obsm key {obsm!r} not found; available: {format_names(list(data.obsm.keys()))}"
+                )
+            X = data.obsm[obsm]
+            if isinstance(X, pd.DataFrame):
+                var_names = pd.Index(X.columns.astype(str))
+                X = X.to_numpy()
+            else:
+                var_names = pd.Index([f"{obsm}_{i}" for i in range(X.shape[1])])
+        elif layer is not None:
+            if layer not in data.layers:
+                raise SclibraError(
+                    f"{name}: layer {layer!r} not found; available: {format_names(list(data.layers.keys()))}"
+                )
+            X = data.layers[layer]
+            var_names = pd.Index(data.var_names.astype(str))
+        else:
+            X = data.X
+            var_names = pd.Index(data.var_names.astype(str))
+            if X is None:
+                raise SclibraError(f"{name}: the AnnData has no X; pass layer= or obsm=")
+        X = _as_csr(X) if sp.issparse(X) else X
+        if not (sp.issparse(X) or _is_backed_sparse(X) or _is_h5_dataset(X)):
+            X = np.asarray(X)
+        if _is_backed_sparse(X) and getattr(X, "format", "csr") == "csc":
+            logger.warning(
+                "%s: backed matrix is stored as CSC; reading rows from it is slow. "
+                "Store on-disk data as CSR for training.",
+                name,
+            )
+        return Matrix(X, obs_names, var_names, name, True, obs=data.obs)
+
+    if isinstance(data, pd.DataFrame):
+        return Matrix(
+            data.to_numpy(dtype=np.float32, copy=False),
+            pd.Index(data.index.astype(str)),
+            pd.Index(data.columns.astype(str)),
+            name,
+            True,
+        )
+    if layer is not None or obsm is not None:
+        raise SclibraError(f"{name}: layer=/obsm= need an AnnData input, got {type(data).__name__}")
+    if sp.issparse(data):
+        X = _as_csr(data)
+    elif isinstance(data, np.ndarray) or hasattr(data, "__array__"):
+        X = np.asarray(data)
+        if X.dtype == object or not np.issubdtype(X.dtype, np.number):
+            raise SclibraError(f"{name}: expected a numeric matrix, got dtype {X.dtype}")
+    else:
+        raise SclibraError(
+            f"{name}: unsupported input type {type(data).__name__}; use AnnData, MuData, "
+            "a pandas DataFrame, a numpy array or a scipy sparse matrix"
+        )
+    if X.ndim != 2:
+        raise SclibraError(
+            f"{name}: expected a 2-D cells x features matrix, got {X.ndim} dimension(s)"
+        )
+    obs_names = pd.Index([str(i) for i in range(X.shape[0])])
+    var_names = pd.Index([f"{name}_{j}" for j in range(X.shape[1])])
+    return Matrix(X, obs_names, var_names, name, False)
+
+
+def check_unique(index: pd.Index, what: str, name: str) -> None:
+    if not index.is_unique:
+        dup = index[index.duplicated()].unique()
+        raise SclibraError(
+            f"{name}: {len(dup)} duplicated {what} names ({format_names(dup)}); make them unique first "
+            "(e.g. adata.obs_names_make_unique() / adata.var_names_make_unique())"
+        )
+
+
+def pair_cells(ma: Matrix, mb: Matrix) -> tuple[Matrix, Matrix]:
+    """Pair the cells of two modalities by name (intersection, in the order of ``ma``)."""
+    for m in (ma, mb):
+        if m.n_obs == 0:
+            raise SclibraError(f"{m.name}: the input has no cells")
+        check_unique(m.cells, "cell", m.name)
+    if not (ma.named and mb.named):
+        if ma.n_obs != mb.n_obs:
+            raise SclibraError(
+                f"{ma.name} has {ma.n_obs} cells but {mb.name} has {mb.n_obs}: inputs without cell "
+                "names (numpy/scipy) are paired by position and must have the same number of rows"
+            )
+        names = ma.cells if ma.named else mb.cells
+        if not ma.named:
+            ma = replace(ma, obs_names=names, rows=None, named=True)
+        if not mb.named:
+            mb = replace(mb, obs_names=names, rows=None, named=True)
+        return ma, mb
+    shared = ma.cells.intersection(mb.cells, sort=False)
+    if len(shared) == 0:
+        raise SclibraError(
+            f"cells in {ma.name} and {mb.name} do not overlap (no shared cell names; e.g. "
+            f"{ma.name}: {format_names(ma.cells[:3], 3)}; {mb.name}: {format_names(mb.cells[:3], 3)})"
+        )
+    if len(shared) < max(ma.n_obs, mb.n_obs):
+        logger.info(
+            "pairing cells by name: %d shared cells (%s has %d, %s has %d)",
+            len(shared),
+            ma.name,
+            ma.n_obs,
+            mb.name,
+            mb.n_obs,
+        )
+    # keep the order of ma
+    shared = ma.cells[ma.cells.isin(shared)]
+    if len(shared) < ma.n_obs:
+        ma = ma.subset_cells(shared)
+    mb = mb.subset_cells(shared) if not mb.cells.equals(shared) else mb
+    return ma, mb
+
+
+@dataclass
+class MatrixStats:
+    """Per-feature statistics from one pass over a matrix."""
+
+    n_nan: np.ndarray
+    n_inf: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    min: float
+    max: float
+
+
+def scan(m: Matrix) -> MatrixStats:
+    """One chunked pass: NaN/Inf counts, mean/variance per feature, global min/max."""
+    p = m.n_vars
+    n_nan = np.zeros(p, dtype=np.int64)
+    n_inf = np.zeros(p, dtype=np.int64)
+    s1 = np.zeros(p, dtype=np.float64)
+    s2 = np.zeros(p, dtype=np.float64)
+    vmin, vmax = np.inf, -np.inf
+    n = 0
+    for block in m.iter_blocks():
+        n += block.shape[0]
+        if sp.issparse(block):
+            data = block.data
+            bad_nan = np.isnan(data)
+            bad_inf = np.isinf(data)
+            if bad_nan.any():
+                n_nan += np.bincount(block.indices[bad_nan], minlength=p)
+            if bad_inf.any():
+                n_inf += np.bincount(block.indices[bad_inf], minlength=p)
+            finite = np.where(bad_nan | bad_inf, 0.0, data).astype(np.float64)
+            cols = block.indices
+            s1 += np.bincount(cols, weights=finite, minlength=p)
+            s2 += np.bincount(cols, weights=finite * finite, minlength=p)
+            if data.size:
+                fin = data[~(bad_nan | bad_inf)]
+                if fin.size:
+                    vmin = min(vmin, float(fin.min()))
+                    vmax = max(vmax, float(fin.max()))
+            if block.nnz < block.shape[0] * block.shape[1]:
+                vmin = min(vmin, 0.0)
+                vmax = max(vmax, 0.0)
+        else:
+            block = np.asarray(block, dtype=np.float64)
+            bad_nan = np.isnan(block)
+            bad_inf = np.isinf(block)
+            n_nan += bad_nan.sum(axis=0)
+            n_inf += bad_inf.sum(axis=0)
+            finite = np.where(bad_nan | bad_inf, 0.0, block)
+            s1 += finite.sum(axis=0)
+            s2 += (finite * finite).sum(axis=0)
+            ok = ~(bad_nan | bad_inf)
+            if ok.any():
+                vmin = min(vmin, float(block[ok].min()))
+                vmax = max(vmax, float(block[ok].max()))
+    mean = s1 / max(n, 1)
+    var = np.maximum(s2 / max(n, 1) - mean * mean, 0.0)
+    return MatrixStats(n_nan, n_inf, mean, var, vmin, vmax)
+
+
+def validate(m: Matrix, *, role: str = "input", require_variance: bool = True) -> MatrixStats:
+    """Check a matrix before training; raise :class:`SclibraError` naming the problem."""
+    if m.n_obs == 0:
+        raise SclibraError(f"{m.name}: the {role} matrix has no cells (0 rows)")
+    if m.n_vars == 0:
+        raise SclibraError(f"{m.name}: the {role} matrix has no features (0 columns)")
+    check_unique(m.features, "feature", m.name)
+    dtype = getattr(m.X, "dtype", None)
+    if dtype is not None and not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise SclibraError(f"{m.name}: expected numeric values, got dtype {dtype}")
+    stats = scan(m)
+    for label, counts in (("NaN", stats.n_nan), ("infinite values", stats.n_inf)):
+        bad = np.flatnonzero(counts)
+        if len(bad):
+            raise SclibraError(
+                f"{m.name}: {len(bad)} features contain {label} "
+                f"({format_names(m.features[bad])}); remove or impute them before training"
+            )
+    if require_variance and m.n_obs > 1 and not (stats.var > 0).any():
+        raise SclibraError(
+            f"{m.name}: all {m.n_vars} features are constant (zero variance) across the "
+            f"{m.n_obs} training cells; there is nothing to learn from"
+        )
+    n_const = int((stats.var == 0).sum())
+    if n_const and m.n_obs > 1:
+        logger.info(
+            "%s: %d of %d features are constant over the training cells", m.name, n_const, m.n_vars
+        )
+    return stats
+
+
+def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:
+    """Turn a cell selection (obs column, boolean mask, names) into cell names of ``m``."""
+    cells = m.cells
+    if spec is None:
+        return cells
+    if isinstance(spec, str):
+        if m.obs is None or spec not in m.obs.columns:
+            raise SclibraError(
+                f"{what}={spec!r}: no such column in {m.name}.obs"
+                + (
+                    f"; available: {format_names(list(m.obs.columns), 8)}"
+                    if m.obs is not None
+                    else ""
+                )
+            )
+        col = m.obs[spec]
+        if col.dtype != bool:
+            uniq = set(pd.unique(col.dropna()))
+            if not uniq <= {0, 1, "True", "False"}:
+                raise SclibraError(
+                    f"{what}={spec!r}: obs column must be boolean, found values {format_names(sorted(map(str, uniq)))}"
+                )
+            col = col.astype(str).isin(["True", "1", "1.0"])
+        mask = col.reindex(cells).fillna(False).to_numpy(dtype=bool)
+        return cells[mask]
+    arr = np.asarray(spec)
+    if arr.dtype == bool:
+        if len(arr) != len(m.obs_names) and len(arr) != len(cells):
+            raise SclibraError(
+                f"{what}: boolean mask has {len(arr)} entries but {m.name} has {len(m.obs_names)} cells"
+            )
+        base = m.obs_names if len(arr) == len(m.obs_names) else cells
+        chosen = base[arr]
+        return cells[cells.isin(chosen)]
+    names = pd.Index(np.asarray(spec).astype(str))
+    missing = names[~names.isin(cells)]
+    if len(missing):
+        raise SclibraError(
+            f"{what}: {len(missing)} cells are not among the paired cells: {format_names(missing)}"
+        )
+    return names
+
+
+def match_features(
+    m: Matrix, features: pd.Index, *, fill_missing: bool = False, what: str = "model"
+) -> Matrix:
+    """Select and order the columns of ``m`` to ``features`` (by name)."""
+    if m.features.equals(features):
+        return m
+    if not m.named and m.n_vars == len(features) and m.features.str.startswith(f"{m.name}_").all():
+        # unnamed numpy input with the right width: positional
+        return m
+    pos = pd.Index(m.features).get_indexer(features)
+    missing = features[pos < 0]
+    if len(missing):
+        if not fill_missing:
+            from ._errors import FeatureMismatchError
+
+            raise FeatureMismatchError(
+                f"{m.name}: {len(missing)} of the {len(features)} features the {what} was trained on "
+                f"are missing from the input: {format_names(missing, 10)}; pass fill_missing=True to "
+                "fill them with zeros",
+                missing=list(missing),
+            )
+        import warnings
+
+        warnings.warn(
+            f"{m.name}: {len(missing)} of {len(features)} model features are missing and were "
+            f"filled with zeros: {format_names(missing, 10)}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return m.with_columns(pos)

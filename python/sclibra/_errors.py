@@ -1,0 +1,32 @@
+"""Exception types raised by sclibra.
+
+Every error that is caused by the user's input derives from :class:`SclibraError`, a
+:class:`ValueError`, so that callers (the CLI, the R package) can tell input problems from bugs.
+"""
+
+from __future__ import annotations
+
+
+class SclibraError(ValueError):
+    """Base class of all input and usage errors raised by sclibra."""
+
+
+class NotTrainedError(SclibraError):
+    """The model must be trained (``fit``) or loaded before this call."""
+
+
+class FeatureMismatchError(SclibraError):
+    """Features required by a trained model are missing from the input."""
+
+    def __init__(self, message: str, missing: list[str] | None = None):
+        super().__init__(message)
+        self.missing = list(missing or [])
+
+
+def format_names(names, limit: int = 5) -> str:
+    """Format a few names for an error message: ``'a', 'b', ... (+12 more)``."""
+    names = [str(n) for n in names]
+    shown = ", ".join(repr(n) for n in names[:limit])
+    if len(names) > limit:
+        shown += f", ... (+{len(names) - limit} more)"
+    return shown

@@ -1,0 +1,804 @@
+"""The user-facing LIBRA model (training, prediction, latent space, persistence)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._data import (
+    Matrix,
+    as_matrix,
+    check_unique,
+    match_features,
+    pair_cells,
+    resolve_cells,
+    validate,
+)
+from ._errors import NotTrainedError, SclibraError, format_names
+from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
+from ._settings import logger, resolve_device, settings
+from ._train import apply_module, train_module, use_sparse_path
+
+FORMAT_VERSION = 1
+_MODEL_FILES = ("config.json", "features.json", "weights.pt")
+
+
+def _check_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SclibraError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_float(name, value, lo, hi, *, lo_open=False, hi_open=False):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SclibraError(f"{name} must be a number, got {value!r}") from None
+    bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi) or math.isnan(v)
+    if bad:
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise SclibraError(f"{name} must be in {lb}{lo}, {hi}{rb}, got {value!r}")
+    return v
+
+
+def _modality_name(data, default: str, mod=None) -> str:
+    """A readable name for messages: the MuData modality, or the AnnData's feature type."""
+    if mod is not None:
+        return str(mod)
+    var = getattr(data, "var", None)
+    if var is not None and "feature_types" in var.columns:
+        kinds = pd.unique(var["feature_types"].astype(str))
+        if len(kinds) == 1:
+            kind = {
+                "GEX": "RNA",
+                "Gene Expression": "RNA",
+                "Peaks": "ATAC",
+                "Antibody Capture": "ADT",
+            }.get(kinds[0], kinds[0])
+            return kind
+    return default
+
+
+class LIBRA:
+    """LIBRA: an unbalanced autoencoder that reads modality A and reconstructs modality B.
+
+    The encoder maps A (e.g. ATAC peaks, RNA) into a small shared latent space (integration);
+    the decoder maps that space to B (e.g. RNA, ADT) (cross-modal prediction).
+
+    Parameters
+    ----------
+    n_layers
+        Number of Dense -> LeakyReLU -> Dropout blocks in the encoder (mirrored in the decoder).
+    n_nodes
+        Width of the first block; each further block halves it (the paper's design).
+    alpha
+        Negative slope of the LeakyReLU activations.
+    dropout
+        Dropout rate after each block.
+    latent_dim
+        Size of the bottleneck, the shared latent space.
+    output_activation
+        ``"auto"`` (ReLU when the training target is non-negative, linear when it is signed),
+        ``"relu"`` (published), ``"softplus"`` or ``"linear"``. A rectified output is refused
+        for a target with negative values rather than silently clipping it.
+    batch_size
+        Minibatch size. The published 7000 means one step per epoch on most data; 128 trains
+        better per second (see ``benchmarks/bench_batch_size.py``).
+    learning_rate
+        Adam learning rate.
+    seed
+        Random seed for initialisation, the validation split, shuffling and dropout. ``None``
+        uses ``sclibra.settings.seed``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ... ``None`` uses ``sclibra.settings.device``.
+
+    Examples
+    --------
+    >>> import sclibra
+    >>> rna, adt = sclibra.datasets.bmmc_cite()
+    >>> model = sclibra.LIBRA(n_nodes=128).fit(rna, adt, train="is_train", max_epochs=50)
+    >>> pred = model.predict(rna[~rna.obs["is_train"]])      # AnnData of predicted ADT
+    >>> sclibra.tl.libra(rna, model)                          # rna.obsm["X_libra"]
+    """
+
+    def __init__(
+        self,
+        n_layers: int = 2,
+        n_nodes: int = 512,
+        alpha: float = 0.3,
+        dropout: float = 0.2,
+        latent_dim: int = 10,
+        output_activation: str = "auto",
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        seed: int | None = None,
+        device=None,
+    ):
+        self.n_layers = _check_int("n_layers", n_layers, 0)
+        self.n_nodes = _check_int("n_nodes", n_nodes)
+        self.alpha = _check_float("alpha", alpha, 0.0, 1.0)
+        self.dropout = _check_float("dropout", dropout, 0.0, 1.0, hi_open=True)
+        self.latent_dim = _check_int("latent_dim", latent_dim)
+        if output_activation not in (*OUTPUT_ACTIVATIONS, "auto"):
+            raise SclibraError(
+                f"output_activation must be one of 'auto', {', '.join(map(repr, OUTPUT_ACTIVATIONS))}; "
+                f"got {output_activation!r}"
+            )
+        self.output_activation = output_activation
+        self.batch_size = _check_int("batch_size", batch_size)
+        self.learning_rate = _check_float("learning_rate", learning_rate, 0.0, 10.0, lo_open=True)
+        if seed is not None:
+            seed = _check_int("seed", seed, 0)
+        self.seed = seed
+        self.device = device
+        self.module: LIBRANet | None = None
+        self.b_encoder: LatentNet | None = None
+        self.features_a: pd.Index | None = None
+        self.features_b: pd.Index | None = None
+        self.history: pd.DataFrame | None = None
+        self.b_encoder_history: pd.DataFrame | None = None
+        self.train_cells_: pd.Index | None = None
+        self.val_cells_: pd.Index | None = None
+        self.best_val_loss_: float | None = None
+        self.n_epochs_: int = 0
+        self.stopped_by_: str | None = None
+        self.output_activation_: str | None = None
+        self.names_: tuple[str, str] = ("A", "B")
+        self._seed_used: int | None = None
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        """Whether the model has been fitted or loaded."""
+        return self.module is not None
+
+    @property
+    def config(self) -> dict:
+        """Hyperparameters (JSON-serialisable)."""
+        return {
+            "n_layers": self.n_layers,
+            "n_nodes": self.n_nodes,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "latent_dim": self.latent_dim,
+            "output_activation": self.output_activation,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        if not self.is_trained:
+            return f"LIBRA({args}) [not trained]"
+        return (
+            f"LIBRA({args})\n  trained: {self.names_[0]} ({len(self.features_a)} features) -> "
+            f"{self.names_[1]} ({len(self.features_b)} features), {len(self.train_cells_)} training "
+            f"+ {len(self.val_cells_)} validation cells, {self.n_epochs_} epochs, best validation "
+            f"MSE {self.best_val_loss_:.4g}, output {self.output_activation_}"
+            + (", B encoder fitted" if self.b_encoder is not None else "")
+        )
+
+    def _device(self):
+        return resolve_device(self.device)
+
+    def _check_trained(self):
+        if not self.is_trained:
+            raise NotTrainedError(
+                "this LIBRA model is not trained yet: call fit() or LIBRA.load() first"
+            )
+
+    def _inputs(
+        self, a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
+    ) -> tuple[Matrix, Matrix]:
+        if b is None:
+            if type(a).__name__ != "MuData":
+                raise SclibraError(
+                    "fit() needs two modalities: fit(adata_a, adata_b) or fit(mdata, mod_a=..., mod_b=...)"
+                )
+            b = a
+        name_a = _modality_name(
+            a.mod[mod_a] if mod_a and hasattr(a, "mod") and mod_a in a.mod else a, "A", mod_a
+        )
+        name_b = _modality_name(
+            b.mod[mod_b] if mod_b and hasattr(b, "mod") and mod_b in b.mod else b, "B", mod_b
+        )
+        if name_a == name_b:
+            name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
+        ma = as_matrix(a, layer=layer_a, obsm=obsm_a, mod=mod_a, name=name_a)
+        mb = as_matrix(b, layer=layer_b, obsm=obsm_b, mod=mod_b, name=name_b)
+        return ma, mb
+
+    # ------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        a,
+        b=None,
+        *,
+        mod_a: str | None = None,
+        mod_b: str | None = None,
+        layer_a: str | None = None,
+        layer_b: str | None = None,
+        obsm_a: str | None = None,
+        obsm_b: str | None = None,
+        train=None,
+        validation_split: float = 0.1,
+        max_epochs: int = 1500,
+        early_stopping_patience: int = 20,
+        lr_patience: int = 15,
+        lr_factor: float = 0.1,
+        min_lr: float = 1e-5,
+        n_top_genes: int | None = None,
+        n_top_genes_b: int | None = None,
+        progress: bool | None = None,
+        callback=None,
+    ) -> LIBRA:
+        """Train the model to predict modality B from modality A.
+
+        Parameters
+        ----------
+        a, b
+            Modality A (read) and B (reconstructed): AnnData (in memory or backed), numpy arrays,
+            scipy sparse matrices or DataFrames, cells x features. Or a MuData as ``a`` with
+            ``mod_a``/``mod_b`` naming the modalities. Cells are paired by name.
+        mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
+            Where to read each modality: MuData modality, ``layers`` key or ``obsm`` key.
+        train
+            Cells to train on (the rest are held out): a boolean ``obs`` column name (e.g.
+            ``"is_train"``), a boolean mask or a list of cell names. ``None``: all paired cells.
+        validation_split
+            Share of the training cells held out to monitor training (early stopping,
+            learning-rate schedule, best weights). ``0`` monitors training loss, as published.
+        max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
+            Schedule: stop after ``early_stopping_patience`` epochs without improvement;
+            multiply the learning rate by ``lr_factor`` after ``lr_patience`` such epochs.
+        n_top_genes, n_top_genes_b
+            Keep only this many highly variable features of A (resp. B), chosen by scanpy on the
+            training cells (the paper used 2000 genes for RNA).
+        progress
+            Show a progress bar (default: ``sclibra.settings.progress``).
+        callback
+            ``callback(model, epoch, train_loss, val_loss)`` after each epoch; return ``True`` to
+            stop training (used by aLIBRA to prune trials).
+
+        Returns
+        -------
+        The fitted model (``self``).
+        """
+        _check_int("max_epochs", max_epochs)
+        _check_int("early_stopping_patience", early_stopping_patience, 0)
+        _check_int("lr_patience", lr_patience, 0)
+        validation_split = _check_float(
+            "validation_split", validation_split, 0.0, 1.0, hi_open=True
+        )
+        ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
+        for m in (ma, mb):
+            check_unique(m.features, "feature", m.name)
+        ma, mb = pair_cells(ma, mb)
+        if (
+            isinstance(train, str)
+            and (ma.obs is None or train not in ma.obs.columns)
+            and mb.obs is not None
+        ):
+            cells = resolve_cells(train, mb, what="train")
+        else:
+            cells = resolve_cells(train, ma, what="train")
+        if len(cells) == 0:
+            raise SclibraError(f"train={train!r} selects no cells")
+        ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
+        if n_top_genes is not None:
+            ma = _select_hvg(ma, n_top_genes)
+        if n_top_genes_b is not None:
+            mb = _select_hvg(mb, n_top_genes_b)
+        validate(ma, role="input")
+        stats_b = validate(mb, role="output")
+        out_act = self._resolve_output_activation(stats_b.min, mb.name)
+
+        seed = self.seed if self.seed is not None else settings.seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**31))
+        self._seed_used = int(seed)
+        n = ma.n_obs
+        n_val = int(round(n * validation_split)) if validation_split > 0 else 0
+        if validation_split > 0:
+            n_val = min(max(n_val, 1), n - 1)
+        if n - n_val < 1:
+            raise SclibraError(
+                f"only {n} training cell(s): need at least 2 with a validation split"
+            )
+        perm = np.random.default_rng(seed).permutation(n)
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        batch_size = min(self.batch_size, len(train_idx))
+        device = self._device()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = LIBRANet(
+                ma.n_vars,
+                mb.n_vars,
+                self.n_layers,
+                self.n_nodes,
+                self.alpha,
+                self.dropout,
+                self.latent_dim,
+                out_act,
+            )
+            module.decoder.init_output_bias(stats_b.mean)
+        logger.info(
+            "training LIBRA %s (%d features) -> %s (%d features) on %d cells (%d for validation)%s",
+            ma.name,
+            ma.n_vars,
+            mb.name,
+            mb.n_vars,
+            n - n_val,
+            n_val,
+            " [sparse input]" if use_sparse_path(ma, device) else "",
+        )
+        self.module = module
+        on_epoch = None
+        if callback is not None:
+
+            def on_epoch(epoch, tl, vl):
+                return bool(callback(self, epoch, tl, vl))
+
+        try:
+            result = train_module(
+                module,
+                ma,
+                mb,
+                train_idx,
+                val_idx,
+                batch_size=batch_size,
+                learning_rate=self.learning_rate,
+                max_epochs=max_epochs,
+                early_stopping_patience=early_stopping_patience,
+                lr_patience=lr_patience,
+                lr_factor=lr_factor,
+                min_lr=min_lr,
+                seed=seed,
+                device=device,
+                progress=settings.progress if progress is None else progress,
+                desc="LIBRA",
+                on_epoch=on_epoch,
+            )
+        except Exception:
+            self.module = None
+            raise
+        self.output_activation_ = out_act
+        self.features_a, self.features_b = pd.Index(ma.features), pd.Index(mb.features)
+        self.names_ = (ma.name, mb.name)
+        self.history = result.history
+        self.n_epochs_ = result.n_epochs
+        self.best_val_loss_ = result.best_loss
+        self.stopped_by_ = result.stopped_by
+        self.train_cells_ = pd.Index(ma.cells[train_idx])
+        self.val_cells_ = pd.Index(ma.cells[val_idx])
+        self.b_encoder = None
+        self.b_encoder_history = None
+        return self
+
+    def _resolve_output_activation(self, target_min: float, name: str) -> str:
+        if self.output_activation == "auto":
+            return "relu" if target_min >= 0 else "linear"
+        if self.output_activation in ("relu", "softplus") and target_min < 0:
+            raise SclibraError(
+                f"{name} has negative values (min {target_min:.3g}) but output_activation="
+                f"{self.output_activation!r} cannot produce them; use 'linear' or 'auto'"
+            )
+        return self.output_activation
+
+    # ------------------------------------------------------------------------------------------
+    def _input_matrix(self, a, layer, obsm, mod, fill_missing, features=None, name=None) -> Matrix:
+        features = self.features_a if features is None else features
+        m = as_matrix(a, layer=layer, obsm=obsm, mod=mod, name=name or self.names_[0])
+        check_unique(m.cells, "cell", m.name)
+        return match_features(m, features, fill_missing=fill_missing)
+
+    def get_latent(
+        self,
+        a,
+        *,
+        layer=None,
+        obsm=None,
+        mod=None,
+        fill_missing: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Coordinates of cells in the shared latent space (cells x ``latent_dim``).
+
+        Parameters
+        ----------
+        a
+            Modality A of the cells (any input accepted by :meth:`fit`). Features are matched by
+            name to the training features.
+        layer, obsm, mod
+            Where to read modality A.
+        fill_missing
+            Fill features missing from ``a`` with zeros (with a warning) instead of raising.
+        batch_size
+            Cells per minibatch (default: 1024).
+        """
+        self._check_trained()
+        m = self._input_matrix(a, layer, obsm, mod, fill_missing)
+        return self._apply(self.module.encode, m, batch_size, self.latent_dim)
+
+    def _apply(self, fn, m: Matrix, batch_size, width) -> np.ndarray:
+        device = self._device()
+        module = self.module if fn.__self__ is self.module else fn.__self__
+        module.to(device).eval()
+        out = apply_module(
+            fn, m, batch_size=batch_size or 1024, device=device, sparse=use_sparse_path(m, device)
+        )
+        return out.reshape(m.n_obs, width)
+
+    def predict(
+        self,
+        a,
+        *,
+        layer=None,
+        obsm=None,
+        mod=None,
+        fill_missing: bool = False,
+        batch_size: int | None = None,
+    ):
+        """Predict modality B from modality A.
+
+        Returns
+        -------
+        AnnData
+            Cells of ``a`` x the training features of B (``var_names`` as in training); ``obs`` is
+            copied from ``a`` when it is an AnnData; ``obsm['X_libra']`` holds the latent space.
+        """
+        import anndata as ad
+
+        self._check_trained()
+        m = self._input_matrix(a, layer, obsm, mod, fill_missing)
+        device = self._device()
+        self.module.to(device).eval()
+        lat, pred = [], []
+        sparse = use_sparse_path(m, device)
+        bs = batch_size or 1024
+        from ._train import to_tensor
+
+        with torch.no_grad():
+            for start in range(0, m.n_obs, bs):
+                idx = np.arange(start, min(start + bs, m.n_obs))
+                z = self.module.encode(to_tensor(m, idx, device, sparse))
+                lat.append(z.cpu().numpy())
+                pred.append(self.module.decode(z).cpu().numpy())
+        X = np.concatenate(pred) if pred else np.zeros((0, len(self.features_b)), np.float32)
+        Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_dim), np.float32)
+        obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
+        if m.obs is not None:
+            obs = m.obs.reindex(m.cells).copy()
+            obs.index = obs.index.astype(str)
+        out = ad.AnnData(
+            X=X.astype(np.float32, copy=False),
+            obs=obs,
+            var=pd.DataFrame(index=self.features_b.copy()),
+        )
+        out.obsm["X_libra"] = Z.astype(np.float32, copy=False)
+        out.uns["sclibra"] = {
+            "predicted_from": self.names_[0],
+            "predicted_modality": self.names_[1],
+            "params": {k: v for k, v in self.config.items() if v is not None},
+        }
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    def fit_b_encoder(
+        self,
+        a,
+        b=None,
+        *,
+        mod_a=None,
+        mod_b=None,
+        layer_a=None,
+        layer_b=None,
+        obsm_a=None,
+        obsm_b=None,
+        train=None,
+        validation_split: float = 0.1,
+        max_epochs: int = 1500,
+        early_stopping_patience: int = 20,
+        lr_patience: int = 15,
+        lr_factor: float = 0.1,
+        min_lr: float = 1e-5,
+        progress: bool | None = None,
+    ) -> LIBRA:
+        """Train the second network of nn_consistency: modality B -> this model's latent space.
+
+        It has the same hyperparameters as the model's encoder and learns, on paired cells, to
+        place each cell's B profile where the model places its A profile. Afterwards
+        :meth:`get_latent_from_b` embeds cells measured in B only.
+
+        Parameters
+        ----------
+        a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
+            The paired data, as in :meth:`fit`.
+        train
+            Cells to train on; default: the cells the model itself was trained on (training
+            and validation cells) that are present, so held-out cells stay held out.
+        """
+        self._check_trained()
+        ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
+        ma = match_features(ma, self.features_a)
+        mb = match_features(mb, self.features_b, what="model (B features)")
+        ma, mb = pair_cells(ma, mb)
+        if train is None:
+            seen = self.train_cells_.append(self.val_cells_)
+            cells = ma.cells[ma.cells.isin(seen)]
+            if len(cells) == 0:
+                logger.warning(
+                    "none of the model's training cells are in the input: using all %d paired cells",
+                    ma.n_obs,
+                )
+                cells = ma.cells
+        else:
+            cells = resolve_cells(train, ma, what="train")
+        ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
+        validate(mb, role="input")
+        target = self._apply(self.module.encode, ma, None, self.latent_dim)
+        seed = self._seed_used if self._seed_used is not None else (settings.seed or 0)
+        n = mb.n_obs
+        n_val = min(max(int(round(n * validation_split)), 1), n - 1) if validation_split > 0 else 0
+        perm = np.random.default_rng(seed + 1).permutation(n)
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            net = LatentNet(
+                mb.n_vars, self.n_layers, self.n_nodes, self.alpha, self.dropout, self.latent_dim
+            )
+        result = train_module(
+            net,
+            mb,
+            target,
+            train_idx,
+            val_idx,
+            batch_size=min(self.batch_size, len(train_idx)),
+            learning_rate=self.learning_rate,
+            max_epochs=max_epochs,
+            early_stopping_patience=early_stopping_patience,
+            lr_patience=lr_patience,
+            lr_factor=lr_factor,
+            min_lr=min_lr,
+            seed=seed + 1,
+            device=self._device(),
+            progress=settings.progress if progress is None else progress,
+            desc="B encoder",
+        )
+        self.b_encoder = net
+        self.b_encoder_history = result.history
+        return self
+
+    def get_latent_from_b(
+        self,
+        b,
+        *,
+        layer=None,
+        obsm=None,
+        mod=None,
+        fill_missing: bool = False,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Place cells measured in modality B only into the shared latent space.
+
+        Needs :meth:`fit_b_encoder` first.
+        """
+        self._check_trained()
+        if self.b_encoder is None:
+            raise NotTrainedError(
+                "no B encoder: call fit_b_encoder(a, b) first (it is also trained by nn_consistency)"
+            )
+        m = self._input_matrix(
+            b, layer, obsm, mod, fill_missing, features=self.features_b, name=self.names_[1]
+        )
+        return self._apply(self.b_encoder.forward, m, batch_size, self.latent_dim)
+
+    # ------------------------------------------------------------------------------------------
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Save the trained model to a directory.
+
+        Writes ``config.json`` (hyperparameters, versions, training summary), ``features.json``
+        (feature names of both modalities), ``weights.pt`` (tensors only), ``history.csv`` and
+        ``cells.json``; the optional B encoder goes to ``b_encoder.pt``. The directory is
+        written next to its destination and moved into place at the end, so a crash never leaves
+        a half-written model; an existing directory is only replaced with ``overwrite=True``.
+        """
+        self._check_trained()
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        if path.exists() and not path.is_dir():
+            raise SclibraError(f"{path} exists and is not a directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            from . import __version__
+
+            meta = {
+                "format": "sclibra.LIBRA",
+                "format_version": FORMAT_VERSION,
+                "sclibra_version": __version__,
+                "torch_version": torch.__version__,
+                "config": self.config,
+                "output_activation_": self.output_activation_,
+                "n_input": len(self.features_a),
+                "n_output": len(self.features_b),
+                "modality_names": list(self.names_),
+                "n_epochs": self.n_epochs_,
+                "best_val_loss": self.best_val_loss_,
+                "stopped_by": self.stopped_by_,
+                "seed_used": self._seed_used,
+                "has_b_encoder": self.b_encoder is not None,
+            }
+            (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+            (tmp / "features.json").write_text(
+                json.dumps(
+                    {"a": list(map(str, self.features_a)), "b": list(map(str, self.features_b))}
+                )
+            )
+            (tmp / "cells.json").write_text(
+                json.dumps(
+                    {
+                        "train": list(map(str, self.train_cells_)),
+                        "validation": list(map(str, self.val_cells_)),
+                    }
+                )
+            )
+            state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+            torch.save(state, tmp / "weights.pt")
+            if self.b_encoder is not None:
+                torch.save(
+                    {k: v.detach().cpu() for k, v in self.b_encoder.state_dict().items()},
+                    tmp / "b_encoder.pt",
+                )
+            if self.history is not None:
+                self.history.to_csv(tmp / "history.csv", index=False)
+            if self.b_encoder_history is not None:
+                self.b_encoder_history.to_csv(tmp / "b_encoder_history.csv", index=False)
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                os.replace(path, old / path.name)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path, adata=None, *, device=None) -> LIBRA:
+        """Load a model saved with :meth:`save`.
+
+        Only tensors are read from the weight files (``torch.load(weights_only=True)``): loading
+        never executes code from the files.
+
+        Parameters
+        ----------
+        path
+            The model directory.
+        adata
+            Optionally, data of modality A to check against: its features must include every
+            feature the model was trained on.
+        device
+            Where to put the model (default: the settings' device).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise SclibraError(f"no saved LIBRA model at {path}: not a directory")
+        missing = [f for f in _MODEL_FILES if not (path / f).is_file()]
+        if missing:
+            raise SclibraError(f"{path} is not a saved LIBRA model: missing {', '.join(missing)}")
+        try:
+            meta = json.loads((path / "config.json").read_text())
+            feats = json.loads((path / "features.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SclibraError(f"{path}: config.json or features.json is corrupt ({err})") from None
+        if meta.get("format") != "sclibra.LIBRA":
+            raise SclibraError(f"{path}: not a sclibra LIBRA model (format {meta.get('format')!r})")
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise SclibraError(
+                f"{path}: saved with a newer model format ({meta['format_version']}); upgrade sclibra"
+            )
+        fa, fb = pd.Index(feats.get("a", [])), pd.Index(feats.get("b", []))
+        if len(fa) != meta.get("n_input") or len(fb) != meta.get("n_output"):
+            raise SclibraError(
+                f"{path}: features.json does not match config.json (feature counts differ)"
+            )
+        model = cls(**{**meta["config"], "device": device})
+        out_act = meta.get("output_activation_") or "relu"
+        module = LIBRANet(
+            len(fa),
+            len(fb),
+            model.n_layers,
+            model.n_nodes,
+            model.alpha,
+            model.dropout,
+            model.latent_dim,
+            out_act,
+        )
+        model.module = _load_state(module, path / "weights.pt")
+        if meta.get("has_b_encoder") and (path / "b_encoder.pt").is_file():
+            net = LatentNet(
+                len(fb), model.n_layers, model.n_nodes, model.alpha, model.dropout, model.latent_dim
+            )
+            model.b_encoder = _load_state(net, path / "b_encoder.pt")
+            if (path / "b_encoder_history.csv").is_file():
+                model.b_encoder_history = pd.read_csv(path / "b_encoder_history.csv")
+        model.features_a, model.features_b = fa, fb
+        model.output_activation_ = out_act
+        model.names_ = tuple(meta.get("modality_names", ["A", "B"]))
+        model.n_epochs_ = int(meta.get("n_epochs", 0))
+        model.best_val_loss_ = meta.get("best_val_loss")
+        model.stopped_by_ = meta.get("stopped_by")
+        model._seed_used = meta.get("seed_used")
+        if (path / "history.csv").is_file():
+            model.history = pd.read_csv(path / "history.csv")
+        cells = {"train": [], "validation": []}
+        if (path / "cells.json").is_file():
+            cells = json.loads((path / "cells.json").read_text())
+        model.train_cells_ = pd.Index(cells.get("train", []), dtype=object)
+        model.val_cells_ = pd.Index(cells.get("validation", []), dtype=object)
+        if adata is not None:
+            model._input_matrix(adata, None, None, None, False)
+        return model
+
+
+def _load_state(module: torch.nn.Module, file: Path) -> torch.nn.Module:
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, foreign objects
+        raise SclibraError(
+            f"{file}: cannot read the weights safely ({type(err).__name__}: {err})"
+        ) from None
+    if not isinstance(state, dict):
+        raise SclibraError(f"{file}: expected a dictionary of tensors")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise SclibraError(
+            f"{file}: the weights do not fit the saved configuration ({first})"
+        ) from None
+    module.eval()
+    return module
+
+
+def _select_hvg(m: Matrix, n_top: int) -> Matrix:
+    """Keep the ``n_top`` most variable features (scanpy 'seurat' flavour) of ``m``."""
+    import anndata as ad
+    import scanpy as sc
+    import scipy.sparse as sp
+
+    n_top = _check_int("n_top_genes", n_top)
+    if n_top >= m.n_vars:
+        logger.info("%s: n_top_genes=%d >= %d features; keeping all", m.name, n_top, m.n_vars)
+        return m
+    if m.is_backed:
+        raise SclibraError(
+            f"{m.name}: highly-variable feature selection needs in-memory data (load it without backed=)"
+        )
+    blocks = list(m.iter_blocks())
+    X = sp.vstack(blocks).tocsr() if sp.issparse(blocks[0]) else np.vstack(blocks)
+    tmp = ad.AnnData(X=X)
+    tmp.var_names = m.features
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.highly_variable_genes(tmp, n_top_genes=n_top, flavor="seurat", subset=False)
+    keep = np.flatnonzero(tmp.var["highly_variable"].to_numpy())
+    logger.info("%s: kept %d highly variable of %d features", m.name, len(keep), m.n_vars)
+    return m.with_columns(keep)
+
+
+__all__ = ["LIBRA", "format_names"]

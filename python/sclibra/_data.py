@@ -425,7 +425,9 @@ def validate(m: Matrix, *, role: str = "input", require_variance: bool = True) -
         raise SclibraError(f"{m.name}: the {role} matrix has no features (0 columns)")
     check_unique(m.features, "feature", m.name)
     dtype = getattr(m.X, "dtype", None)
-    if dtype is not None and not (np.issubdtype(dtype, np.number) or dtype == bool):
+    if dtype is not None and not (
+        np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)
+    ):
         raise SclibraError(f"{m.name}: expected numeric values, got dtype {dtype}")
     stats = scan(m)
     for label, counts in (("NaN", stats.n_nan), ("infinite values", stats.n_inf)):

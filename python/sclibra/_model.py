@@ -55,7 +55,7 @@ def _modality_name(data, default: str, mod=None) -> str:
     if mod is not None:
         return str(mod)
     var = getattr(data, "var", None)
-    if var is not None and "feature_types" in var.columns:
+    if isinstance(var, pd.DataFrame) and "feature_types" in var.columns:
         kinds = pd.unique(var["feature_types"].astype(str))
         if len(kinds) == 1:
             kind = {

@@ -1,0 +1,249 @@
+# Matrices across the bridge, and the checks made before they cross --------------------------
+#
+# R containers hold features x cells; the core wants cells x features. A dgCMatrix goes to
+# Python as a scipy CSC matrix over the very same x / i / p vectors (reticulate shares the
+# memory), and sclibra._r_bridge.anndata_from_r() transposes it into a CSR matrix, again
+# without a copy. A dense matrix goes the same way (Fortran-ordered view, transposed view).
+# Other sparse classes (dgTMatrix, dgRMatrix, lgCMatrix, DelayedArray) are converted to a
+# dgCMatrix first: that is the one copy. Results come back once, as dense matrices.
+
+# Coerce an R matrix-like object to something reticulate passes without copying.
+.as_bridge_matrix <- function(x, what) {
+  if (inherits(x, "dgCMatrix") || (is.matrix(x) && is.double(x))) {
+    return(x)
+  }
+  if (is.matrix(x) && (is.numeric(x) || is.logical(x))) {
+    storage.mode(x) <- "double"
+    return(x)
+  }
+  if (inherits(x, "Matrix") || inherits(x, "DelayedArray")) {
+    out <- tryCatch(methods::as(x, "CsparseMatrix"), error = function(e) NULL)
+    if (!is.null(out) && !inherits(out, "dgCMatrix")) {
+      out <- tryCatch(methods::as(out, "dMatrix"), error = function(e) NULL)
+    }
+    if (inherits(out, "dgCMatrix")) {
+      return(out)
+    }
+  }
+  .abort(c(
+    "{what} must be a numeric matrix or a sparse {.cls dgCMatrix} (features x cells).",
+    x = "It is {.obj_type_friendly {x}}."
+  ), class = "sclibra_input_error")
+}
+
+# Checks every input matrix passes before it goes to Python: names present and unique, no NA /
+# NaN / Inf, something left to train on.
+.validate_matrix <- function(x, what) {
+  if (!length(dim(x)) == 2L) {
+    .abort("{what} must be a matrix (features x cells).", class = "sclibra_input_error")
+  }
+  if (nrow(x) == 0L) {
+    .abort("{what} has no features.", class = "sclibra_empty_error")
+  }
+  if (ncol(x) == 0L) {
+    .abort("{what} has no cells.", class = "sclibra_empty_error")
+  }
+  cells <- colnames(x)
+  features <- rownames(x)
+  if (is.null(cells)) {
+    .abort(c("{what} has no cell names (column names).",
+      i = "Cells are paired between modalities by name; set {.code colnames()}."
+    ), class = "sclibra_input_error")
+  }
+  if (is.null(features)) {
+    .abort("{what} has no feature names (row names).", class = "sclibra_input_error")
+  }
+  if (any(!nzchar(features) | is.na(features))) {
+    n <- sum(!nzchar(features) | is.na(features))
+    .abort("{what} has {n} feature{?s} with an empty name.", class = "sclibra_input_error")
+  }
+  if (any(!nzchar(cells) | is.na(cells))) {
+    n <- sum(!nzchar(cells) | is.na(cells))
+    .abort("{what} has {n} cell{?s} with an empty name.", class = "sclibra_input_error")
+  }
+  dup <- unique(cells[duplicated(cells)])
+  if (length(dup)) {
+    .abort("{what} has {length(dup)} duplicated cell name{?s}: {(.some(dup))}.",
+      class = "sclibra_input_error"
+    )
+  }
+  dup <- unique(features[duplicated(features)])
+  if (length(dup)) {
+    .abort("{what} has {length(dup)} duplicated feature name{?s}: {(.some(dup))}.",
+      class = "sclibra_input_error"
+    )
+  }
+  bad <- .nonfinite_features(x)
+  if (length(bad)) {
+    .abort(c(
+      "{length(bad)} feature{?s} in {what} contain{?s/} NA, NaN or infinite values: {(.some(bad))}.",
+      i = "Remove or impute them before training."
+    ), class = "sclibra_na_error")
+  }
+  invisible(x)
+}
+
+# Names of features (rows) with a non-finite value, without densifying a sparse matrix.
+.nonfinite_features <- function(x) {
+  if (inherits(x, "dgCMatrix")) {
+    bad <- !is.finite(x@x)
+    if (!any(bad)) {
+      return(character())
+    }
+    return(rownames(x)[sort(unique(x@i[bad] + 1L))])
+  }
+  bad <- !is.finite(x)
+  if (!any(bad)) {
+    return(character())
+  }
+  rownames(x)[rowSums(bad) > 0]
+}
+
+# Features (rows) that are zero in every cell given.
+.empty_features <- function(x, cells = NULL) {
+  if (!is.null(cells) && !identical(cells, colnames(x))) {
+    x <- x[, cells, drop = FALSE]
+  }
+  if (inherits(x, "dgCMatrix")) {
+    nz <- x@x != 0
+    has <- logical(nrow(x))
+    has[unique(x@i[nz] + 1L)] <- TRUE
+    return(rownames(x)[!has])
+  }
+  rownames(x)[rowSums(x != 0) == 0]
+}
+
+# Select features by name (a user request is checked; the default drops all-zero features).
+.select_features <- function(x, features, what, cells, verbose) {
+  if (is.null(features)) {
+    empty <- .empty_features(x, cells)
+    if (length(empty) == nrow(x)) {
+      .abort("Every feature of {what} is zero in the training cells.", class = "sclibra_empty_error")
+    }
+    if (length(empty)) {
+      .msg(verbose, "Dropping {length(empty)} feature{?s} of {what} that {?is/are} zero in every training cell.")
+      x <- x[setdiff(rownames(x), empty), , drop = FALSE]
+    }
+    return(x)
+  }
+  if (!is.character(features) || !length(features)) {
+    .abort("{.arg features} for {what} must be a non-empty character vector of feature names.",
+      class = "sclibra_empty_error"
+    )
+  }
+  features <- unique(features)
+  missing <- setdiff(features, rownames(x))
+  if (length(missing)) {
+    .abort(c(
+      "{length(missing)} requested feature{?s} {?is/are} not in {what}: {(.some(missing))}.",
+      i = "{what} has {nrow(x)} features, e.g. {(.some(rownames(x), 3))}."
+    ), class = "sclibra_missing_features", missing = missing)
+  }
+  if (!identical(features, rownames(x))) {
+    x <- x[features, , drop = FALSE]
+  }
+  empty <- .empty_features(x, cells)
+  if (length(empty)) {
+    .abort(c(
+      "{length(empty)} requested feature{?s} of {what} {?is/are} empty (zero in every training cell): {(.some(empty))}.",
+      i = "Drop {?it/them} from {.arg features}: an empty feature carries no signal."
+    ), class = "sclibra_empty_error", empty = empty)
+  }
+  x
+}
+
+# Cells shared by the two modalities, with a clear error when there are none.
+.shared_cells <- function(a, b, name_a, name_b, verbose = FALSE) {
+  shared <- intersect(colnames(a), colnames(b))
+  if (!length(shared)) {
+    .abort(c(
+      "Cells in {name_a} and {name_b} do not overlap (no shared cell names).",
+      i = "{name_a}: {ncol(a)} cells, e.g. {(.some(colnames(a), 2))}.",
+      i = "{name_b}: {ncol(b)} cells, e.g. {(.some(colnames(b), 2))}."
+    ), class = "sclibra_no_shared_cells")
+  }
+  if (length(shared) < max(ncol(a), ncol(b))) {
+    .msg(verbose, "{length(shared)} cells are measured in both {name_a} ({ncol(a)}) and {name_b} ({ncol(b)}); training uses those.")
+  }
+  shared
+}
+
+# train.cells: NULL, cell names, a logical vector over `cells`, or the name of a logical
+# metadata column (`meta` is a data.frame with cells as rows).
+.resolve_train_cells <- function(train.cells, cells, meta = NULL) {
+  if (is.null(train.cells)) {
+    return(NULL)
+  }
+  if (is.character(train.cells) && length(train.cells) == 1L && !is.null(meta) &&
+    train.cells %in% colnames(meta)) {
+    column <- train.cells
+    flag <- meta[cells, column]
+    if (!is.logical(flag)) {
+      .abort("Metadata column {.val {column}} used as {.arg train.cells} must be logical (TRUE = train).",
+        class = "sclibra_input_error"
+      )
+    }
+    if (anyNA(flag)) {
+      .abort("Metadata column {.val {column}} has {sum(is.na(flag))} NA value{?s}.",
+        class = "sclibra_na_error"
+      )
+    }
+    train.cells <- cells[flag]
+  } else if (is.logical(train.cells)) {
+    if (length(train.cells) != length(cells) || anyNA(train.cells)) {
+      .abort("A logical {.arg train.cells} must have one TRUE/FALSE per cell ({length(cells)}), without NA.",
+        class = "sclibra_input_error"
+      )
+    }
+    train.cells <- cells[train.cells]
+  } else if (is.character(train.cells)) {
+    unknown <- setdiff(train.cells, cells)
+    if (length(unknown)) {
+      .abort("{length(unknown)} cell{?s} in {.arg train.cells} {?is/are} not among the paired cells: {(.some(unknown))}.",
+        class = "sclibra_input_error"
+      )
+    }
+  } else {
+    .abort("{.arg train.cells} must be cell names, a logical vector or a metadata column name.",
+      class = "sclibra_input_error"
+    )
+  }
+  if (length(train.cells) < 2L) {
+    .abort("{.arg train.cells} selects {length(train.cells)} cell{?s}; at least 2 are needed.",
+      class = "sclibra_empty_error"
+    )
+  }
+  unique(train.cells)
+}
+
+# An R features x cells matrix as a Python AnnData (cells x features), sharing memory.
+.to_anndata <- function(x, what) {
+  x <- .as_bridge_matrix(x, what)
+  px <- reticulate::r_to_py(x)
+  .py(.bridge()$anndata_from_r(px, as.list(colnames(x)), as.list(rownames(x)), what))
+}
+
+# A Python cells x latent array as an R matrix: cell names as rows, `key`1.. as columns.
+.latent_from_py <- function(z, cells, key) {
+  z <- reticulate::py_to_r(.bridge()$latent_to_r(z))
+  dimnames(z) <- list(cells, paste0(key, seq_len(ncol(z))))
+  z
+}
+
+# A Python prediction (AnnData, cells x features) as an R features x cells dense matrix.
+.prediction_from_py <- function(pred) {
+  x <- reticulate::py_to_r(.bridge()$dense_to_r(pred$X))
+  dimnames(x) <- list(
+    as.character(reticulate::py_to_r(pred$var_names$tolist())),
+    as.character(reticulate::py_to_r(pred$obs_names$tolist()))
+  )
+  x
+}
+
+# A dgCMatrix from the slots sent by sclibra._r_bridge.sparse_to_r().
+.dgc_from_slots <- function(slots, dimnames) {
+  methods::new("dgCMatrix",
+    x = as.double(slots$x), i = as.integer(slots$i), p = as.integer(slots$p),
+    Dim = as.integer(slots$dim), Dimnames = dimnames
+  )
+}

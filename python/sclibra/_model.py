@@ -437,6 +437,7 @@ class LIBRA:
         out = apply_module(
             fn, m, batch_size=batch_size or 1024, device=device, sparse=use_sparse_path(m, device)
         )
+        _check_finite_output(out, m)
         return out.reshape(m.n_obs, width)
 
     def predict(
@@ -475,6 +476,7 @@ class LIBRA:
                 lat.append(z.cpu().numpy())
                 pred.append(self.module.decode(z).cpu().numpy())
         X = np.concatenate(pred) if pred else np.zeros((0, len(self.features_b)), np.float32)
+        _check_finite_output(X, m)
         Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_dim), np.float32)
         obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
         if m.obs is not None:
@@ -753,6 +755,15 @@ class LIBRA:
         if adata is not None:
             model._input_matrix(adata, None, None, None, False)
         return model
+
+
+def _check_finite_output(out: np.ndarray, m: Matrix) -> None:
+    bad = ~np.isfinite(out).all(axis=1) if out.ndim == 2 else ~np.isfinite(out)
+    if bad.any():
+        raise SclibraError(
+            f"{m.name}: {int(bad.sum())} cells give non-finite output because their input contains "
+            f"NaN or infinite values ({format_names(m.cells[bad])})"
+        )
 
 
 def _load_state(module: torch.nn.Module, file: Path) -> torch.nn.Module:

@@ -322,6 +322,17 @@ def test_predict_requires_training_features(cite, cite_model):
     )
 
 
+def test_nan_input_at_predict_time_names_the_cells(cite, cite_model):
+    rna, _ = cite
+    bad = rna[:10].copy()
+    bad.X = bad.X.toarray()
+    bad.X[2, 0] = np.nan
+    with pytest.raises(SclibraError, match="1 cells give non-finite output"):
+        cite_model.predict(bad)
+    with pytest.raises(SclibraError, match=bad.obs_names[2]):
+        cite_model.get_latent(bad)
+
+
 def test_untrained_model_errors(cite):
     rna, _ = cite
     m = sclibra.LIBRA()

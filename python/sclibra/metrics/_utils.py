@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -219,3 +221,104 @@ def pca_transform(est, x) -> np.ndarray:
     if sp.issparse(x):
         return est.transform(x.astype(np.float64))
     return est.transform(np.asarray(x, dtype=np.float64))
+
+
+def paired_names(a, b, layer_a=None, layer_b=None):
+    """Cell names shared by two modalities (in the order of ``a``) and the obs table of a/b."""
+    from .._data import as_matrix, pair_cells
+
+    ma = as_matrix(a, layer=layer_a, name="A")
+    mb = as_matrix(b, layer=layer_b, name="B")
+    ma, mb = pair_cells(ma, mb)
+    obs = ma.obs if ma.obs is not None else mb.obs
+    return pd.Index(ma.cells), obs
+
+
+def model_splits(model, cells: pd.Index, held_out=None, obs: pd.DataFrame | None = None) -> dict:
+    """Split ``cells`` into the model's training, validation and held-out cells.
+
+    ``held_out`` is ``None`` (cells the model neither trained nor validated on), the name of a
+    boolean obs column (True = held out), a boolean mask over ``cells`` (or a boolean Series
+    indexed by cell name), or a list of cell names.
+    """
+    import warnings
+
+    cells = pd.Index(cells)
+    train = pd.Index([] if getattr(model, "train_cells_", None) is None else model.train_cells_)
+    val = pd.Index([] if getattr(model, "val_cells_", None) is None else model.val_cells_)
+    seen = train.append(val)
+    if held_out is None:
+        held = cells[~cells.isin(seen)]
+    else:
+        if isinstance(held_out, str):
+            if obs is None or held_out not in obs.columns:
+                raise SclibraError(
+                    f"held_out={held_out!r}: no such obs column"
+                    + (
+                        f"; available: {format_names(list(obs.columns), 8)}"
+                        if obs is not None
+                        else ""
+                    )
+                )
+            held_out = obs[held_out]
+        if (
+            isinstance(held_out, pd.Series)
+            and held_out.dtype == bool
+            and not isinstance(held_out.index, pd.RangeIndex)
+        ):
+            s = held_out.copy()
+            s.index = s.index.astype(str)
+            held = cells[cells.isin(s.index[s.to_numpy()])]
+        else:
+            arr = np.asarray(held_out)
+            if arr.dtype == bool:
+                if arr.size != len(cells):
+                    raise SclibraError(
+                        f"held_out: boolean mask has {arr.size} entries for {len(cells)} paired cells"
+                    )
+                held = cells[arr]
+            else:
+                held = pd.Index(arr.astype(str))
+                missing = held[~held.isin(cells)]
+                if len(missing):
+                    raise SclibraError(
+                        f"held_out: {len(missing)} cells are not among the paired cells: {format_names(missing)}"
+                    )
+        leaked = held[held.isin(seen)]
+        if len(leaked):
+            warnings.warn(
+                f"{len(leaked)} of the {len(held)} held-out cells were used to train or validate the "
+                "model; their scores are not held-out scores",
+                UserWarning,
+                stacklevel=3,
+            )
+    rest = cells[~cells.isin(held)]
+    return {
+        "held_out": pd.Index(held),
+        "train": rest[rest.isin(train)],
+        "validation": rest[rest.isin(val)],
+    }
+
+
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path next to ``path``; on success rename it to ``path`` (atomic).
+
+    The file gets the usual permissions (``0o666`` minus the umask), not ``mkstemp``'s 0600.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

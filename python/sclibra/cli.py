@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 #: modules that contribute sub-commands through a ``register(subparsers)`` function
-_SUBCOMMANDS = ["sclibra.cli", "sclibra._demo"]
+_SUBCOMMANDS = ["sclibra.cli", "sclibra._demo", "sclibra._cli_tune", "sclibra._cli_metrics"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -475,11 +475,14 @@ def run_ray(
         trainable = rtune.with_resources(
             trainable, {"cpu": max(1, job.threads or 1), "gpu": gpus_per_trial}
         )
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment tables on stdout
         with tempfile.TemporaryDirectory(prefix="sclibra-ray-") as tmp:
             tuner = rtune.Tuner(
                 trainable,
                 param_space={"trial_id": rtune.grid_search([s.trial_id for s in pending])},
-                tune_config=rtune.TuneConfig(num_samples=1, max_concurrent_trials=n_jobs),
+                tune_config=rtune.TuneConfig(
+                    num_samples=1, max_concurrent_trials=n_jobs, reuse_actors=True
+                ),
                 run_config=rtune.RunConfig(
                     name="sclibra", storage_path=tmp, callbacks=[_RowWriter()], verbose=0
                 ),

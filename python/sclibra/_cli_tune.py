@@ -1,0 +1,150 @@
+"""``sclibra tune``: the aLIBRA hyperparameter search from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+
+
+def load_grid(spec: str):
+    """A preset name, or a JSON file: ``{name: [values]}`` or ``{name: {"uniform": [lo, hi]}}``."""
+    from ._errors import SclibraError
+    from ._tune import SEARCH_SPACES, choice, loguniform, randint, uniform
+
+    if spec in SEARCH_SPACES:
+        return spec
+    path = Path(spec)
+    if not path.exists():
+        raise SclibraError(
+            f"--grid {spec!r} is neither a preset ({', '.join(SEARCH_SPACES)}) nor a JSON file"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SclibraError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise SclibraError(f"{path}: the search space must be a JSON object {{name: values}}")
+    makers = {"uniform": uniform, "loguniform": loguniform, "randint": randint, "choice": choice}
+    space = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if len(value) != 1 or next(iter(value)) not in _DISTRIBUTIONS:
+                raise SclibraError(
+                    f"{path}: {key!r} must be a list or one of "
+                    + ", ".join(f'{{"{d}": [...]}}' for d in _DISTRIBUTIONS)
+                )
+            ((kind, args),) = value.items()
+            space[key] = makers[kind](args) if kind == "choice" else makers[kind](*args)
+        else:
+            space[key] = value
+    return space
+
+
+def _tune(args) -> int:
+    from ._tune import tune
+    from .cli import apply_common, read_input
+
+    apply_common(args)
+    grid = load_grid(args.grid)
+    a = read_input(args.input_a, args.mod_a)
+    b = read_input(args.input_b, args.mod_b)
+    fit_kwargs = {"validation_split": args.validation_split}
+    if args.early_stopping_patience is not None:
+        fit_kwargs["early_stopping_patience"] = args.early_stopping_patience
+    result = tune(
+        a,
+        b,
+        layer_a=args.layer_a,
+        layer_b=args.layer_b,
+        obsm_a=args.obsm_a,
+        obsm_b=args.obsm_b,
+        train=args.train_key,
+        grid=grid,
+        objective=args.objective,
+        strategy=args.strategy,
+        n_trials=args.n_trials,
+        labels=args.labels,
+        max_epochs=args.max_epochs,
+        grace_period=args.grace_period,
+        eta=args.eta,
+        fit_kwargs=fit_kwargs,
+        n_jobs=args.n_jobs,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        device=args.device,
+        out_dir=args.out_dir,
+        overwrite=args.overwrite,
+        save_models=args.save_models,
+        save_latent=args.save_latent,
+        retry_failed=args.retry_failed,
+        refit=not args.no_refit,
+        seed=args.seed,
+    )
+    out = Path(args.out_dir)
+    if not args.no_plots and len(result.completed):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        fig = result.plot_hyperparameters()
+        fig.savefig(out / "hyperparameters.png", dpi=120)
+        if args.objective == "both":
+            ax = result.plot_pareto()
+            ax.figure.savefig(out / "pareto.png", dpi=120, bbox_inches="tight")
+    print(result.summary())
+    print(f"trials table: {out / 'trials.csv'}")
+    if not args.no_refit and len(result.completed):
+        best = result.best_trial["trial_id"]
+        print(f"best model: {out / 'best_model' / best}")
+    return 0
+
+
+def register(sub) -> None:
+    """Register ``sclibra tune``."""
+    from .cli import add_common_args, add_input_args
+
+    p = sub.add_parser(
+        "tune",
+        help="aLIBRA: search LIBRA hyperparameters for prediction, integration or both",
+        description=(
+            "Train many LIBRA models and select the configuration that optimises prediction "
+            "(validation MSE), integration (PPJI) or both (Pareto front). Every finished trial is "
+            "written to --out-dir; running the same command again resumes the search."
+        ),
+    )
+    add_input_args(p, "a", "modality A (input)")
+    add_input_args(p, "b", "modality B (output)")
+    p.add_argument("--out-dir", required=True, help="folder of the trial records (resumable)")
+    p.add_argument(
+        "--grid",
+        default="prediction",
+        help="preset (default, prediction, integration) or a JSON file {name: [values]} "
+        'or {name: {"uniform": [lo, hi]}} (default: prediction)',
+    )
+    p.add_argument(
+        "--objective", default="prediction", choices=["prediction", "integration", "both"]
+    )
+    p.add_argument("--strategy", default="asha", choices=["grid", "random", "asha"])
+    p.add_argument("--n-trials", type=int, default=None, help="configurations for random/asha")
+    p.add_argument(
+        "--train-key",
+        default=None,
+        help="boolean obs column selecting the search cells (keep test cells out)",
+    )
+    p.add_argument("--labels", default=None, help="obs column of reference labels for integration")
+    p.add_argument("--max-epochs", type=int, default=1500)
+    p.add_argument("--grace-period", type=int, default=10, help="ASHA's first rung (epochs)")
+    p.add_argument("--eta", type=float, default=3, help="ASHA's reduction factor")
+    p.add_argument("--validation-split", type=float, default=0.1)
+    p.add_argument("--early-stopping-patience", type=int, default=None)
+    p.add_argument("--n-jobs", type=int, default=1, help="trials at once (-1: one per CPU)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"])
+    p.add_argument("--ray-address", default=None, help="address of a running Ray cluster")
+    p.add_argument("--save-models", action="store_true", help="keep every trial's model")
+    p.add_argument("--save-latent", action="store_true", help="keep every trial's latent space")
+    p.add_argument("--retry-failed", action="store_true", help="run failed trials again")
+    p.add_argument("--no-refit", action="store_true", help="do not train the selected model")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    add_common_args(p)
+    p.set_defaults(func=_tune)

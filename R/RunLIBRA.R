@@ -99,15 +99,22 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
       min = 0
     )
   )
-  if (length(dots)) {
-    if (is.null(names(dots)) || any(!nzchar(names(dots)))) {
-      .abort("Extra arguments passed on to the Python core must be named.",
-        class = "sclibra_input_error"
-      )
-    }
-    args[names(dots)] <- lapply(dots, .pyify)
-  }
+  dots <- .dots_to_py(dots)
+  args[names(dots)] <- dots
   args
+}
+
+# Extra arguments for the Python core (from `...`): named, whole numbers as integers.
+.dots_to_py <- function(dots) {
+  if (!length(dots)) {
+    return(list())
+  }
+  if (is.null(names(dots)) || any(!nzchar(names(dots)))) {
+    .abort("Extra arguments passed on to the Python core must be named.",
+      class = "sclibra_input_error"
+    )
+  }
+  lapply(dots, .pyify)
 }
 
 # Whole numbers go to Python as int (the core checks types strictly).
@@ -129,7 +136,7 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 
 # The shared path of every RunLIBRA() method: check, cross the bridge, train, bring back.
 .train_libra <- function(a, b, name_a, name_b, features, output.features, train.cells, meta,
-                         model_args, fit_args, key, keep.model, verbose) {
+                         model_args, fit_args, key, keep.model, verbose, output.slot = NULL) {
   .check_flag(verbose)
   .check_flag(keep.model)
   .check_string(key, "reduction.key")
@@ -151,7 +158,9 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
   ))
   pred <- .py(py$predict(ad_a), "Predicting")
   list(
-    model = .new_model(py, list(input.assay = name_a, output.assay = name_b), keep = keep.model),
+    model = .new_model(py, list(input.assay = name_a, output.assay = name_b, output.slot = output.slot),
+      keep = keep.model
+    ),
     embedding = .latent_from_py(pred$obsm$get("X_libra"), colnames(a), key),
     prediction = .prediction_from_py(pred)
   )
@@ -269,9 +278,7 @@ print.LIBRAResult <- function(x, ...) {
   assay <- SeuratObject::CreateAssayObject(data = prediction)
   SeuratObject::Key(assay) <- .assay_key(new.assay.name)
   assay <- SeuratObject::AddMetaData(assay, metadata = original, col.name = "libra.feature")
-  SeuratObject::Misc(assay, slot = "sclibra") <- list(
-    reduction = reduction.name, input.assay = input.assay
-  )
+  assay@misc[["sclibra"]] <- list(reduction = reduction.name, input.assay = input.assay)
   object[[new.assay.name]] <- assay
   object
 }
@@ -320,7 +327,8 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
   }
   res <- .train_libra(
     a, b, input.assay, output.assay, features, output.features, train.cells,
-    meta = object[[]], model_args, fit_args, reduction.key, keep.model, verbose
+    meta = object[[]], model_args, fit_args, reduction.key, keep.model, verbose,
+    output.slot = output.slot
   )
   params <- list(
     input.assay = input.assay, output.assay = output.assay, input.slot = input.slot,
@@ -419,8 +427,8 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
     ), class = "sclibra_input_error")
   }
   .check_string(reduction.name)
-  input_name <- input.altexp %||% "main"
-  output_name <- output.altexp %||% "main"
+  input_name <- input.altexp %||% .main_name(object)
+  output_name <- output.altexp %||% .main_name(object)
   if (identical(input_name, output_name)) {
     input_name <- input.assay
     output_name <- output.assay
@@ -438,7 +446,8 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   rownames(meta) <- colnames(object)
   res <- .train_libra(
     a, b, input_name, output_name, features, output.features, train.cells,
-    meta = meta, model_args, fit_args, reduction.key, keep.model, verbose
+    meta = meta, model_args, fit_args, reduction.key, keep.model, verbose,
+    output.slot = output.assay
   )
   object <- .sce_store(
     object, res$embedding, res$prediction, output.assay, reduction.name, new.altexp.name
@@ -457,6 +466,12 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   )
   S4Vectors::metadata(object)[["sclibra"]] <- store
   object
+}
+
+# Name of the main experiment (mainExpName(), e.g. "RNA"), or "main".
+.main_name <- function(object) {
+  name <- SingleCellExperiment::mainExpName(object)
+  if (is.null(name) || !nzchar(name)) "main" else name
 }
 
 # reducedDim (cells in the object's order) and the predicted altExp.

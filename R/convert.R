@@ -33,7 +33,7 @@
 
 # Checks every input matrix passes before it goes to Python: names present and unique, no NA /
 # NaN / Inf, something left to train on.
-.validate_matrix <- function(x, what) {
+.validate_matrix <- function(x, what, features_used = NULL) {
   if (!length(dim(x)) == 2L) {
     .abort("{what} must be a matrix (features x cells).", class = "sclibra_input_error")
   }
@@ -74,6 +74,9 @@
     )
   }
   bad <- .nonfinite_features(x)
+  if (!is.null(features_used)) {
+    bad <- intersect(bad, features_used)
+  }
   if (length(bad)) {
     .abort(c(
       "{length(bad)} feature{?s} in {what} contain{?s/} NA, NaN or infinite values: {(.some(bad))}.",
@@ -170,7 +173,7 @@
 
 # train.cells: NULL, cell names, a logical vector over `cells`, or the name of a logical
 # metadata column (`meta` is a data.frame with cells as rows).
-.resolve_train_cells <- function(train.cells, cells, meta = NULL) {
+.resolve_train_cells <- function(train.cells, cells, meta = NULL, arg = "train.cells") {
   if (is.null(train.cells)) {
     return(NULL)
   }
@@ -179,7 +182,7 @@
     column <- train.cells
     flag <- meta[cells, column]
     if (!is.logical(flag)) {
-      .abort("Metadata column {.val {column}} used as {.arg train.cells} must be logical (TRUE = train).",
+      .abort("Metadata column {.val {column}} used as {.arg {arg}} must be logical (TRUE = selected).",
         class = "sclibra_input_error"
       )
     }
@@ -191,7 +194,7 @@
     train.cells <- cells[flag]
   } else if (is.logical(train.cells)) {
     if (length(train.cells) != length(cells) || anyNA(train.cells)) {
-      .abort("A logical {.arg train.cells} must have one TRUE/FALSE per cell ({length(cells)}), without NA.",
+      .abort("A logical {.arg {arg}} must have one TRUE/FALSE per cell ({length(cells)}), without NA.",
         class = "sclibra_input_error"
       )
     }
@@ -199,17 +202,17 @@
   } else if (is.character(train.cells)) {
     unknown <- setdiff(train.cells, cells)
     if (length(unknown)) {
-      .abort("{length(unknown)} cell{?s} in {.arg train.cells} {?is/are} not among the paired cells: {(.some(unknown))}.",
+      .abort("{length(unknown)} cell{?s} in {.arg {arg}} {?is/are} not among the paired cells: {(.some(unknown))}.",
         class = "sclibra_input_error"
       )
     }
   } else {
-    .abort("{.arg train.cells} must be cell names, a logical vector or a metadata column name.",
+    .abort("{.arg {arg}} must be cell names, a logical vector or a metadata column name.",
       class = "sclibra_input_error"
     )
   }
   if (length(train.cells) < 2L) {
-    .abort("{.arg train.cells} selects {length(train.cells)} cell{?s}; at least 2 are needed.",
+    .abort("{.arg {arg}} selects {length(train.cells)} cell{?s}; at least 2 are needed.",
       class = "sclibra_empty_error"
     )
   }
@@ -246,4 +249,58 @@
     x = as.double(slots$x), i = as.integer(slots$i), p = as.integer(slots$p),
     Dim = as.integer(slots$dim), Dimnames = dimnames
   )
+}
+
+# Match the rows of `x` to a model's features by name. Seurat turns '_' and '|' in feature
+# names into '-', so a model trained on the original names still finds its features; those
+# rows are renamed back (names only, no copy of the data). Missing features are an error
+# listing them, unless `allow.missing` (then the core fills them with zeros).
+.align_features <- function(x, features, what, allow.missing = FALSE) {
+  have <- rownames(x)
+  missing <- setdiff(features, have)
+  if (length(missing)) {
+    dashed <- gsub("[_|]", "-", missing)
+    found <- dashed %in% have & !missing %in% have
+    if (any(found)) {
+      rename <- stats::setNames(missing[found], dashed[found])
+      hit <- have %in% names(rename)
+      have[hit] <- rename[have[hit]]
+      rownames(x) <- have
+      missing <- missing[!found]
+    }
+  }
+  if (length(missing) && !allow.missing) {
+    .abort(c(
+      "{length(missing)} of the {length(features)} feature{?s} the model was trained on {?is/are} missing from {what}: {(.some(missing, 10))}.",
+      i = "Use data with the model's input features, or {.code allow.missing = TRUE} to fill them with zeros."
+    ), class = "sclibra_missing_features", missing = missing)
+  }
+  if (length(missing) == length(features)) {
+    .abort("None of the model's {length(features)} input features are in {what}.",
+      class = "sclibra_missing_features", missing = missing
+    )
+  }
+  x
+}
+
+# A pandas DataFrame as an R data.frame (through sclibra._r_bridge.frame_to_r()).
+.frame_from_py <- function(frame) {
+  .frame_from_parts(reticulate::py_to_r(.bridge()$frame_to_r(frame)))
+}
+
+.frame_from_parts <- function(parts) {
+  columns <- as.character(unlist(parts$columns))
+  out <- lapply(columns, function(col) {
+    v <- parts$data[[col]]
+    if (is.list(v)) {
+      v <- vapply(v, function(e) if (is.null(e)) NA_character_ else as.character(e), "")
+    }
+    as.vector(v)
+  })
+  names(out) <- columns
+  df <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
+  if (length(parts$index)) {
+    rownames(df) <- as.character(unlist(parts$index))
+  }
+  df
 }

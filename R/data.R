@@ -85,6 +85,7 @@ LIBRAExampleData <- function(dataset = c("cite", "multiome"),
   SingleCellExperiment::SingleCellExperiment(
     assays = list(counts = parts$RNA$counts, logcounts = parts$RNA$X),
     colData = S4Vectors::DataFrame(meta, check.names = FALSE),
-    altExps = stats::setNames(list(alt), second)
+    altExps = stats::setNames(list(alt), second),
+    mainExpName = "RNA"
   )
 }

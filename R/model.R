@@ -14,6 +14,7 @@
   model <- c(info, list(
     input.assay = extra$input.assay %||% info$names[[1]],
     output.assay = extra$output.assay %||% info$names[[2]],
+    output.slot = extra$output.slot,
     serialized = if (keep) .serialize_model(py) else NULL,
     handle = handle
   ))
@@ -165,7 +166,7 @@ GetLIBRAModel.Seurat <- function(object, reduction = "libra", ...) {
       i = "Reductions: {.val {SeuratObject::Reductions(object)}}. Run {.fn RunLIBRA} first."
     ), class = "sclibra_model_error")
   }
-  model <- SeuratObject::Misc(object[[reduction]], slot = "model")
+  model <- object[[reduction]]@misc[["model"]]
   if (!inherits(model, "LIBRAModel")) {
     .abort("Reduction {.val {reduction}} holds no LIBRA model (was it made by {.fn RunLIBRA} with {.code keep.model = TRUE}?).",
       class = "sclibra_model_error"

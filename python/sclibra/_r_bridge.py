@@ -116,6 +116,90 @@ def sparse_to_r(X) -> dict:
     }
 
 
+def frame_to_r(df, keep_index: bool | None = None) -> dict:
+    """A DataFrame as plain columns for R: numbers as float64 (NaN for missing), booleans
+    as bool, anything else as a list of str / None. ``index`` holds the row names when the
+    index is not a default RangeIndex (or ``keep_index`` says so)."""
+    out = {}
+    for col in df.columns:
+        v = df[col]
+        if pd.api.types.is_bool_dtype(v.dtype):
+            out[str(col)] = v.to_numpy(dtype=bool)
+        elif pd.api.types.is_numeric_dtype(v.dtype):
+            out[str(col)] = v.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[str(col)] = [None if pd.isna(e) else str(e) for e in v.astype(object)]
+    if keep_index is None:
+        keep_index = not isinstance(df.index, pd.RangeIndex)
+    return {
+        "columns": [str(c) for c in df.columns],
+        "data": out,
+        "index": [str(i) for i in df.index] if keep_index else [],
+    }
+
+
+def ppji_for_r(
+    reference,
+    cells,
+    query=None,
+    embedding=None,
+    subset=None,
+    n_neighbors: int = 10,
+    resolution: float = 1.0,
+    seed: int = 0,
+) -> dict:
+    """PPJI of ``reference`` labels against ``query`` labels, or against Leiden clusters of
+    ``embedding`` (cells x dimensions) when ``query`` is None. ``cells`` names the rows of
+    every input; ``subset`` restricts the comparison to some of them."""
+    from .metrics import cluster_latent, ppji
+
+    cells = pd.Index([str(c) for c in cells])
+    ref = pd.Series(list(reference), index=cells, dtype=object)
+    if query is None:
+        if embedding is None:
+            raise SclibraError("PPJI needs query labels or an embedding to cluster")
+        z = np.asarray(embedding, dtype=np.float64)
+        if subset is not None:
+            keep = cells.get_indexer(pd.Index([str(c) for c in subset]))
+            z, cells_used = z[keep], cells[keep]
+        else:
+            cells_used = cells
+        q = cluster_latent(
+            z,
+            n_neighbors=int(n_neighbors),
+            resolution=float(resolution),
+            seed=int(seed),
+            cells=cells_used,
+        )
+    else:
+        q = pd.Series(list(query), index=cells, dtype=object)
+    value, jac = ppji(ref, q, cells=None if subset is None else list(subset), return_matrix=True)
+    return {
+        "ppji": float(value),
+        "clusters": [str(v) for v in q.astype(str)],
+        "cluster_cells": [str(c) for c in q.index],
+        "jaccard": np.asfortranarray(jac.to_numpy(dtype=np.float64)),
+        "jaccard_rows": [str(v) for v in jac.index],
+        "jaccard_cols": [str(v) for v in jac.columns],
+    }
+
+
+def consistency_to_r(res) -> dict:
+    """A :class:`sclibra.metrics.ConsistencyResult` as plain values for R."""
+    return {
+        "distances": res.distances.to_numpy(dtype=np.float64),
+        "cells": [str(c) for c in res.distances.index],
+        "mode": [str(m) for m in res.mode],
+        "threshold": float(res.threshold),
+        "is_bimodal": bool(res.is_bimodal),
+        "share_high": float(res.share_high),
+        "share_held_out_high": float(res.share_held_out_high),
+        "held_out": [str(c) for c in res.held_out],
+        "modes": frame_to_r(res.modes.reset_index()),
+        "summary": {k: float(v) for k, v in res.summary().items()},
+    }
+
+
 def read_h5ad_for_r(path: str) -> dict:
     """Read an h5ad file into the pieces an R single-cell container needs.
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
-
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -419,7 +419,7 @@ def _scatter_categories(ax, coords, labels: pd.Series, size):
 
 
 def predicted_vs_measured(
-    pred, truth, features=None, *, n_features: int = 4, cells=None, save=None
+    pred, truth, features=None, *, n_features: int = 4, cells=None, title=None, save=None
 ):
     """Scatter of predicted against measured values for chosen features of modality B.
 
@@ -436,6 +436,8 @@ def predicted_vs_measured(
         Number of features when ``features`` is None.
     cells
         Optional subset of cell names (e.g. held-out cells).
+    title
+        Figure title.
     save
         File to write the figure to.
     """
@@ -503,6 +505,8 @@ def predicted_vs_measured(
         ax.set_title(f"{var_names[j]}  (r = {r:.2f})", fontsize=9)
         ax.set_xlabel("measured")
         ax.set_ylabel("predicted")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _done(fig, save)
 

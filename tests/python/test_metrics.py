@@ -140,3 +140,377 @@ def test_clustering_scores_match_scikit_learn():
     )
     latent = rng.normal(size=(90, 4)) + (labels[:, None] == "B") * 3
     assert M.silhouette(latent, labels) == pytest.approx(silhouette_score(latent, labels))
+
+
+# ------------------------------------------------------------------------------------------------
+# PPJI
+# ------------------------------------------------------------------------------------------------
+CELLS = [f"cell{i}" for i in range(5)]
+
+
+def test_ppji_hand_worked_example():
+    # reference A = {0, 1, 2}, B = {3, 4}; query x = {0, 1}, y = {2, 3, 4}
+    ref = pd.Series(list("AAABB"), index=CELLS)
+    qry = pd.Series(list("xxyyy"), index=CELLS)
+    jac = M.jaccard_matrix(ref, qry)
+    expected = pd.DataFrame([[2 / 3, 1 / 5], [0.0, 2 / 3]], index=["A", "B"], columns=["x", "y"])
+    np.testing.assert_allclose(jac.to_numpy(), expected.to_numpy())
+    assert list(jac.index) == ["A", "B"] and list(jac.columns) == ["x", "y"]
+    # row sums 13/15 and 10/15 -> mean 23/30
+    assert M.ppji(ref, qry) == pytest.approx(23 / 30)
+    value, mat = M.ppji(ref, qry, return_matrix=True)
+    assert value == pytest.approx(23 / 30) and mat.equals(jac)
+
+
+def test_ppji_identical_partitions_and_renaming():
+    rng = np.random.default_rng(0)
+    names = [f"c{i}" for i in range(300)]
+    labels = pd.Series(rng.choice(["T", "B", "NK", "Mono"], size=300), index=names)
+    renamed = labels.map({"T": "3", "B": "0", "NK": "1", "Mono": "2"})
+    assert M.ppji(labels, labels) == pytest.approx(1.0)
+    assert M.ppji(labels, renamed) == pytest.approx(1.0)
+    # a noisy query: renaming either side or shuffling the cell order changes nothing
+    noisy = labels.where(rng.random(300) < 0.7, "x")
+    base = M.ppji(labels, noisy)
+    assert 0 < base < 1
+    assert M.ppji(renamed, noisy) == pytest.approx(base)
+    assert M.ppji(labels, noisy.map(lambda v: f"cluster_{v}")) == pytest.approx(base)
+    assert M.ppji(labels.sample(frac=1, random_state=1), noisy) == pytest.approx(base)
+    # plain arrays are matched by position
+    assert M.ppji(labels.to_numpy(), noisy.to_numpy()) == pytest.approx(base)
+
+
+def test_ppji_zero_columns_dropped_and_refinement():
+    jac = pd.DataFrame([[0.5, 0.0, 0.25], [0.0, 0.0, 1.0]], columns=["a", "empty", "b"])
+    assert M.ppji_from_matrix(jac) == pytest.approx((0.75 + 1.0) / 2)
+    assert M.ppji_from_matrix(jac.drop(columns="empty")) == pytest.approx(M.ppji_from_matrix(jac))
+    # as in the original, a query that only splits reference clusters also scores 1
+    ref = pd.Series(list("AAAABB"), index=[f"c{i}" for i in range(6)])
+    split = pd.Series(list("xxyyzz"), index=ref.index)
+    assert M.ppji(ref, split) == pytest.approx(1.0)
+    # merging two reference clusters does not
+    merged = pd.Series(["m"] * 6, index=ref.index)
+    assert M.ppji(ref, merged) == pytest.approx((4 / 6 + 2 / 6) / 2)
+
+
+def test_ppji_cell_subset_and_natural_order():
+    names = [f"c{i}" for i in range(12)]
+    ref = pd.Series([str(i % 11) for i in range(12)], index=names)
+    jac = M.jaccard_matrix(ref, ref)
+    assert list(jac.index[:3]) == ["0", "1", "2"] and jac.index[-1] == "10"
+    sub = M.jaccard_matrix(ref, ref, cells=names[:3])
+    assert sub.shape == (3, 3)
+
+
+def test_ppji_errors_on_mismatched_cells():
+    ref = pd.Series(list("AAB"), index=["a", "b", "c"])
+    with pytest.raises(SclibraError, match="1 cells of reference are not in query"):
+        M.ppji(ref, pd.Series(list("xxy"), index=["a", "b", "z"]))
+    with pytest.raises(SclibraError, match="cells of query are not in reference"):
+        M.ppji(ref, pd.Series(list("xxyy"), index=["a", "b", "c", "d"]))
+    with pytest.raises(SclibraError, match="same length"):
+        M.ppji(list("AAB"), list("xy"))
+    with pytest.raises(SclibraError, match="no cell names and 2 entries"):
+        M.ppji(ref, list("xy"))
+    assert M.ppji(ref, list("xxy")) == pytest.approx(
+        M.ppji(ref, pd.Series(list("xxy"), index=ref.index))
+    )
+    with pytest.raises(SclibraError, match="no label"):
+        M.ppji(ref, pd.Series(["x", None, "y"], index=ref.index))
+    with pytest.raises(SclibraError, match="not in query"):
+        M.ppji(ref, ref.iloc[:2].rename(lambda n: n), cells=["a", "c"])
+
+
+def _blobs(n_per=60, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0, 0, 0, 0], [8, 0, 0, 0], [0, 8, 0, 0]], dtype=float)
+    x = np.vstack([c + rng.normal(size=(n_per, 4)) for c in centers])
+    truth = np.repeat(["a", "b", "c"], n_per)
+    return x, truth
+
+
+def test_cluster_latent_is_seeded_and_recovers_blobs():
+    x, truth = _blobs()
+    names = [f"cell{i}" for i in range(len(x))]
+    c1 = M.cluster_latent(x, cells=names, seed=0)
+    c2 = M.cluster_latent(x, cells=names, seed=0)
+    assert c1.equals(c2)
+    assert list(c1.index) == names and c1.dtype == "category"
+    assert list(c1.cat.categories) == [str(i) for i in range(c1.nunique())]
+    # no Leiden cluster mixes two blobs: PPJI against the blobs (as reference) is 1
+    assert M.ppji(pd.Series(truth, index=names), c1) == pytest.approx(1.0)
+    coarse = M.cluster_latent(x, cells=names, resolution=0.05, seed=0)
+    assert M.clustering_scores(coarse, pd.Series(truth, index=names))["ari"] == pytest.approx(1.0)
+
+
+def test_cluster_latent_anndata_and_modality():
+    import anndata as ad
+
+    x, truth = _blobs(40)
+    adata = ad.AnnData(np.zeros((len(x), 2), dtype=np.float32))
+    adata.obs_names = [f"c{i}" for i in range(len(x))]
+    adata.obsm["X_libra"] = x.astype(np.float32)
+    labels = M.cluster_latent(adata, key_added="libra_leiden", resolution=0.05)
+    assert (
+        "libra_leiden" in adata.obs
+        and (adata.obs["libra_leiden"].astype(str) == labels.astype(str)).all()
+    )
+    # a sparse modality is clustered through its PCA without densifying
+    counts = sp.csr_matrix(
+        np.clip(np.round(np.abs(x @ np.random.default_rng(1).normal(size=(4, 30)))), 0, None)
+    )
+    mod = M.cluster_modality(counts, n_pcs=5, resolution=0.05)
+    assert len(mod) == len(x) and M.clustering_scores(mod, truth)["ari"] > 0.9
+    with pytest.raises(SclibraError, match="use_rep='X_pca' is not in adata.obsm"):
+        M.cluster_latent(adata, use_rep="X_pca")
+    with pytest.raises(SclibraError, match="NaN"):
+        M.cluster_latent(np.full((10, 2), np.nan))
+
+
+# ------------------------------------------------------------------------------------------------
+# consistency: mode summary on known distributions
+# ------------------------------------------------------------------------------------------------
+def test_bimodal_distances_finds_two_modes():
+    rng = np.random.default_rng(0)
+    low = rng.gamma(5, 0.2, 700)  # peak near 0.8
+    high = rng.normal(4, 0.4, 300)
+    res = M.bimodal_distances(np.r_[low, high])
+    assert res.is_bimodal
+    assert low.max() * 0.8 < res.threshold < high.min() * 1.5
+    assert list(res.modes.index) == ["low", "high"]
+    assert res.modes.loc["low", "peak"] == pytest.approx(0.8, abs=0.25)
+    assert res.modes.loc["high", "peak"] == pytest.approx(4.0, abs=0.3)
+    assert res.modes["n_cells"].sum() == 1000
+    n_high = int((np.r_[low, high] >= res.threshold).sum())
+    assert res.modes.loc["high", "n_cells"] == n_high
+    for mode in ("low", "high"):
+        row = res.modes.loc[mode]
+        assert row["window_low"] <= row["peak"] <= row["window_high"]
+        assert row["window_low"] <= row["mean"] <= row["window_high"]
+        assert row["sd"] > 0 and 0 < row["n_window"] <= row["n_cells"]
+    # the window half-width is (threshold - min) / 4, as in the original
+    half = (res.threshold - np.r_[low, high].min()) / 4
+    assert res.modes.loc["high", "window_high"] - res.modes.loc["high", "peak"] <= half + 1e-9
+
+
+@pytest.mark.parametrize("kind", ["normal", "gamma", "lognormal"])
+def test_bimodal_distances_reports_unimodal(kind):
+    rng = np.random.default_rng(3)
+    x = {
+        "normal": np.abs(rng.normal(3, 0.5, 800)),
+        "gamma": rng.gamma(2, 1, 800),
+        "lognormal": rng.lognormal(0, 0.5, 800),
+    }[kind]
+    res = M.bimodal_distances(x)
+    assert not res.is_bimodal and np.isnan(res.threshold)
+    assert list(res.modes.index) == ["all"]
+    assert res.modes.loc["all", "n_cells"] == 800
+    assert res.modes.loc["all", "mean"] == pytest.approx(x.mean())
+
+
+def test_bimodal_distances_errors():
+    with pytest.raises(SclibraError, match="negative"):
+        M.bimodal_distances([1.0, 2.0, -0.5, 3.0])
+    with pytest.raises(SclibraError, match="NaN"):
+        M.bimodal_distances([1.0, np.nan, 2.0, 3.0])
+
+
+def test_consistency_from_latents_shares():
+    rng = np.random.default_rng(0)
+    za = rng.normal(size=(400, 5))
+    shift = (
+        np.where(np.arange(400) < 300, 0.3, 3.0)[:, None] * rng.normal(size=(400, 5)) / np.sqrt(5)
+    )
+    names = [f"c{i}" for i in range(400)]
+    held = names[250:]  # 50 consistent + 100 inconsistent cells
+    res = M.consistency_from_latents(za, za + shift, names, held)
+    np.testing.assert_allclose(res.distances.to_numpy(), np.linalg.norm(shift, axis=1))
+    assert res.is_bimodal
+    assert res.share_high == pytest.approx((res.distances >= res.threshold).mean())
+    assert res.share_held_out_high == pytest.approx((res.distances[held] >= res.threshold).mean())
+    assert 0.55 < res.share_held_out_high < 0.75  # about 100 of 150
+    assert set(res.mode.unique()) == {"low", "high"}
+    assert res.summary()["is_bimodal"] == 1.0
+    with pytest.raises(SclibraError, match="not among the compared cells"):
+        M.consistency_from_latents(za, za, names, ["nope"])
+
+
+# ------------------------------------------------------------------------------------------------
+# with a trained model on the bundled Multiome data (ATAC -> RNA)
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def multiome_model(multiome):
+    import sclibra
+
+    rna, atac = multiome
+    model = sclibra.LIBRA(n_layers=1, n_nodes=32, latent_dim=8, batch_size=64, seed=0)
+    return model.fit(atac, rna, train="is_train", max_epochs=15)
+
+
+def test_nn_mse_splits_and_values(multiome, multiome_model):
+    rna, atac = multiome
+    model = multiome_model
+    err = M.nn_mse(model, atac, rna)
+    n_held = int((~rna.obs["is_train"]).sum())
+    assert err.summary.loc["held_out", "n_cells"] == n_held
+    assert (
+        err.summary.loc["train", "n_cells"] + err.summary.loc["validation", "n_cells"]
+        == 500 - n_held
+    )
+    assert err.per_cell.shape == (500, 2) and list(err.per_cell.index) == list(atac.obs_names)
+    assert err.per_feature.shape == (600, 3)
+    held = rna.obs_names[~rna.obs["is_train"].to_numpy()]
+    pred = model.predict(atac[held]).X
+    truth = rna[held].X.toarray()
+    assert err.summary.loc["held_out", "mse"] == pytest.approx(
+        ((pred - truth) ** 2).mean(), rel=1e-5
+    )
+    np.testing.assert_allclose(
+        err.per_feature["held_out"], ((pred - truth) ** 2).mean(0), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        err.per_cell.loc[held, "mse"], ((pred - truth) ** 2).mean(1), rtol=1e-4
+    )
+    assert (err.per_cell.loc[held, "split"] == "held_out").all()
+    # explicit held-out cells that the model trained on are flagged
+    with pytest.warns(UserWarning, match="used to train or validate"):
+        M.nn_mse(model, atac, rna, held_out="is_train")
+    with pytest.raises(SclibraError, match="not among the paired cells"):
+        M.nn_mse(model, atac, rna, held_out=["no_such_cell"])
+
+
+def test_nn_consistency_on_bundled_data(multiome, multiome_model):
+    import copy
+
+    rna, atac = multiome
+    model = copy.deepcopy(multiome_model)
+    res = M.nn_consistency(model, atac, rna, fit_kwargs={"max_epochs": 15})
+    assert isinstance(res, M.ConsistencyResult)
+    assert len(res.distances) == 500 and list(res.distances.index) == list(atac.obs_names)
+    assert (res.distances >= 0).all() and np.isfinite(res.distances).all()
+    assert len(res.held_out) == int((~rna.obs["is_train"]).sum())
+    assert res.modes["n_cells"].sum() == 500
+    assert list(res.modes.index) == (["low", "high"] if res.is_bimodal else ["all"])
+    if res.is_bimodal:
+        assert 0 <= res.share_held_out_high <= 1
+    else:
+        assert np.isnan(res.threshold) and np.isnan(res.share_held_out_high)
+    # the second network stays in the model: B-only cells can be placed in the latent space
+    assert model.b_encoder is not None
+    zb = model.get_latent_from_b(rna[:10])
+    za = model.get_latent(atac[:10])
+    np.testing.assert_allclose(
+        np.linalg.norm(za - zb, axis=1), res.distances.iloc[:10], rtol=1e-4, atol=1e-5
+    )
+    # an existing second network is reused (same distances, no retraining)
+    again = M.nn_consistency(model, atac, rna)
+    pd.testing.assert_series_equal(again.distances, res.distances)
+
+
+def test_evaluate_table_and_files(multiome, multiome_model, tmp_path):
+    import copy
+
+    import sclibra
+
+    rna, atac = multiome
+    model = copy.deepcopy(multiome_model)
+    out = tmp_path / "eval"
+    ev = sclibra.metrics.evaluate(
+        model,
+        atac,
+        rna,
+        labels="cell_type",
+        out_dir=out,
+        consistency_kwargs={"fit_kwargs": {"max_epochs": 10}},
+        details=True,
+    )
+    table = ev.table
+    assert list(table.columns) == ["metric", "value", "split", "method", "reference", "n_cells"]
+    rmse = table[(table.metric == "rmse") & (table.split == "held_out")].set_index("method")[
+        "value"
+    ]
+    assert set(rmse.index) == {"libra", "baseline_mean", "baseline_knn", "baseline_ridge"}
+    assert rmse["libra"] == pytest.approx(
+        np.sqrt(M.nn_mse(model, atac, rna).summary.loc["held_out", "mse"])
+    )
+    assert {"held_out", "train", "validation"} <= set(table.split)
+    refs = set(table.loc[table.metric == "ppji", "reference"])
+    assert refs == {"labels:cell_type", "clusters:RNA_only", "clusters:ATAC_only"}
+    ppji_ct = table[
+        (table.metric == "ppji") & (table.reference == "labels:cell_type") & (table.split == "all")
+    ]
+    assert ppji_ct["value"].iloc[0] == pytest.approx(
+        M.ppji(rna.obs["cell_type"], ev.clusters["latent"])
+    )
+    assert {
+        "ari",
+        "nmi",
+        "silhouette",
+        "consistency_is_bimodal",
+        "consistency_share_held_out_high",
+    } <= set(table.metric)
+    for name in (
+        "scores.csv",
+        "per_feature_mse.csv",
+        "per_cell.csv",
+        "loss.png",
+        "jaccard.png",
+        "consistency.png",
+        "umap.png",
+        "predicted_vs_measured.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    written = pd.read_csv(out / "scores.csv")
+    assert len(written) == len(table)
+    # existing outputs are not overwritten unless asked
+    with pytest.raises(SclibraError, match="already holds"):
+        sclibra.metrics.evaluate(model, atac, rna, out_dir=out, consistency=False)
+    # without labels and plots: a table only, no label-based rows
+    plain = sclibra.metrics.evaluate(
+        model, atac, rna, consistency=False, reference_clusters=False, baselines=()
+    )
+    assert isinstance(plain, pd.DataFrame)
+    assert not plain.metric.isin(["ari", "ppji"]).any() and set(plain.method) == {"libra"}
+    with pytest.raises(SclibraError, match="labels='nope': no such obs column"):
+        sclibra.metrics.evaluate(model, atac, rna, labels="nope", consistency=False)
+
+
+def test_cli_metrics(multiome_model, tmp_path):
+    from sclibra.cli import main
+    from sclibra.datasets import extdata_dir
+
+    model_dir = tmp_path / "model"
+    multiome_model.save(model_dir)
+    data = extdata_dir() / "bmmc_multiome"
+    args = [
+        "metrics",
+        "--model",
+        str(model_dir),
+        "--input-a",
+        str(data / "atac.h5ad"),
+        "--input-b",
+        str(data / "rna.h5ad"),
+    ]
+    out = tmp_path / "out"
+    rc = main(
+        args
+        + [
+            "--out-dir",
+            str(out),
+            "--labels",
+            "cell_type",
+            "--no-consistency",
+            "--no-plots",
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    table = pd.read_csv(out / "scores.csv")
+    assert (table.metric == "ppji").any() and not (out / "umap.png").exists()
+    assert (
+        main(args + ["--out-dir", str(out), "--no-consistency", "--quiet"]) == 2
+    )  # refuses to overwrite
+    assert (
+        main(args + ["--out-dir", str(tmp_path / "o2"), "--held-out-key", "cell_type", "--quiet"])
+        == 2
+    )

@@ -344,6 +344,8 @@ def nn_consistency(
     held_out=None,
     layer_a=None,
     layer_b=None,
+    obsm_a=None,
+    obsm_b=None,
     refit: bool = False,
     fit_kwargs: dict | None = None,
     progress: bool | None = None,
@@ -368,8 +370,8 @@ def nn_consistency(
     held_out
         Held-out cells: ``None`` (cells the model was not trained or validated on), an obs
         column of booleans (True = held out), a boolean mask, or cell names.
-    layer_a, layer_b
-        AnnData layers to read instead of ``X``.
+    layer_a, layer_b, obsm_a, obsm_b
+        AnnData layers or obsm keys to read instead of ``X``.
     refit
         Retrain the second network even if the model already has one.
     fit_kwargs
@@ -383,31 +385,24 @@ def nn_consistency(
     -------
     ConsistencyResult
     """
-    from ._utils import model_splits, paired_names
+    from ._utils import model_splits, paired_matrices
 
     if not getattr(model, "is_trained", False):
         raise SclibraError("nn_consistency needs a trained LIBRA model (call model.fit first)")
+    ma, mb, obs = paired_matrices(
+        a,
+        b,
+        layer_a=layer_a,
+        layer_b=layer_b,
+        obsm_a=obsm_a,
+        obsm_b=obsm_b,
+        names=getattr(model, "names_", ("A", "B")),
+    )
     if model.b_encoder is None or refit:
         logger.info("nn_consistency: training the second network (modality B -> latent space)")
-        model.fit_b_encoder(
-            a, b, layer_a=layer_a, layer_b=layer_b, progress=progress, **(fit_kwargs or {})
-        )
-    cells, obs = paired_names(a, b, layer_a, layer_b)
-    za = model.get_latent(a, layer=layer_a)
-    zb = model.get_latent_from_b(b, layer=layer_b)
-    za = pd.DataFrame(za, index=_names_of(a, za.shape[0])).loc[cells]
-    zb = pd.DataFrame(zb, index=_names_of(b, zb.shape[0])).loc[cells]
+        model.fit_b_encoder(ma, mb, progress=progress, **(fit_kwargs or {}))
+    cells = pd.Index(ma.cells)
+    za = model.get_latent(ma)
+    zb = model.get_latent_from_b(mb)
     splits = model_splits(model, cells, held_out, obs)
-    return consistency_from_latents(
-        za.to_numpy(), zb.to_numpy(), cells, splits["held_out"], **kwargs
-    )
-
-
-def _names_of(x, n: int) -> pd.Index:
-    if hasattr(x, "cells") and hasattr(x, "dense_rows"):  # sclibra._data.Matrix view
-        return pd.Index(x.cells)
-    if hasattr(x, "obs_names"):
-        return pd.Index(x.obs_names.astype(str))
-    if isinstance(x, pd.DataFrame):
-        return pd.Index(x.index.astype(str))
-    return pd.Index([str(i) for i in range(n)])
+    return consistency_from_latents(za, zb, cells, splits["held_out"], **kwargs)

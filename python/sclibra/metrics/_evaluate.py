@@ -142,6 +142,8 @@ def evaluate(
     held_out=None,
     layer_a=None,
     layer_b=None,
+    obsm_a=None,
+    obsm_b=None,
     baselines=BASELINE_METHODS,
     consistency: bool = True,
     consistency_kwargs: dict | None = None,
@@ -183,8 +185,8 @@ def evaluate(
     held_out
         Held-out cells (default: paired cells the model neither trained nor validated on); see
         :func:`nn_mse`.
-    layer_a, layer_b
-        AnnData layers to read instead of ``X``.
+    layer_a, layer_b, obsm_a, obsm_b
+        AnnData layers or obsm keys to read instead of ``X``.
     baselines
         Baseline methods to run (``()`` for none).
     consistency
@@ -248,7 +250,16 @@ def evaluate(
 
     # -- prediction ------------------------------------------------------------------------------
     step("predict")
-    ctx = prepare(model, adata_a, adata_b, held_out=held_out, layer_a=layer_a, layer_b=layer_b)
+    ctx = prepare(
+        model,
+        adata_a,
+        adata_b,
+        held_out=held_out,
+        layer_a=layer_a,
+        layer_b=layer_b,
+        obsm_a=obsm_a,
+        obsm_b=obsm_b,
+    )
     lab = _labels_for(labels, ctx.cells, ctx.obs)
     if lab is None and labels is None:
         logger.info(

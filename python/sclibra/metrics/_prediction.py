@@ -9,7 +9,7 @@ import pandas as pd
 
 from .._errors import SclibraError, format_names
 from ._scores import _pair, _squared_errors
-from ._utils import model_splits, paired_names
+from ._utils import model_splits, paired_matrices
 
 SPLITS = ("held_out", "train", "validation")
 
@@ -42,28 +42,30 @@ def _rows_of(m, idx):
     return m.dense_rows(idx)
 
 
-def prepare(model, a, b, *, held_out=None, layer_a=None, layer_b=None) -> PredictionContext:
+def prepare(
+    model, a, b, *, held_out=None, layer_a=None, layer_b=None, obsm_a=None, obsm_b=None
+) -> PredictionContext:
     """Pair cells, split them as the model was trained, predict B and read measured B."""
-    from .._data import as_matrix, match_features
+    from .._data import match_features
 
     if not getattr(model, "is_trained", False):
         raise SclibraError(
             "the model is not trained: call model.fit(a, b) or sclibra.LIBRA.load(path) first"
         )
-    cells, obs = paired_names(a, b, layer_a, layer_b)
+    names = getattr(model, "names_", ("A", "B"))
+    ma, mb, obs = paired_matrices(
+        a, b, layer_a=layer_a, layer_b=layer_b, obsm_a=obsm_a, obsm_b=obsm_b, names=names
+    )
+    cells = pd.Index(ma.cells)
     splits = model_splits(model, cells, held_out, obs)
-    name_a, name_b = getattr(model, "names_", ("A", "B"))
-    ma = match_features(as_matrix(a, layer=layer_a, name=name_a), model.features_a)
-    mb = as_matrix(b, layer=layer_b, name=name_b)
     missing = model.features_b[~model.features_b.isin(mb.features)]
     if len(missing) and mb.named:
         raise SclibraError(
-            f"{name_b}: {len(missing)} of the {len(model.features_b)} features the model predicts are "
-            f"missing from the measured data: {format_names(missing)}"
+            f"{mb.name}: {len(missing)} of the {len(model.features_b)} features the model predicts "
+            f"are missing from the measured data: {format_names(missing)}"
         )
+    ma = match_features(ma, model.features_a)
     mb = match_features(mb, model.features_b, what="model (B features)")
-    ma = ma.subset_cells(cells)
-    mb = mb.subset_cells(cells)
     pred = model.predict(ma).X
     return PredictionContext(cells, obs, splits, np.asarray(pred, dtype=np.float32), mb, ma)
 
@@ -116,7 +118,9 @@ def errors_from_context(ctx: PredictionContext, features: pd.Index) -> Predictio
     return PredictionErrors(summary, pd.DataFrame(per_feature, index=features), per_cell)
 
 
-def nn_mse(model, a, b, *, held_out=None, layer_a=None, layer_b=None) -> PredictionErrors:
+def nn_mse(
+    model, a, b, *, held_out=None, layer_a=None, layer_b=None, obsm_a=None, obsm_b=None
+) -> PredictionErrors:
     """Mean squared error of the model's prediction of modality B (LIBRA's nn_mse).
 
     Unlike the original, which measured the error on the training cells, the error is reported
@@ -132,12 +136,21 @@ def nn_mse(model, a, b, *, held_out=None, layer_a=None, layer_b=None) -> Predict
     held_out
         Held-out cells: ``None`` (paired cells the model neither trained nor validated on), an
         obs column of booleans (True = held out), a boolean mask or cell names.
-    layer_a, layer_b
-        AnnData layers to read instead of ``X``.
+    layer_a, layer_b, obsm_a, obsm_b
+        AnnData layers or obsm keys to read instead of ``X``.
 
     Returns
     -------
     PredictionErrors
     """
-    ctx = prepare(model, a, b, held_out=held_out, layer_a=layer_a, layer_b=layer_b)
+    ctx = prepare(
+        model,
+        a,
+        b,
+        held_out=held_out,
+        layer_a=layer_a,
+        layer_b=layer_b,
+        obsm_a=obsm_a,
+        obsm_b=obsm_b,
+    )
     return errors_from_context(ctx, model.features_b)

@@ -140,15 +140,20 @@ def is_named(s: pd.Series) -> bool:
 def align_labels(a: pd.Series, b: pd.Series, name_a: str, name_b: str, cells=None):
     """Align two label vectors by cell name (or position when neither has names).
 
-    Unmatched cell names are an error, never silently dropped. ``cells`` restricts both to a
-    subset of cell names (each vector must contain all of them).
+    Unmatched cell names are an error, never silently dropped. A plain array (no names) is
+    matched by position to the other vector's cells. ``cells`` restricts both to a subset of
+    cell names (each vector must contain all of them).
     """
     if is_named(a) != is_named(b):
-        unnamed = name_b if is_named(a) else name_a
-        raise SclibraError(
-            f"{unnamed} has no cell names but the other partition has; give both as pandas "
-            "Series indexed by cell name (or both as plain arrays of the same length)"
-        )
+        # a plain array takes the cell names of the other partition, by position
+        named, unnamed, nm_u = (a, b, name_b) if is_named(a) else (b, a, name_a)
+        if len(unnamed) != len(named):
+            raise SclibraError(
+                f"{nm_u} has no cell names and {len(unnamed)} entries but the other partition has "
+                f"{len(named)} cells; give both as pandas Series indexed by cell name"
+            )
+        unnamed = pd.Series(unnamed.to_numpy(), index=named.index)
+        a, b = (named, unnamed) if is_named(a) else (unnamed, named)
     if not is_named(a):
         if len(a) != len(b):
             raise SclibraError(
@@ -223,15 +228,21 @@ def pca_transform(est, x) -> np.ndarray:
     return est.transform(np.asarray(x, dtype=np.float64))
 
 
-def paired_names(a, b, layer_a=None, layer_b=None):
-    """Cell names shared by two modalities (in the order of ``a``) and the obs table of a/b."""
+def paired_matrices(
+    a, b, *, layer_a=None, layer_b=None, obsm_a=None, obsm_b=None, names=("A", "B")
+):
+    """Matrix views of two modalities restricted to their shared cells (in the order of ``a``).
+
+    Returns ``(ma, mb, obs)`` where ``obs`` is the obs table of ``a`` (or ``b``) when available.
+    Nothing is read or densified here.
+    """
     from .._data import as_matrix, pair_cells
 
-    ma = as_matrix(a, layer=layer_a, name="A")
-    mb = as_matrix(b, layer=layer_b, name="B")
+    ma = as_matrix(a, layer=layer_a, obsm=obsm_a, name=names[0])
+    mb = as_matrix(b, layer=layer_b, obsm=obsm_b, name=names[1])
     ma, mb = pair_cells(ma, mb)
     obs = ma.obs if ma.obs is not None else mb.obs
-    return pd.Index(ma.cells), obs
+    return ma, mb, obs
 
 
 def model_splits(model, cells: pd.Index, held_out=None, obs: pd.DataFrame | None = None) -> dict:
@@ -260,7 +271,16 @@ def model_splits(model, cells: pd.Index, held_out=None, obs: pd.DataFrame | None
                         else ""
                     )
                 )
-            held_out = obs[held_out]
+            col = obs[held_out]
+            if col.dtype != bool:
+                values = set(map(str, pd.unique(col.dropna())))
+                if not values <= {"True", "False", "true", "false", "1", "0", "1.0", "0.0"}:
+                    raise SclibraError(
+                        f"held_out={held_out!r}: the obs column must be boolean (True = held out), "
+                        f"found values {format_names(sorted(values))}"
+                    )
+                col = col.astype(str).str.lower().isin(["true", "1", "1.0"])
+            held_out = col
         if (
             isinstance(held_out, pd.Series)
             and held_out.dtype == bool

@@ -1,0 +1,128 @@
+"""``sclibra metrics``: evaluate a saved LIBRA model on paired data (scores table and plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _headline(table) -> list[str]:
+    """A few lines summarising the table for the terminal."""
+    lines = []
+    rm = table[(table["metric"] == "rmse")]
+    for split in ("held_out", "train"):
+        sub = rm[rm["split"] == split]
+        if len(sub):
+            vals = ", ".join(f"{r.method} {r.value:.4f}" for r in sub.itertuples())
+            lines.append(f"RMSE ({split}, {int(sub['n_cells'].iloc[0])} cells): {vals}")
+    pp = table[(table["metric"] == "ppji")]
+    for r in pp.itertuples():
+        lines.append(f"PPJI vs {r.reference} ({r.split}): {r.value:.4f}")
+    cons = table[table["metric"].str.startswith("consistency_")].set_index("metric")["value"]
+    if "consistency_is_bimodal" in cons:
+        if cons["consistency_is_bimodal"] == 1:
+            lines.append(
+                "nn_consistency: bimodal, split at {:.4g}; low peak {:.4g}, high peak {:.4g}; "
+                "{:.1%} of held-out cells in the high mode".format(
+                    cons["consistency_threshold"],
+                    cons.get("consistency_low_peak", float("nan")),
+                    cons.get("consistency_high_peak", float("nan")),
+                    cons["consistency_share_held_out_high"],
+                )
+            )
+        else:
+            lines.append(
+                "nn_consistency: unimodal (peak {:.4g}, median distance {:.4g})".format(
+                    cons.get("consistency_all_peak", float("nan")),
+                    cons.get("consistency_distance_median", float("nan")),
+                )
+            )
+    return lines
+
+
+def _metrics(args) -> int:
+    from ._errors import SclibraError
+    from ._model import LIBRA
+    from .cli import apply_common, read_input
+    from .metrics import evaluate
+
+    apply_common(args)
+    if args.save_model and Path(args.save_model).exists() and not args.overwrite:
+        raise SclibraError(f"{args.save_model} already exists; use --overwrite to replace it")
+    model = LIBRA.load(args.model, device=args.device)
+    a = read_input(args.input_a, args.mod_a)
+    b = read_input(args.input_b, args.mod_b)
+    fit_kwargs = {}
+    if args.consistency_epochs is not None:
+        fit_kwargs["max_epochs"] = args.consistency_epochs
+    result = evaluate(
+        model,
+        a,
+        b,
+        labels=args.labels,
+        held_out=args.held_out_key,
+        layer_a=args.layer_a,
+        layer_b=args.layer_b,
+        obsm_a=args.obsm_a,
+        obsm_b=args.obsm_b,
+        baselines=() if args.no_baselines else ("mean", "knn", "ridge"),
+        consistency=not args.no_consistency,
+        consistency_kwargs={"fit_kwargs": fit_kwargs} if fit_kwargs else None,
+        n_neighbors=args.n_neighbors,
+        resolution=args.resolution,
+        seed=args.seed,
+        out_dir=args.out_dir,
+        overwrite=args.overwrite,
+        plots=not args.no_plots,
+        details=True,
+    )
+    for line in _headline(result.table):
+        print(line)
+    print(f"{len(result.files)} files written to {args.out_dir}")
+    if args.save_model:
+        model.save(args.save_model, overwrite=args.overwrite)
+        print(f"model (with its second network for B-only cells) saved to {args.save_model}")
+    return 0
+
+
+def register(sub) -> None:
+    """Register ``sclibra metrics``."""
+    from .cli import add_common_args, add_input_args
+
+    p = sub.add_parser(
+        "metrics",
+        help="evaluate a saved model: PPJI, nn_mse, nn_consistency, scores, baselines, plots",
+        description=(
+            "Evaluate a saved LIBRA model on paired data: prediction error (held-out and "
+            "training cells) beside mean/kNN/ridge baselines, PPJI/ARI/NMI/silhouette of the "
+            "latent space, and nn_consistency. Writes scores.csv, per-feature and per-cell "
+            "tables and PNG plots to --out-dir."
+        ),
+    )
+    p.add_argument("--model", required=True, help="folder of a saved model")
+    add_input_args(p, "a", "modality A (model input)")
+    add_input_args(p, "b", "modality B (measured)")
+    p.add_argument("--out-dir", required=True, help="folder for the scores and plots")
+    p.add_argument("--labels", default=None, help="obs column of cell labels (e.g. cell_type)")
+    p.add_argument(
+        "--held-out-key",
+        default=None,
+        help="boolean obs column marking held-out cells (default: cells the model was not trained on)",
+    )
+    p.add_argument("--n-neighbors", type=int, default=10, help="k-NN graph size for Leiden (10)")
+    p.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution (1.0)")
+    p.add_argument(
+        "--consistency-epochs",
+        type=int,
+        default=None,
+        help="max epochs of the second network (default: as fit_b_encoder)",
+    )
+    p.add_argument("--no-consistency", action="store_true", help="skip nn_consistency")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baselines")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.add_argument(
+        "--save-model",
+        default=None,
+        help="save the model, with the trained second network, to this folder",
+    )
+    add_common_args(p)
+    p.set_defaults(func=_metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -67,6 +68,13 @@ def fake_trainer(ctx):
     if ctx.job.objective != "prediction":
         out["ppji"] = 1.0 - ctx.params.get("dropout", 0.1) - ctx.params.get("n_nodes", 64) / 1000
     return out
+
+
+def killing_trainer(ctx):
+    """Kills its own worker process for one configuration (like the out-of-memory killer)."""
+    if ctx.params["n_nodes"] == 128:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fake_trainer(ctx)
 
 
 def checking_trainer(ctx):
@@ -267,12 +275,21 @@ def test_failing_trial_is_recorded_and_search_goes_on(tmp_path, calls):
     assert calls() == calls_before + 2  # ... unless asked
 
 
-def test_parallel_workers_give_the_same_table(tmp_path, calls):
-    one = _tune(tmp_path / "one")
-    two = _tune(tmp_path / "two", n_jobs=2)
+def test_parallel_workers_same_table_and_a_dead_worker_is_recorded(tmp_path, calls):
+    grid = {"n_nodes": [32, 64, 128, 256], "dropout": [0.1]}
+    one = _tune(tmp_path / "one", grid=grid)
+    two = _tune(tmp_path / "two", grid=grid, n_jobs=2, trainer=killing_trainer)
+    t = two.trials.set_index("n_nodes")
+    assert t.loc[128, "status"] == "failed"
+    assert "worker process running this trial died" in t.loc[128, "error"]
+    assert not list((tmp_path / "two" / "running").glob("*"))
     cols = ["trial_id", "status", "n_nodes", "dropout", "val_loss", "n_epochs"]
-    pd.testing.assert_frame_equal(one.trials[cols], two.trials[cols])
-    assert calls() == 24
+    keep = two.trials["n_nodes"] != 128
+    pd.testing.assert_frame_equal(
+        one.trials.loc[keep, cols].reset_index(drop=True),
+        two.trials.loc[keep, cols].reset_index(drop=True),
+    )
+    assert calls() >= 4 + 4  # the killer started at least twice (once with company, once alone)
 
 
 def test_killed_run_keeps_finished_trials_and_resumes(tmp_path):

@@ -438,7 +438,7 @@ def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str,
                 f"{int(ser.isna().sum())} search cells have no reference label (NaN)"
             )
         return {"labels": ser.astype(str).to_numpy()}
-    from ..metrics._ppji import cluster_modality
+    from ..metrics import cluster_modality
 
     refs = {}
     for key, m in (("A", ma), ("B", mb)):

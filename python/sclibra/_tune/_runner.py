@@ -26,9 +26,6 @@ from ._spaces import FIT_PARAMS, MODEL_PARAMS
 from ._storage import TrialStore, atomic_write_json
 from ._strategies import FileRungs, MemoryRungs, TrialSpec
 
-#: a trial that takes the whole worker pool down this many times is recorded as failed
-MAX_ATTEMPTS = 2
-
 
 @dataclass
 class SearchData:
@@ -242,8 +239,7 @@ def integration_scores(model, job: SearchJob) -> dict:
     With several references (each modality clustered on its own), ``ppji`` / ``ari`` are their
     means and ``ppji_<name>`` / ``ari_<name>`` the single values.
     """
-    from ..metrics._ppji import cluster_latent, ppji
-    from ..metrics._scores import clustering_scores
+    from ..metrics import cluster_latent, clustering_scores, ppji
 
     refs = job.data.references
     if not refs:
@@ -305,10 +301,70 @@ def _init_worker(job: SearchJob) -> None:
 
 def _worker_run(spec: TrialSpec, device: str) -> dict:
     job = _WORKER_JOB
-    rungs = FileRungs(TrialStore(job.out_dir).rungs_path, job.eta) if job.rungs else None
+    store = TrialStore(job.out_dir)
+    marker = store.running_path(spec.trial_id)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(str(os.getpid()))  # tells the parent which trials a dead worker held
+    rungs = FileRungs(store.rungs_path, job.eta) if job.rungs else None
     row = execute_trial(job, spec, rungs, device)
-    TrialStore(job.out_dir).write_row(row)  # durable before this worker takes its next trial
+    store.write_row(row)  # durable before this worker takes its next trial
+    marker.unlink(missing_ok=True)
     return row
+
+
+def _dead_worker_row(spec: TrialSpec, device: str) -> dict:
+    return {
+        "trial_id": spec.trial_id,
+        "index": spec.index,
+        "params": dict(spec.params),
+        "status": "failed",
+        "metrics": {},
+        "n_epochs": 0,
+        "seconds": 0.0,
+        "rung": None,
+        "device": device,
+        "error": "the worker process running this trial died (killed, crashed or out of memory)",
+    }
+
+
+def _run_pool(job, specs, n_workers, devices, on_row) -> set[str] | None:
+    """Run ``specs`` in a pool of spawned workers; return None, or the ids of the trials that
+    were running when a worker died (the pool is then gone)."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    store = TrialStore(job.out_dir)
+    pool = ProcessPoolExecutor(
+        max_workers=min(n_workers, len(specs)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(job,),
+    )
+    futures = [pool.submit(_worker_run, s, devices[s.index % len(devices)]) for s in specs]
+    broken = False
+    try:
+        not_done = set(futures)
+        while not_done and not broken:
+            done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+            for fut in done:
+                try:
+                    on_row(fut.result())
+                except BrokenProcessPool:
+                    broken = True
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+    if not broken:
+        return None
+    finished = store.finished()
+    running = set()
+    for p in store.running_dir.glob("*"):
+        if p.name not in finished:
+            running.add(p.name)
+        p.unlink(missing_ok=True)
+    return running
 
 
 def run_local(
@@ -319,7 +375,12 @@ def run_local(
     devices: list[str],
     on_row: Callable[[dict], None],
 ) -> None:
-    """Run ``pending`` trials in this process (``n_jobs=1``) or in spawned worker processes."""
+    """Run ``pending`` trials in this process (``n_jobs=1``) or in spawned worker processes.
+
+    When a worker process dies (killed, crashed, out of memory), the trials it may have been
+    running are retried one at a time in a fresh worker; one that kills its worker again is
+    recorded as failed, and the search goes on with the others.
+    """
     store = TrialStore(job.out_dir)
     if n_jobs == 1:
         rungs = FileRungs(store.rungs_path, job.eta) if job.rungs else None
@@ -336,66 +397,25 @@ def run_local(
             torch.set_num_threads(old)
         return
 
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    attempts: dict[str, int] = {}
+    if store.running_dir.exists():  # markers left by workers of an interrupted run
+        for p in store.running_dir.glob("*"):
+            p.unlink(missing_ok=True)
     todo = list(pending)
     while todo:
-        pool = ProcessPoolExecutor(
-            max_workers=min(n_jobs, len(todo)),
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(job,),
-        )
-        futures = {
-            pool.submit(_worker_run, spec, devices[spec.index % len(devices)]): spec
-            for spec in todo
-        }
-        broken = False
-        try:
-            not_done = set(futures)
-            while not_done:
-                done, not_done = wait(not_done, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    try:
-                        on_row(fut.result())
-                    except BrokenProcessPool:
-                        broken = True
-                if broken:
-                    break
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=not broken, cancel_futures=True)
-        if not broken:
+        suspects = _run_pool(job, todo, n_jobs, devices, on_row)
+        if suspects is None:
             return
-        # a worker died (killed, out of memory): retry its trials once in a fresh pool
-        finished = store.finished()
-        todo = []
-        for spec in futures.values():
-            if spec.trial_id in finished:
-                continue
-            attempts[spec.trial_id] = attempts.get(spec.trial_id, 0) + 1
-            if attempts[spec.trial_id] >= MAX_ATTEMPTS:
-                row = {
-                    "trial_id": spec.trial_id,
-                    "index": spec.index,
-                    "params": dict(spec.params),
-                    "status": "failed",
-                    "metrics": {},
-                    "n_epochs": 0,
-                    "seconds": 0.0,
-                    "rung": None,
-                    "device": devices[spec.index % len(devices)],
-                    "error": "the worker process running this trial died (killed or out of memory)",
-                }
+        logger.warning(
+            "a worker process died while running %d trial(s); retrying them one at a time",
+            len(suspects),
+        )
+        for spec in [s for s in todo if s.trial_id in suspects]:
+            if _run_pool(job, [spec], 1, devices, on_row) is not None:
+                row = _dead_worker_row(spec, devices[spec.index % len(devices)])
                 store.write_row(row)
                 on_row(row)
-            else:
-                todo.append(spec)
-        logger.warning("a worker process died; restarting the pool for %d trials", len(todo))
+        finished = store.finished()
+        todo = [s for s in todo if s.trial_id not in finished]
 
 
 # -- Ray backend --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Layout of an output folder::
         latents/<id>.npz     latent spaces of the search cells (save_latent=True)
         best_model/          the selected model, trained again after the search (refit=True)
         trials.csv           the table of all trials, rewritten at the end of a run
+        running/<id>         markers of trials being trained by local worker processes
 """
 
 from __future__ import annotations
@@ -32,7 +33,17 @@ MODELS_DIR = "models"
 LATENTS_DIR = "latents"
 BEST_DIR = "best_model"
 TABLE_FILE = "trials.csv"
-_OURS = (SEARCH_FILE, TRIALS_DIR, RUNGS_FILE, MODELS_DIR, LATENTS_DIR, BEST_DIR, TABLE_FILE)
+RUNNING_DIR = "running"
+_OURS = (
+    SEARCH_FILE,
+    TRIALS_DIR,
+    RUNGS_FILE,
+    MODELS_DIR,
+    LATENTS_DIR,
+    BEST_DIR,
+    TABLE_FILE,
+    RUNNING_DIR,
+)
 
 FINISHED = ("ok", "pruned", "failed")
 
@@ -102,6 +113,13 @@ class TrialStore:
 
     def row_path(self, trial_id: str) -> Path:
         return self.trials_dir / f"{trial_id}.json"
+
+    @property
+    def running_dir(self) -> Path:
+        return self.root / RUNNING_DIR
+
+    def running_path(self, trial_id: str) -> Path:
+        return self.running_dir / trial_id
 
     def model_dir(self, trial_id: str) -> Path:
         return self.root / MODELS_DIR / trial_id

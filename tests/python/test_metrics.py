@@ -344,7 +344,7 @@ def multiome_model(multiome):
 
     rna, atac = multiome
     model = sclibra.LIBRA(n_layers=1, n_nodes=32, latent_dim=8, batch_size=64, seed=0)
-    return model.fit(atac, rna, train="is_train", max_epochs=15)
+    return model.fit(atac, rna, train="is_train", max_epochs=8)
 
 
 def test_nn_mse_splits_and_values(multiome, multiome_model):
@@ -514,3 +514,23 @@ def test_cli_metrics(multiome_model, tmp_path):
         main(args + ["--out-dir", str(tmp_path / "o2"), "--held-out-key", "cell_type", "--quiet"])
         == 2
     )
+
+
+def test_labels_and_held_out_from_either_modality(multiome, multiome_model):
+    rna, atac = multiome
+    bare = atac.copy()
+    bare.obs = bare.obs[[]]
+    table = M.evaluate(
+        multiome_model,
+        bare,
+        rna,
+        labels="cell_type",
+        held_out=~rna.obs["is_train"],
+        consistency=False,
+    )
+    assert (table.reference == "labels:cell_type").any()
+    assert table.loc[table.split == "held_out", "n_cells"].max() == int(
+        (~rna.obs["is_train"]).sum()
+    )
+    with pytest.raises(SclibraError, match="must be boolean"):
+        M.nn_mse(multiome_model, bare, rna, held_out="cell_type")

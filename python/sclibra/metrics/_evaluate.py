@@ -166,7 +166,8 @@ def evaluate(
 
     * prediction of modality B: MSE (nn_mse), RMSE, per-feature and per-cell Pearson and
       Spearman correlation, for the model and for each baseline (``mean``, ``knn``, ``ridge``
-      on a PCA of A, fitted on the cells the model was trained and validated on);
+      on a PCA of A, fitted on the model's training cells, so that validation and held-out
+      cells are unseen by both);
     * integration: PPJI of Leiden clusters of the latent space against the labels and against
       clusters of each modality alone; ARI and NMI of the latent clusters against the labels;
       silhouette of the labels in the latent space;
@@ -286,7 +287,7 @@ def evaluate(
 
     # -- baselines -------------------------------------------------------------------------------
     step("baselines")
-    fit_cells = ctx.splits["train"].append(ctx.splits["validation"])
+    fit_cells = ctx.splits["train"]
     if baselines and len(fit_cells) >= 2:
         base = Baselines(baselines, n_pcs=n_pcs, seed=seed).fit(
             ctx.a_of(fit_cells), ctx.truth_of(fit_cells)

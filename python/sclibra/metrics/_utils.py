@@ -26,18 +26,13 @@ def as_2d(x, name: str = "input", layer: str | None = None):
     Accepts numpy, scipy sparse, :class:`pandas.DataFrame` and AnnData (``.X`` or ``layer``).
     """
     if _is_anndata(x):
-        if layer is not None:
-            if layer not in x.layers:
-                raise SclibraError(
-                    f"{name}: layer {layer!r} not found; available: {format_names(list(x.layers))}"
-                )
-            x = x.layers[layer]
-        else:
-            x = x.X
-        if x is None:
-            raise SclibraError(f"{name}: the AnnData has no X; pass layer=")
+        from .._data import as_matrix
+
+        x = as_matrix(x, layer=layer, name=name).X
         if hasattr(x, "to_memory"):  # backed sparse dataset
             x = x.to_memory()
+        elif not sp.issparse(x) and hasattr(x, "shape") and not isinstance(x, np.ndarray):
+            x = x[()]  # backed dense (h5py) dataset
     if isinstance(x, pd.DataFrame):
         x = x.to_numpy()
     if sp.issparse(x):
@@ -233,7 +228,8 @@ def paired_matrices(
 ):
     """Matrix views of two modalities restricted to their shared cells (in the order of ``a``).
 
-    Returns ``(ma, mb, obs)`` where ``obs`` is the obs table of ``a`` (or ``b``) when available.
+    Returns ``(ma, mb, obs)`` where ``obs`` holds the obs columns of ``a`` and those only ``b``
+    has, for the shared cells (None without AnnData input).
     Nothing is read or densified here.
     """
     from .._data import as_matrix, pair_cells
@@ -241,7 +237,14 @@ def paired_matrices(
     ma = as_matrix(a, layer=layer_a, obsm=obsm_a, name=names[0])
     mb = as_matrix(b, layer=layer_b, obsm=obsm_b, name=names[1])
     ma, mb = pair_cells(ma, mb)
-    obs = ma.obs if ma.obs is not None else mb.obs
+    obs = None
+    for m in (ma, mb):  # obs columns of A, then those only B has
+        if m.obs is None:
+            continue
+        o = m.obs.copy()
+        o.index = o.index.astype(str)
+        o = o.reindex(ma.cells)
+        obs = o if obs is None else obs.join(o[[c for c in o.columns if c not in obs.columns]])
     return ma, mb, obs
 
 

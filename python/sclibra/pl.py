@@ -101,7 +101,7 @@ def loss(
     b_encoder
         Plot the history of the second network (nn_consistency) instead.
     log
-        Logarithmic loss axis.
+        Logarithmic loss axis when the losses span more than a factor of 10.
     ax
         Axes to draw into (default: a new figure).
     save
@@ -134,7 +134,9 @@ def loss(
             zorder=3,
             label=f"best (epoch {epoch.iloc[best]})",
         )
-    if log and (hist[["train_loss", "val_loss"]].min().min() > 0):
+    losses = hist[["train_loss", "val_loss"]].to_numpy(dtype=float)
+    lo, hi = np.nanmin(losses), np.nanmax(losses)
+    if log and lo > 0 and hi / lo > 10:  # a log axis only pays off over more than a decade
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (MSE)")

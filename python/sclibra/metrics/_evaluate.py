@@ -330,7 +330,13 @@ def evaluate(
             )
             clusters[key].index = ctx.cells
             references[f"clusters:{key}"] = clusters[key]
-            t.add("n_clusters", clusters[key].nunique(), reference=key, n_cells=len(ctx.cells))
+            t.add(
+                "n_clusters",
+                clusters[key].nunique(),
+                method="",
+                reference=key,
+                n_cells=len(ctx.cells),
+            )
     jaccard = {}
     eval_splits = {"all": ctx.cells}
     if "held_out" in splits:

@@ -42,7 +42,7 @@ def _pyplot():
     return plt
 
 
-def save_figure(fig, path, *, overwrite: bool = True, dpi: int = 150) -> Path:
+def save_figure(fig, path, *, overwrite: bool = False, dpi: int = 150) -> Path:
     """Write ``fig`` to ``path`` atomically (temporary file, then rename).
 
     Parameters
@@ -75,7 +75,7 @@ def _figure(ax, figsize):
     return fig, ax
 
 
-def _done(fig, save, overwrite=True):
+def _done(fig, save, overwrite=False):
     if save is not None:
         save_figure(fig, save, overwrite=overwrite)
     return fig
@@ -89,6 +89,7 @@ def loss(
     log: bool = True,
     ax=None,
     save=None,
+    overwrite: bool = False,
     title: str | None = None,
 ):
     """Training and validation loss per epoch, with the restored (best) epoch marked.
@@ -105,7 +106,9 @@ def loss(
     ax
         Axes to draw into (default: a new figure).
     save
-        File to write the figure to.
+        File to write the figure to (atomically; the format follows the extension).
+    overwrite
+        Replace an existing ``save`` file (otherwise an existing file is an error).
     title
         Plot title.
     """
@@ -142,7 +145,7 @@ def loss(
     ax.set_ylabel("loss (MSE)")
     ax.set_title(title or ("Second network (B -> latent)" if b_encoder else "LIBRA training"))
     ax.legend(frameon=False)
-    return _done(fig, save)
+    return _done(fig, save, overwrite)
 
 
 def jaccard(
@@ -153,6 +156,7 @@ def jaccard(
     cmap: str = "Reds",
     ax=None,
     save=None,
+    overwrite: bool = False,
     title=None,
 ):
     """Heatmap of a Jaccard matrix (reference clusters x query clusters), PPJI in the title.
@@ -168,7 +172,7 @@ def jaccard(
         Print values in the cells (default: when the matrix is at most 20 x 20).
     cmap
         Colour map (0 = white).
-    ax, save, title
+    ax, save, overwrite, title
         As in :func:`loss`.
     """
     from .metrics import jaccard_matrix as _jm
@@ -205,10 +209,10 @@ def jaccard(
                     )
     fig.colorbar(im, ax=ax, label="Jaccard index", shrink=0.8)
     ax.set_title(title or f"PPJI = {value:.3f}")
-    return _done(fig, save)
+    return _done(fig, save, overwrite)
 
 
-def consistency(result, *, bins: int = 50, ax=None, save=None, title=None):
+def consistency(result, *, bins: int = 50, ax=None, save=None, overwrite: bool = False, title=None):
     """Density of the nn_consistency distances, with the two modes, their peaks and windows.
 
     Parameters
@@ -217,7 +221,7 @@ def consistency(result, *, bins: int = 50, ax=None, save=None, title=None):
         :class:`sclibra.metrics.ConsistencyResult` (from :func:`sclibra.metrics.nn_consistency`).
     bins
         Histogram bins drawn under the density.
-    ax, save, title
+    ax, save, overwrite, title
         As in :func:`loss`.
     """
     if not hasattr(result, "distances") or not hasattr(result, "density"):
@@ -263,7 +267,7 @@ def consistency(result, *, bins: int = 50, ax=None, save=None, title=None):
             title = "nn_consistency: unimodal"
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, fontsize=8)
-    return _done(fig, save)
+    return _done(fig, save, overwrite)
 
 
 def _latent_of(data, use_rep):
@@ -313,6 +317,7 @@ def latent_umap(
     seed: int = 0,
     point_size=None,
     save=None,
+    overwrite: bool = False,
 ):
     """UMAP of the latent space, one panel per colouring (labels, clusters, ...).
 
@@ -333,7 +338,9 @@ def latent_umap(
     point_size
         Marker size (default: by number of cells).
     save
-        File to write the figure to.
+        File to write the figure to (atomically; the format follows the extension).
+    overwrite
+        Replace an existing ``save`` file (otherwise an existing file is an error).
     """
     plt = _pyplot()
     x, names, obs = _latent_of(data, use_rep)
@@ -369,7 +376,7 @@ def latent_umap(
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
     fig.tight_layout()
-    return _done(fig, save)
+    return _done(fig, save, overwrite)
 
 
 def _colour_values(col, names, obs):
@@ -421,7 +428,15 @@ def _scatter_categories(ax, coords, labels: pd.Series, size):
 
 
 def predicted_vs_measured(
-    pred, truth, features=None, *, n_features: int = 4, cells=None, title=None, save=None
+    pred,
+    truth,
+    features=None,
+    *,
+    n_features: int = 4,
+    cells=None,
+    title=None,
+    save=None,
+    overwrite: bool = False,
 ):
     """Scatter of predicted against measured values for chosen features of modality B.
 
@@ -441,7 +456,9 @@ def predicted_vs_measured(
     title
         Figure title.
     save
-        File to write the figure to.
+        File to write the figure to (atomically; the format follows the extension).
+    overwrite
+        Replace an existing ``save`` file (otherwise an existing file is an error).
     """
     import scipy.sparse as sp
 
@@ -510,7 +527,7 @@ def predicted_vs_measured(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _done(fig, save)
+    return _done(fig, save, overwrite)
 
 
 def _named_matrix(x, name):

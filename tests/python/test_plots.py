@@ -138,7 +138,10 @@ def test_save_figure_is_atomic_and_respects_overwrite(history, tmp_path):
     fig = pl.loss(history)
     pl.save_figure(fig, path)
     with pytest.raises(SclibraError, match="already exists"):
-        pl.save_figure(fig, path, overwrite=False)
+        pl.save_figure(fig, path)
+    with pytest.raises(SclibraError, match="already exists"):
+        pl.loss(history, save=path)
+    pl.loss(history, save=path, overwrite=True)
     assert [p.name for p in path.parent.iterdir()] == ["loss.png"]  # no temporary files left
     assert oct(path.stat().st_mode & 0o777) != "0o600"
 

@@ -384,7 +384,10 @@ def test_nn_consistency_on_bundled_data(multiome, multiome_model):
 
     rna, atac = multiome
     model = copy.deepcopy(multiome_model)
-    res = M.nn_consistency(model, atac, rna, fit_kwargs={"max_epochs": 15})
+    with pytest.raises(SclibraError, match="not among the paired cells"):
+        M.nn_consistency(model, atac, rna, held_out=["no_such_cell"])
+    assert model.b_encoder is None  # bad input is refused before the second network trains
+    res = M.nn_consistency(model, atac, rna, fit_kwargs={"max_epochs": 10})
     assert isinstance(res, M.ConsistencyResult)
     assert len(res.distances) == 500 and list(res.distances.index) == list(atac.obs_names)
     assert (res.distances >= 0).all() and np.isfinite(res.distances).all()

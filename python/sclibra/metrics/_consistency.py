@@ -398,11 +398,11 @@ def nn_consistency(
         obsm_b=obsm_b,
         names=getattr(model, "names_", ("A", "B")),
     )
+    cells = pd.Index(ma.cells)
+    splits = model_splits(model, cells, held_out, obs)  # check held_out before training
     if model.b_encoder is None or refit:
         logger.info("nn_consistency: training the second network (modality B -> latent space)")
         model.fit_b_encoder(ma, mb, progress=progress, **(fit_kwargs or {}))
-    cells = pd.Index(ma.cells)
     za = model.get_latent(ma)
     zb = model.get_latent_from_b(mb)
-    splits = model_splits(model, cells, held_out, obs)
     return consistency_from_latents(za, zb, cells, splits["held_out"], **kwargs)

@@ -308,15 +308,8 @@ class LIBRA:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         self._seed_used = int(seed)
         n = ma.n_obs
-        n_val = int(round(n * validation_split)) if validation_split > 0 else 0
-        if validation_split > 0:
-            n_val = min(max(n_val, 1), n - 1)
-        if n - n_val < 1:
-            raise SclibraError(
-                f"only {n} training cell(s): need at least 2 with a validation split"
-            )
-        perm = np.random.default_rng(seed).permutation(n)
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        train_idx, val_idx = _split_validation(n, validation_split, seed)
+        n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
         device = self._device()
         with torch.random.fork_rng(devices=[]):
@@ -550,10 +543,7 @@ class LIBRA:
         validate(mb, role="input")
         target = self._apply(self.module.encode, ma, None, self.latent_dim)
         seed = self._seed_used if self._seed_used is not None else (settings.seed or 0)
-        n = mb.n_obs
-        n_val = min(max(int(round(n * validation_split)), 1), n - 1) if validation_split > 0 else 0
-        perm = np.random.default_rng(seed + 1).permutation(n)
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        train_idx, val_idx = _split_validation(mb.n_obs, validation_split, seed + 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             net = LatentNet(
@@ -755,6 +745,15 @@ class LIBRA:
         if adata is not None:
             model._input_matrix(adata, None, None, None, False)
         return model
+
+
+def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (training, validation) row positions; at least one cell on each side when asked."""
+    n_val = 0
+    if validation_split > 0 and n > 1:
+        n_val = min(max(int(round(n * validation_split)), 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def _check_finite_output(out: np.ndarray, m: Matrix) -> None:

@@ -152,11 +152,11 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
   py <- .py(do.call(.core()$LIBRA, model_args), "Creating the LIBRA model")
   train_arg <- if (is.null(train)) NULL else as.list(train)
   .msg(verbose, "Training LIBRA {name_a} ({nrow(a)} features) -> {name_b} ({nrow(b)} features) on {length(fit_cells)} cells.")
-  .with_verbosity(verbose, .py(
-    do.call(py$fit, c(list(ad_a, ad_b, train = train_arg, progress = verbose), fit_args)),
-    "Training LIBRA"
-  ))
-  pred <- .py(py$predict(ad_a), "Predicting")
+  .with_verbosity(verbose, do.call(.py_call, c(
+    list(py$fit, ad_a, ad_b, train = train_arg, progress = verbose), fit_args,
+    list(.what = "Training LIBRA")
+  )))
+  pred <- .py_call(py$predict, ad_a, .what = "Predicting")
   list(
     model = .new_model(py, list(input.assay = name_a, output.assay = name_b, output.slot = output.slot),
       keep = keep.model

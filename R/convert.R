@@ -34,8 +34,11 @@
 # Checks every input matrix passes before it goes to Python: names present and unique, no NA /
 # NaN / Inf, something left to train on.
 .validate_matrix <- function(x, what, features_used = NULL) {
-  if (!length(dim(x)) == 2L) {
-    .abort("{what} must be a matrix (features x cells).", class = "sclibra_input_error")
+  if (!(is.matrix(x) || inherits(x, "Matrix") || inherits(x, "DelayedArray"))) {
+    .abort(c(
+      "{what} must be a numeric matrix or a sparse {.cls dgCMatrix} (features x cells).",
+      x = "It is {.obj_type_friendly {x}}."
+    ), class = "sclibra_input_error")
   }
   if (nrow(x) == 0L) {
     .abort("{what} has no features.", class = "sclibra_empty_error")
@@ -79,7 +82,7 @@
   }
   if (length(bad)) {
     .abort(c(
-      "{length(bad)} feature{?s} in {what} contain{?s/} NA, NaN or infinite values: {(.some(bad))}.",
+      "{length(bad)} feature{?s} {?has/have} NA, NaN or infinite values in {what}: {(.some(bad))}.",
       i = "Remove or impute them before training."
     ), class = "sclibra_na_error")
   }
@@ -124,7 +127,7 @@
       .abort("Every feature of {what} is zero in the training cells.", class = "sclibra_empty_error")
     }
     if (length(empty)) {
-      .msg(verbose, "Dropping {length(empty)} feature{?s} of {what} that {?is/are} zero in every training cell.")
+      .msg(verbose, "Dropping {length(empty)} feature{?s} that {?is/are} zero in every training cell from {what}.")
       x <- x[setdiff(rownames(x), empty), , drop = FALSE]
     }
     return(x)
@@ -148,8 +151,8 @@
   empty <- .empty_features(x, cells)
   if (length(empty)) {
     .abort(c(
-      "{length(empty)} requested feature{?s} of {what} {?is/are} empty (zero in every training cell): {(.some(empty))}.",
-      i = "Drop {?it/them} from {.arg features}: an empty feature carries no signal."
+      "{length(empty)} requested feature{?s} {?is/are} empty (zero in every training cell) in {what}: {(.some(empty))}.",
+      i = "Drop empty features from {.arg features}: they carry no signal."
     ), class = "sclibra_empty_error", empty = empty)
   }
   x
@@ -202,7 +205,7 @@
   } else if (is.character(train.cells)) {
     unknown <- setdiff(train.cells, cells)
     if (length(unknown)) {
-      .abort("{length(unknown)} cell{?s} in {.arg {arg}} {?is/are} not among the paired cells: {(.some(unknown))}.",
+      .abort("{length(unknown)} cell{?s} {?is/are} not among the paired cells ({.arg {arg}}): {(.some(unknown))}.",
         class = "sclibra_input_error"
       )
     }
@@ -271,7 +274,7 @@
   }
   if (length(missing) && !allow.missing) {
     .abort(c(
-      "{length(missing)} of the {length(features)} feature{?s} the model was trained on {?is/are} missing from {what}: {(.some(missing, 10))}.",
+      "The model was trained on {length(features)} input features; {length(missing)} {?is/are} missing from {what}: {(.some(missing, 10))}.",
       i = "Use data with the model's input features, or {.code allow.missing = TRUE} to fill them with zeros."
     ), class = "sclibra_missing_features", missing = missing)
   }

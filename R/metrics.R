@@ -237,12 +237,9 @@ LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
   py <- .py_model(model)
   inputs <- .model_inputs(model, a, b, name_a, name_b)
   fit_kwargs <- if (is.null(max.epochs)) list() else list(max_epochs = .check_count(max.epochs, "max.epochs"))
-  res <- .with_verbosity(verbose, .py(
-    .core()$metrics$nn_consistency(py, inputs$a, inputs$b,
-      held_out = .resolve_held_out(held.out, inputs$cells, meta), refit = refit,
-      fit_kwargs = reticulate::dict(fit_kwargs), progress = verbose
-    ),
-    "nn_consistency"
+  res <- .with_verbosity(verbose, .py_call(.core()$metrics$nn_consistency, py, inputs$a, inputs$b,
+    held_out = .resolve_held_out(held.out, inputs$cells, meta), refit = refit,
+    fit_kwargs = reticulate::dict(fit_kwargs), progress = verbose, .what = "nn_consistency"
   ))
   out <- reticulate::py_to_r(.bridge()$consistency_to_r(res))
   cells <- unlist(out$cells)
@@ -354,15 +351,13 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
     labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)))
   }
   ckw <- if (is.null(max.epochs)) list() else list(fit_kwargs = list(max_epochs = .check_count(max.epochs, "max.epochs")))
-  res <- .with_verbosity(verbose, .py(
-    .core()$evaluate(py, inputs$a, inputs$b,
-      labels = labels,
-      held_out = .resolve_held_out(held.out, inputs$cells, meta),
-      baselines = as.list(baselines), consistency = consistency,
-      consistency_kwargs = reticulate::dict(ckw),
-      seed = as.integer(.check_count(seed, "seed", min = 0)), plots = FALSE, progress = verbose
-    ),
-    "LIBRA evaluation"
+  res <- .with_verbosity(verbose, .py_call(.core()$evaluate, py, inputs$a, inputs$b,
+    labels = labels,
+    held_out = .resolve_held_out(held.out, inputs$cells, meta),
+    baselines = as.list(baselines), consistency = consistency,
+    consistency_kwargs = reticulate::dict(ckw),
+    seed = as.integer(.check_count(seed, "seed", min = 0)), plots = FALSE, progress = verbose,
+    .what = "LIBRA evaluation"
   ))
   .frame_from_py(res)
 }

@@ -46,9 +46,8 @@ LIBRAPredict <- function(object, ...) UseMethod("LIBRAPredict")
   a <- .align_features(a, model$features.input, what, allow.missing)
   ad <- .to_anndata(a, what)
   .msg(verbose, "Predicting {model$output.assay} for {ncol(a)} cells from {what}.")
-  pred <- .with_verbosity(verbose, .py(
-    py$predict(ad, fill_missing = allow.missing),
-    "Predicting with the LIBRA model"
+  pred <- .with_verbosity(verbose, .py_call(py$predict, ad,
+    fill_missing = allow.missing, .what = "Predicting with the LIBRA model"
   ))
   list(
     embedding = .latent_from_py(pred$obsm$get("X_libra"), colnames(a), key),

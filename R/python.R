@@ -120,10 +120,10 @@ sclibra_python <- function() {
 # Traps that crash or corrupt an R session when Python is loaded: check them first. Returns a
 # character vector of problems (named cli bullets, interpolated in .abort_python() within this
 # function's frame, kept as attribute "envir") or an empty vector.
-.diagnose <- function(python = sclibra_python(), probe = TRUE) {
+.diagnose <- function(python = sclibra_python(), probe = TRUE, loaded = loadedNamespaces()) {
   problems <- character()
   frame <- environment()
-  if ("torch" %in% loadedNamespaces()) {
+  if ("torch" %in% loaded) {
     problems <- c(problems, c(
       x = "The R package {.pkg torch} is loaded in this session.",
       i = "It ships its own libtorch, which clashes with PyTorch's and can crash R.",

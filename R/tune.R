@@ -141,7 +141,9 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
     progress = verbose
   )
   .msg(verbose, "aLIBRA search ({objective}, {strategy}) of {name_a} -> {name_b} on {length(fit_cells)} cells.")
-  res <- .with_verbosity(verbose, .py(do.call(.core()$tune, args), "The aLIBRA search"))
+  res <- .with_verbosity(verbose, do.call(.py_call, c(list(.core()$tune), args,
+    list(.what = "The aLIBRA search")
+  )))
   model <- .py(res$best_model, "Training the selected model")
   trials <- .frame_from_py(res$trials)
   best <- reticulate::py_to_r(res$best_config)

@@ -18,6 +18,15 @@
   tryCatch(expr, error = function(e) .rethrow_python(e, what))
 }
 
+# Call a Python function; its Python warnings become R warnings, its exceptions R errors.
+.py_call <- function(fn, ..., .what = NULL) {
+  out <- .py(.bridge()$call_capturing_warnings(fn, ...), .what)
+  for (w in reticulate::py_to_r(out$get("warnings"))) {
+    warning(w, call. = FALSE)
+  }
+  out$get("result")
+}
+
 .rethrow_python <- function(e, what = NULL) {
   if (inherits(e, "sclibra_error")) {
     stop(e)

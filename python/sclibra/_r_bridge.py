@@ -115,6 +115,24 @@ def sparse_to_r(X) -> dict:
     }
 
 
+def call_capturing_warnings(fn, *args, **kwargs) -> dict:
+    """Call ``fn`` and return ``{"result": ..., "warnings": [...]}`` so that R can re-raise the
+    core's warnings as R warnings (reticulate would only print them). Deprecation and
+    FutureWarnings from libraries are left out: they are not for the user."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    skip = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+    messages = []
+    for w in caught:
+        if issubclass(w.category, skip):
+            continue
+        text = str(w.message)
+        if text not in messages:
+            messages.append(text)
+    return {"result": result, "warnings": messages}
+
+
 def frame_to_r(df, keep_index: bool | None = None) -> dict:
     """A DataFrame as plain columns for R: numbers as float64 (NaN for missing), booleans
     as bool, anything else as a list of str / None. ``index`` holds the row names when the

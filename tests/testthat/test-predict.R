@@ -1,0 +1,77 @@
+# Applying a trained model to cells it has not seen.
+
+test_that("RNA-only cells get a LIBRA embedding and a predicted ADT assay", {
+  need_core()
+  seu <- example_data("cite")
+  train <- seu[, seu$is_train]
+  test <- seu[, !seu$is_train]
+  test[["ADT"]] <- NULL # cells measured in RNA only
+  expect_false("ADT" %in% SeuratObject::Assays(test))
+  train <- run_fast(train, input.assay = "RNA", output.assay = "ADT")
+  model <- GetLIBRAModel(train)
+  test <- LIBRAPredict(test, model = model, verbose = FALSE)
+  emb <- SeuratObject::Embeddings(test, "libra")
+  expect_equal(dim(emb), c(289L, 10L))
+  expect_identical(rownames(emb), colnames(test))
+  expect_equal(SeuratObject::DefaultAssay(test[["libra"]]), "RNA")
+  pred <- SeuratObject::GetAssayData(test, assay = "predicted_ADT")
+  expect_equal(dim(pred), c(134L, 289L))
+  expect_identical(rownames(pred), model$features.output)
+  expect_true("LIBRAPredict.RNA.libra" %in% names(test@commands))
+
+  # the same cells predicted through the trained object's model give the same numbers
+  direct <- LIBRAPredict(SeuratObject::GetAssayData(seu, assay = "RNA")[, colnames(test)],
+    model = model, verbose = FALSE
+  )
+  expect_equal(direct$embedding, emb, tolerance = 1e-6)
+  expect_equal(direct$prediction, as.matrix(pred), tolerance = 1e-6, ignore_attr = TRUE)
+})
+
+test_that("features are matched by name, in any order; missing ones are listed", {
+  need_core()
+  out <- trained_cite()
+  model <- GetLIBRAModel(out)
+  rna <- SeuratObject::GetAssayData(out, assay = "RNA")
+  ref <- LIBRAPredict(rna[, 1:20], model = model, verbose = FALSE)
+  shuffled <- rna[rev(rownames(rna)), 1:20]
+  res <- LIBRAPredict(shuffled, model = model, verbose = FALSE)
+  expect_equal(res$embedding, ref$embedding, tolerance = 1e-6)
+
+  dropped <- rna[-(1:3), 1:20]
+  missing <- intersect(rownames(rna)[1:3], model$features.input)
+  err <- expect_error(LIBRAPredict(dropped, model = model, verbose = FALSE),
+    class = "sclibra_missing_features"
+  )
+  expect_match(conditionMessage(err), paste0(length(missing), " (is|are) missing from input"))
+  expect_equal(err$missing, missing)
+  expect_warning(
+    res <- LIBRAPredict(dropped, model = model, allow.missing = TRUE, verbose = FALSE),
+    "3 of \\d+ model features are missing and were filled with zeros"
+  )
+  expect_equal(dim(res$prediction), c(134L, 20L))
+})
+
+test_that("a model trained on names with underscores finds Seurat's dashed features", {
+  need_core()
+  x <- toy_matrix(12, 40)
+  rownames(x)[1:3] <- c("HLA_DRA", "MT_CO1", "KIR2DL1|KIR2DL3")
+  y <- toy_matrix(5, 40, prefix = "ADT_")
+  res <- RunLIBRA(x, y, n.nodes = 8, max.epochs = 2, verbose = FALSE)
+  seurat_names <- x
+  rownames(seurat_names) <- sclibra:::.seurat_features(rownames(x))
+  again <- LIBRAPredict(seurat_names, model = res$model, verbose = FALSE)
+  expect_equal(again$embedding, res$embedding, tolerance = 1e-6)
+
+  seu <- SeuratObject::CreateSeuratObject(
+    counts = seurat_names, assay = "RNA"
+  )
+  seu <- LIBRAPredict(seu, model = res$model, verbose = FALSE)
+  pred <- seu[["predicted_output"]]
+  expect_equal(rownames(pred), sclibra:::.seurat_features(rownames(y)))
+  expect_equal(pred[[]]$libra.feature, rownames(y))
+})
+
+test_that("LIBRAPredict needs a model", {
+  expect_error(LIBRAPredict(toy_matrix()), "model", class = "sclibra_input_error")
+  expect_error(LIBRAPredict(toy_matrix(), model = list()), "LIBRAModel", class = "sclibra_input_error")
+})

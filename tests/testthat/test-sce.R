@@ -1,0 +1,65 @@
+# RunLIBRA and friends on SingleCellExperiment objects (main assay vs altExp).
+
+test_that("CITE-seq with RNA in the main experiment and ADT in an altExp", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  expect_equal(SingleCellExperiment::altExpNames(sce), "ADT")
+  out <- run_fast(sce, output.altexp = "ADT", train.cells = "is_train")
+  expect_s4_class(out, "SingleCellExperiment")
+  emb <- SingleCellExperiment::reducedDim(out, "LIBRA")
+  expect_equal(dim(emb), c(600L, 10L))
+  expect_identical(rownames(emb), colnames(sce))
+  expect_identical(colnames(emb), paste0("LIBRA_", 1:10))
+  expect_true("predicted_ADT" %in% SingleCellExperiment::altExpNames(out))
+  pred <- SummarizedExperiment::assay(SingleCellExperiment::altExp(out, "predicted_ADT"), "logcounts")
+  expect_equal(dim(pred), c(134L, 600L))
+  expect_identical(rownames(pred), rownames(SingleCellExperiment::altExp(sce, "ADT")))
+  expect_identical(colnames(pred), colnames(sce))
+  model <- GetLIBRAModel(out)
+  expect_equal(model$input.assay, "RNA")
+  expect_equal(model$output.assay, "ADT")
+  params <- S4Vectors::metadata(out)$sclibra$LIBRA$params
+  expect_equal(params$output.altexp, "ADT")
+  expect_equal(params$train.cells, model$train.cells)
+})
+
+test_that("Multiome with ATAC in an altExp predicting the main RNA", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("multiome", "SingleCellExperiment")
+  out <- run_fast(sce, input.altexp = "ATAC", output.assay = "logcounts", reduction.name = "LIBRA_ATAC")
+  expect_equal(dim(SingleCellExperiment::reducedDim(out, "LIBRA_ATAC")), c(500L, 10L))
+  expect_true("predicted_RNA" %in% SingleCellExperiment::altExpNames(out))
+  expect_equal(GetLIBRAModel(out, reduction = "LIBRA_ATAC")$input.assay, "ATAC")
+})
+
+test_that("SCE inputs are validated: missing altExp, missing assay, same input and output", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  expect_error(RunLIBRA(sce, output.altexp = "PROT"), "Alternative experiment \"PROT\" is not",
+    class = "sclibra_missing_assay"
+  )
+  expect_error(RunLIBRA(sce, input.assay = "normcounts", output.altexp = "ADT"),
+    "Assay \"normcounts\" is not in the main experiment",
+    class = "sclibra_missing_slot"
+  )
+  expect_error(RunLIBRA(sce), "Input and output are the same", class = "sclibra_input_error")
+  expect_error(GetLIBRAModel(sce), "No LIBRA model stored", class = "sclibra_model_error")
+})
+
+test_that("LIBRAPredict on an SCE of new cells", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  train <- sce[, sce$is_train]
+  test <- sce[, !sce$is_train]
+  SingleCellExperiment::altExp(test, "ADT") <- NULL # RNA-only cells
+  train <- run_fast(train, output.altexp = "ADT")
+  test <- LIBRAPredict(test, model = GetLIBRAModel(train), verbose = FALSE)
+  expect_equal(dim(SingleCellExperiment::reducedDim(test, "LIBRA")), c(ncol(test), 10L))
+  pred <- SingleCellExperiment::altExp(test, "predicted_ADT")
+  expect_equal(dim(pred), c(134L, ncol(test)))
+  expect_equal(SummarizedExperiment::assayNames(pred), "logcounts")
+})

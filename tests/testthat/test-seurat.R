@@ -1,0 +1,171 @@
+# RunLIBRA on Seurat objects built from the bundled real data.
+
+test_that("CITE-seq RNA -> ADT adds the LIBRA reduction and the predicted ADT assay", {
+  need_core()
+  seu <- example_data("cite")
+  out <- trained_cite()
+  expect_s4_class(out, "Seurat")
+  expect_true("libra" %in% SeuratObject::Reductions(out))
+  emb <- SeuratObject::Embeddings(out, reduction = "libra")
+  expect_equal(dim(emb), c(600L, 10L))
+  expect_identical(rownames(emb), colnames(seu))
+  expect_identical(colnames(emb), paste0("LIBRA_", 1:10))
+  expect_true(all(is.finite(emb)))
+  expect_equal(SeuratObject::Key(out[["libra"]]), "LIBRA_")
+  expect_equal(SeuratObject::DefaultAssay(out[["libra"]]), "RNA")
+
+  expect_true("predicted_ADT" %in% SeuratObject::Assays(out))
+  pred <- SeuratObject::GetAssayData(out, assay = "predicted_ADT", slot = "data")
+  expect_equal(dim(pred), c(134L, 600L))
+  expect_identical(rownames(pred), rownames(seu[["ADT"]]))
+  expect_identical(colnames(pred), colnames(seu))
+  expect_true(all(is.finite(as.matrix(pred))))
+  expect_equal(SeuratObject::Key(out[["predicted_ADT"]]), "predictedadt_")
+
+  # the prediction is informative: on the held-out donor it is closer to the measured ADT
+  # than the per-protein mean of the training donor
+  test <- !seu$is_train
+  truth <- as.matrix(SeuratObject::GetAssayData(seu, assay = "ADT", slot = "data"))
+  baseline <- rowMeans(truth[, !test])
+  mse_model <- mean((as.matrix(pred)[, test] - truth[, test])^2)
+  mse_mean <- mean((baseline - truth[, test])^2)
+  expect_lt(mse_model, 0.95 * mse_mean)
+})
+
+test_that("the model and parameters are stored: misc, Tool() and the command log", {
+  need_core()
+  out <- trained_cite()
+  model <- GetLIBRAModel(out)
+  expect_s3_class(model, "LIBRAModel")
+  expect_equal(model$input.assay, "RNA")
+  expect_equal(model$output.assay, "ADT")
+  expect_equal(model$config$n_nodes, 32)
+  expect_equal(length(model$features.output), 134L)
+  seu <- example_data("cite")
+  expect_setequal(c(model$train.cells, model$validation.cells), colnames(seu)[seu$is_train])
+  expect_output(print(model), "LIBRA model: RNA \\(\\d+ features\\) -> ADT \\(134 features\\)")
+
+  misc <- SeuratObject::Misc(out[["libra"]])
+  expect_equal(misc$input.assay, "RNA")
+  expect_equal(misc$config$latent_dim, 10)
+  tool <- SeuratObject::Tool(out, slot = "RunLIBRA")
+  expect_equal(tool$libra$output.assay, "ADT")
+  expect_equal(tool$libra$model$n_nodes, 32L)
+  expect_equal(tool$libra$train.cells, model$train.cells)
+  expect_true("RunLIBRA.RNA.libra" %in% names(out@commands))
+  cmd <- out[["RunLIBRA.RNA.libra"]]
+  expect_equal(cmd@assay.used, "RNA")
+  expect_equal(cmd@params$output.assay, "ADT")
+})
+
+test_that("Seurat's own tools work on the result: Embeddings, DimPlot, FindNeighbors", {
+  need_core()
+  skip_if_not_installed("Seurat")
+  out <- trained_cite()
+  p <- Seurat::DimPlot(out, reduction = "libra")
+  expect_s3_class(p, "ggplot")
+  out <- Seurat::FindNeighbors(out, reduction = "libra", dims = 1:10, verbose = FALSE)
+  expect_true(all(c("RNA_nn", "RNA_snn") %in% names(out@graphs)))
+  expect_equal(dim(out[["RNA_snn"]]), c(600L, 600L))
+  out <- Seurat::FindClusters(out, verbose = FALSE)
+  expect_gt(length(unique(out$seurat_clusters)), 1)
+})
+
+test_that("Multiome ATAC -> RNA adds a reduction and the predicted RNA assay", {
+  need_core()
+  seu <- example_data("multiome")
+  expect_setequal(SeuratObject::Assays(seu), c("RNA", "ATAC"))
+  out <- run_fast(seu,
+    input.assay = "ATAC", output.assay = "RNA", latent.dim = 8,
+    reduction.name = "libra_atac", reduction.key = "LIBRAATAC_"
+  )
+  emb <- SeuratObject::Embeddings(out, reduction = "libra_atac")
+  expect_equal(dim(emb), c(500L, 8L))
+  expect_identical(rownames(emb), colnames(seu))
+  expect_identical(colnames(emb), paste0("LIBRAATAC_", 1:8))
+  expect_equal(SeuratObject::DefaultAssay(out[["libra_atac"]]), "ATAC")
+  pred <- SeuratObject::GetAssayData(out, assay = "predicted_RNA")
+  expect_equal(ncol(pred), 500L)
+  rna <- SeuratObject::GetAssayData(seu, assay = "RNA")
+  # all-zero genes are dropped from the default output features; the rest keep their names
+  expect_true(all(rownames(pred) %in% rownames(rna)))
+  expect_gt(nrow(pred), 500L)
+  expect_equal(GetLIBRAModel(out, reduction = "libra_atac")$input.assay, "ATAC")
+})
+
+test_that("variable features are the default input features; features= selects", {
+  need_core()
+  seu <- example_data("cite")
+  genes <- rownames(seu)[1:50]
+  SeuratObject::VariableFeatures(seu) <- genes
+  out <- run_fast(seu, input.assay = "RNA", output.assay = "ADT", max.epochs = 2)
+  expect_setequal(GetLIBRAModel(out)$features.input, genes)
+  out <- run_fast(seu,
+    input.assay = "RNA", output.assay = "ADT", max.epochs = 2,
+    features = rownames(seu)[101:140], output.features = c("CD3", "CD4", "CD8")[c("CD3", "CD4", "CD8") %in% rownames(seu[["ADT"]])]
+  )
+  expect_equal(GetLIBRAModel(out)$features.input, rownames(seu)[101:140])
+})
+
+test_that("same seed, same embedding", {
+  need_core()
+  seu <- example_data("multiome")
+  a <- run_fast(seu, input.assay = "ATAC", output.assay = "RNA", seed = 7, max.epochs = 2)
+  b <- run_fast(seu, input.assay = "ATAC", output.assay = "RNA", seed = 7, max.epochs = 2)
+  expect_equal(
+    SeuratObject::Embeddings(a, "libra"), SeuratObject::Embeddings(b, "libra"),
+    tolerance = 1e-6
+  )
+})
+
+test_that("missing assays and slots are clear errors, before Python is called", {
+  seu <- if (sclibra_available()) example_data("cite") else skip("needs the bundled data")
+  expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "PROT"),
+    "Assay \"PROT\" .* is not in the Seurat object",
+    class = "sclibra_missing_assay"
+  )
+  expect_error(RunLIBRA(seu, input.assay = "RNA"), "output.assay", class = "sclibra_missing_assay")
+  expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", input.slot = "scale.data"),
+    "Slot \"scale.data\" of assay \"RNA\" is empty",
+    class = "sclibra_missing_slot"
+  )
+  expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", output.slot = "normalised"),
+    "does not exist",
+    class = "sclibra_missing_slot"
+  )
+  expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "RNA"), "same", class = "sclibra_input_error")
+  expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", train.cells = "batch"),
+    "must be logical",
+    class = "sclibra_input_error"
+  )
+})
+
+test_that("NA values in an assay are reported by feature", {
+  need_core()
+  seu <- example_data("cite")
+  adt <- SeuratObject::GetAssayData(seu, assay = "ADT", slot = "data")
+  adt[c("CD86", "CD274"), 3] <- NA
+  seu <- SeuratObject::SetAssayData(seu, assay = "ADT", slot = "data", new.data = adt)
+  expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", verbose = FALSE),
+    "2 features have NA, NaN or infinite values in ADT: 'CD86', 'CD274'",
+    class = "sclibra_na_error"
+  )
+})
+
+test_that("the model survives saveRDS() and is restored from the stored weights", {
+  need_core()
+  out <- trained_cite()
+  file <- withr::local_tempfile(fileext = ".rds")
+  saveRDS(out, file)
+  back <- readRDS(file)
+  model <- GetLIBRAModel(back)
+  model$handle$py <- NULL # as in a new R session
+  expect_output(print(model), "stored \\(restored on use\\)")
+  res <- LIBRAPredict(SeuratObject::GetAssayData(back, assay = "RNA"), model = model, verbose = FALSE)
+  expect_equal(
+    res$embedding, SeuratObject::Embeddings(out, "libra"),
+    tolerance = 1e-5
+  )
+  nomodel <- run_fast(example_data("cite"), input.assay = "RNA", output.assay = "ADT", max.epochs = 1, keep.model = FALSE)
+  expect_error(GetLIBRAModel(nomodel), "holds no LIBRA model", class = "sclibra_model_error")
+})

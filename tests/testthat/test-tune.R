@@ -1,0 +1,60 @@
+# aLIBRA from R: the trial table, the selected model, resuming a search.
+
+test_that("TuneLIBRA on a Seurat object returns the trial table and a trained best model", {
+  need_core()
+  seu <- example_data("cite")
+  dir <- withr::local_tempdir()
+  tuned <- TuneLIBRA(seu,
+    input.assay = "RNA", output.assay = "ADT", train.cells = "is_train",
+    grid = list(n.nodes = c(16, 32), latent.dim = 6), strategy = "grid", max.epochs = 3,
+    out.dir = file.path(dir, "search"), verbose = FALSE
+  )
+  expect_s3_class(tuned, "LIBRATuneResult")
+  trials <- tuned$trials
+  expect_equal(nrow(trials), 2L)
+  expect_true(all(c("trial_id", "status", "n_nodes", "latent_dim", "val_loss") %in% names(trials)))
+  expect_setequal(trials$n_nodes, c(16, 32))
+  expect_true(all(trials$status == "ok"))
+  best <- trials[which.min(trials$val_loss), ]
+  expect_equal(tuned$best.config$n_nodes, best$n_nodes)
+  expect_equal(tuned$best.trial$trial_id, best$trial_id)
+  model <- tuned$model
+  expect_s3_class(model, "LIBRAModel")
+  expect_equal(model$config$n_nodes, best$n_nodes)
+  expect_equal(model$config$latent_dim, 6)
+  expect_equal(model$input.assay, "RNA")
+  expect_setequal(c(model$train.cells, model$validation.cells), colnames(seu)[seu$is_train])
+  expect_output(print(tuned), "aLIBRA search \\(prediction\\): 2 trials \\(2 ok\\)")
+
+  # the tuned model applies to the object like any other
+  seu <- LIBRAPredict(seu, model = model, reduction.name = "libra_tuned", verbose = FALSE)
+  expect_equal(dim(SeuratObject::Embeddings(seu, "libra_tuned")), c(600L, 6L))
+
+  # running the same search on the same folder resumes it: nothing is trained again
+  again <- TuneLIBRA(seu,
+    input.assay = "RNA", output.assay = "ADT", train.cells = "is_train",
+    grid = list(n.nodes = c(16, 32), latent.dim = 6), strategy = "grid", max.epochs = 3,
+    out.dir = file.path(dir, "search"), verbose = FALSE
+  )
+  expect_equal(again$trials$val_loss, trials$val_loss)
+  expect_equal(again$trials$seconds, trials$seconds)
+})
+
+test_that("grids are translated for the core and bad input is refused", {
+  expect_equal(
+    sclibra:::.grid_to_py(list(n.nodes = c(64, 128), dropout = 0.1)),
+    list(n_nodes = list(64L, 128L), dropout = list(0.1))
+  )
+  expect_equal(sclibra:::.grid_to_py("prediction"), "prediction")
+  expect_error(sclibra:::.grid_to_py(list(1, 2)), "named list", class = "sclibra_input_error")
+  expect_error(sclibra:::.grid_to_py(list(n.nodes = numeric())), "at least one", class = "sclibra_input_error")
+  need_core()
+  expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), objective = "speed", verbose = FALSE),
+    "should be one of"
+  )
+  err <- expect_error(
+    TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), grid = list(n.wings = 2), verbose = FALSE),
+    class = "sclibra_python_error"
+  )
+  expect_match(conditionMessage(err), "n_wings")
+})

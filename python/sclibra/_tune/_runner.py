@@ -312,7 +312,8 @@ def _worker_run(spec: TrialSpec, device: str) -> dict:
     return row
 
 
-def _dead_worker_row(spec: TrialSpec, device: str) -> dict:
+def failed_row(spec: TrialSpec, device: str, error: str) -> dict:
+    """The row of a trial that could not report itself (its process died)."""
     return {
         "trial_id": spec.trial_id,
         "index": spec.index,
@@ -323,8 +324,11 @@ def _dead_worker_row(spec: TrialSpec, device: str) -> dict:
         "seconds": 0.0,
         "rung": None,
         "device": device,
-        "error": "the worker process running this trial died (killed, crashed or out of memory)",
+        "error": error,
     }
+
+
+_DEAD_WORKER = "the worker process running this trial died (killed, crashed or out of memory)"
 
 
 def _run_pool(job, specs, n_workers, devices, on_row) -> set[str] | None:
@@ -411,7 +415,7 @@ def run_local(
         )
         for spec in [s for s in todo if s.trial_id in suspects]:
             if _run_pool(job, [spec], 1, devices, on_row) is not None:
-                row = _dead_worker_row(spec, devices[spec.index % len(devices)])
+                row = failed_row(spec, devices[spec.index % len(devices)], _DEAD_WORKER)
                 store.write_row(row)
                 on_row(row)
         finished = store.finished()
@@ -513,18 +517,7 @@ def run_ray(
                     tid = (res.config or {}).get("trial_id")
                     if tid and tid not in store.finished():
                         spec = {s.trial_id: s for s in pending}[tid]
-                        row = {
-                            "trial_id": tid,
-                            "index": spec.index,
-                            "params": dict(spec.params),
-                            "status": "failed",
-                            "metrics": {},
-                            "n_epochs": 0,
-                            "seconds": 0.0,
-                            "rung": None,
-                            "device": "ray",
-                            "error": f"Ray trial error: {res.error}",
-                        }
+                        row = failed_row(spec, "ray", f"Ray trial error: {res.error}")
                         store.write_row(row)
                         on_row(row)
     finally:

@@ -27,4 +27,5 @@
 "_PACKAGE"
 
 #' @importFrom methods as is
+#' @importFrom Matrix sparseMatrix
 NULL

@@ -54,12 +54,12 @@ toy_matrix <- function(n_features = 20, n_cells = 30, prefix = "f", seed = 1, de
 }
 
 # A stand-in "python" executable that prints a given probe result (for the trap checks).
-fake_python <- function(probe_json = NULL, status = 0) {
+fake_python <- function(probe_json = NULL, status = 0, source = "PATH") {
   path <- tempfile("python")
   body <- if (is.null(probe_json)) "echo 'something went wrong' >&2" else paste0("echo 'SCLIBRA_PROBE", probe_json, "'")
   writeLines(c("#!/bin/sh", body, paste("exit", status)), path)
   Sys.chmod(path, "755")
-  structure(path, source = "SCLIBRA_PYTHON")
+  structure(path, source = source)
 }
 
 # The message a user would see for the problems .diagnose() finds ("" when there are none).

@@ -66,6 +66,16 @@ test_that("the R torch package in the session is flagged (two libtorch builds cl
   expect_match(text, "Restart R")
 })
 
+test_that("asking for another Python than the one already running is explained", {
+  need_core() # starts the configured Python in this session
+  other <- fake_python('{"numpy": "1.26.4"}', source = "SCLIBRA_PYTHON")
+  text <- diagnose_text(other)
+  expect_match(text, "already runs Python")
+  expect_match(text, "Restart R")
+  # the same request from another source is not a conflict
+  expect_false(grepl("already runs", diagnose_text(fake_python('{"numpy": "1.26.4", "torch": "2.13.0", "anndata": "0.10", "sclibra": "0.1.0"}')), fixed = TRUE))
+})
+
 test_that("install_sclibra() pins CPU torch and NumPy 1.x for old reticulate", {
   req <- install_sclibra(core = "sclibra==0.1.0", dry_run = TRUE)
   expect_equal(req[[1]], "torch==2.13.0")

@@ -379,6 +379,8 @@ def test_bad_arguments_have_clear_errors(tmp_path):
         _tune(tmp_path / "x", n_jobs=0)
     with pytest.raises(sclibra.SclibraError, match="fit_kwargs may not set 'callback'"):
         _tune(tmp_path / "x", fit_kwargs={"callback": print})
+    with pytest.raises(sclibra.SclibraError, match="unknown option.*'patience'"):
+        _tune(tmp_path / "x", fit_kwargs={"patience": 3})
     with pytest.raises(sclibra.SclibraError, match="train='nope'"):
         _tune(tmp_path / "x", train="nope")
 

@@ -183,6 +183,7 @@ def tune(
             raise SclibraError(f"fit_kwargs may not set {bad!r}: tune() sets it for every trial")
     if "max_epochs" in fit_kwargs:
         raise SclibraError("pass max_epochs to tune() directly, not in fit_kwargs")
+    _check_fit_kwargs(fit_kwargs)
     fit_kwargs["max_epochs"] = max_epochs
     searched_fit = [k for k in space.dims if k in FIT_PARAMS]
     if strategy == "asha" and "max_epochs" in space.dims:
@@ -313,7 +314,7 @@ def tune(
 
     def _refit(tid: str):
         spec = next(t for t in trials if t.trial_id == tid)
-        return _train_final(job, spec, progress)
+        return _train_final(job, spec, progress, device)
 
     result = TuneResult(table, objective, list(space.dims), out_dir, definition, refit=_refit)
     if refit and trainer is libra_trainer:
@@ -324,11 +325,11 @@ def tune(
     return result
 
 
-def _train_final(job: SearchJob, spec, progress):
+def _train_final(job: SearchJob, spec, progress, device):
     """Train the selected configuration again, exactly as in its trial (same cells, seed)."""
     from .._model import LIBRA
 
-    ctx = TrialContext(spec, job, None, trial_devices(None)[0])
+    ctx = TrialContext(spec, job, None, trial_devices(device)[0])
     model = LIBRA(**ctx.model_kwargs)
     model.fit(
         job.data.a,
@@ -339,6 +340,24 @@ def _train_final(job: SearchJob, spec, progress):
         **ctx.fit_kwargs,
     )
     return model
+
+
+def _check_fit_kwargs(fit_kwargs: dict) -> None:
+    import inspect
+
+    from .._model import LIBRA
+
+    allowed = {
+        name
+        for name, p in inspect.signature(LIBRA.fit).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    } - {"mod_a", "mod_b", "layer_a", "layer_b", "obsm_a", "obsm_b"}
+    unknown = sorted(set(fit_kwargs) - allowed)
+    if unknown:
+        raise SclibraError(
+            f"fit_kwargs has unknown option(s) {', '.join(map(repr, unknown))}; LIBRA.fit takes "
+            + ", ".join(sorted(allowed))
+        )
 
 
 def _progress(total: int, initial: int, enabled: bool):

@@ -381,6 +381,8 @@ def test_bad_arguments_have_clear_errors(tmp_path):
         _tune(tmp_path / "x", fit_kwargs={"callback": print})
     with pytest.raises(sclibra.SclibraError, match="unknown option.*'patience'"):
         _tune(tmp_path / "x", fit_kwargs={"patience": 3})
+    with pytest.raises(sclibra.SclibraError, match=r"validation_split'\] must be > 0"):
+        _tune(tmp_path / "x", fit_kwargs={"validation_split": 0})
     with pytest.raises(sclibra.SclibraError, match="train='nope'"):
         _tune(tmp_path / "x", train="nope")
 

@@ -184,6 +184,11 @@ def tune(
     if "max_epochs" in fit_kwargs:
         raise SclibraError("pass max_epochs to tune() directly, not in fit_kwargs")
     _check_fit_kwargs(fit_kwargs)
+    if fit_kwargs.get("validation_split", 0.1) <= 0:
+        raise SclibraError(
+            "tune() selects configurations on validation cells held out from training: "
+            "fit_kwargs['validation_split'] must be > 0 (e.g. 0.1)"
+        )
     fit_kwargs["max_epochs"] = max_epochs
     searched_fit = [k for k in space.dims if k in FIT_PARAMS]
     if strategy == "asha" and "max_epochs" in space.dims:

@@ -123,6 +123,8 @@ def test_presets_have_the_published_sizes():
     assert set(grid[0]) == {"n_layers", "n_nodes", "alpha", "dropout", "batch_size", "latent_dim"}
     assert SEARCH_SPACES["integration"]["n_layers"] == [1, 2, 3, 4, 5, 6]
     assert SEARCH_SPACES["default"]["n_nodes"] == [512]
+    assert sclibra.tune is tune and sclibra.TuneResult is TuneResult  # the public names
+    assert sclibra.tune.SEARCH_SPACES is SEARCH_SPACES and sclibra.tune.loguniform is loguniform
 
 
 def test_custom_space_validation_and_sampling():

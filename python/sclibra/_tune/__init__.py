@@ -96,8 +96,8 @@ def tune(
     grid
         A preset of :data:`SEARCH_SPACES` (``"default"``, ``"prediction"`` (960 combinations),
         ``"integration"`` (1152)), or a dict ``{hyperparameter: list}`` (a grid) or
-        ``{hyperparameter: distribution}`` (sampled; see :func:`uniform`, :func:`loguniform`,
-        :func:`randint`, :func:`choice`). Besides the architecture (``n_layers``, ``n_nodes``,
+        ``{hyperparameter: distribution}`` (sampled: ``sclibra.tune.uniform``, ``loguniform``,
+        ``randint``, ``choice``). Besides the architecture (``n_layers``, ``n_nodes``,
         ``alpha``, ``dropout``, ``batch_size``, ``latent_dim``) ``learning_rate``,
         ``output_activation`` and the fit options ``max_epochs``, ``early_stopping_patience``,
         ``lr_patience``, ``lr_factor``, ``min_lr`` can be searched. A ``batch_size`` above the
@@ -471,6 +471,15 @@ def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str,
         refs[key] = np.asarray(cluster_modality(x, resolution=resolution, seed=seed)).astype(str)
     return refs
 
+
+# ``sclibra.tune`` is this function: hang the space helpers on it, so that users can write
+# ``sclibra.tune.loguniform(1e-4, 1e-2)`` and read ``sclibra.tune.SEARCH_SPACES``.
+tune.SEARCH_SPACES = SEARCH_SPACES
+tune.uniform = uniform
+tune.loguniform = loguniform
+tune.randint = randint
+tune.choice = choice
+tune.TuneResult = TuneResult
 
 __all__ = [
     "tune",

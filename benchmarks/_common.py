@@ -1,0 +1,194 @@
+"""Helpers shared by the benchmark scripts (not part of the sclibra package).
+
+Every benchmark writes ``benchmarks/results/<name>.md`` (a Markdown report with tables) and
+``benchmarks/results/<name>.json`` (the raw numbers and every setting used), atomically, and
+prints where they went. ``--quick`` runs are written with a ``_quick`` suffix so they never
+overwrite a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: the two bundled directions: name -> (loader, index of A, index of B, A name, B name)
+DIRECTIONS = {
+    "ATAC->RNA": ("bmmc_multiome", 1, 0, "ATAC", "RNA"),
+    "RNA->ADT": ("bmmc_cite", 0, 1, "RNA", "ADT"),
+}
+
+
+def parse_args(doc: str, extra=None) -> argparse.Namespace:
+    """The common command line: ``--quick`` and ``--out DIR`` (plus script-specific options)."""
+    parser = argparse.ArgumentParser(
+        description=doc.strip().splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="a short version (smoke test)")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help=f"results folder (default {RESULTS_DIR})"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a small, shared machine one thread is "
+        "faster than oversubscribed OpenMP; recorded in the results)",
+    )
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        import sclibra
+
+        torch.set_num_threads(args.threads)
+        sclibra.settings.num_threads = args.threads
+        sclibra.settings.verbosity = "warning"
+    return args
+
+
+def load_direction(direction: str):
+    """``(a, b)`` AnnData of a bundled direction, e.g. ``"RNA->ADT"``."""
+    import sclibra
+
+    loader, ia, ib, _, _ = DIRECTIONS[direction]
+    data = getattr(sclibra.datasets, loader)()
+    return data[ia], data[ib]
+
+
+def held_out(a, b):
+    """Training and held-out (``is_train`` False) parts of a bundled pair, same cell order."""
+    is_train = a.obs["is_train"].to_numpy(dtype=bool)
+    b = b[a.obs_names]
+    return a[is_train], b[is_train], a[~is_train], b[~is_train]
+
+
+def fit_and_score(direction: str, seed: int, fit_kwargs=None, **model_kwargs) -> dict:
+    """Train LIBRA on the training cells of a bundled direction; score the held-out cells.
+
+    Returns the held-out RMSE, epochs trained, why training stopped, wall-clock seconds of
+    ``fit`` and seconds per epoch.
+    """
+    import sclibra
+
+    a, b = load_direction(direction)
+    _, _, a_test, b_test = held_out(a, b)
+    model = sclibra.LIBRA(seed=seed, **model_kwargs)
+    t0 = time.perf_counter()
+    model.fit(a, b, train="is_train", progress=False, **(fit_kwargs or {}))
+    seconds = time.perf_counter() - t0
+    pred = model.predict(a_test)
+    return {
+        "direction": direction,
+        "seed": seed,
+        "rmse": sclibra.metrics.rmse(pred.X, b_test.X),
+        "epochs": int(model.n_epochs_),
+        "stopped_by": model.stopped_by_,
+        "best_val_mse": float(model.best_val_loss_),
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / max(model.n_epochs_, 1),
+        "n_train": len(model.train_cells_),
+        "n_val": len(model.val_cells_),
+        "n_test": a_test.n_obs,
+        "config": model.config,
+    }
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (benchmarks run unattended; one line per finished run)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict:
+    """Where the numbers come from (CPU, threads, versions)."""
+    import torch
+
+    import sclibra
+
+    info = {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "sclibra": getattr(sclibra, "__version__", "unknown"),
+        # the machine may be shared: a load average above the core count inflates timings
+        "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        with open("/proc/meminfo") as fh:
+            total_kb = int(fh.readline().split()[1])
+        info["memory_gib"] = round(total_kb / 2**20, 1)
+    except OSError:
+        pass
+    return info
+
+
+def mean_sd(values) -> str:
+    """``"mean ± sd"`` of a list of numbers (sd with ddof=1; just the value when n=1)."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 1:
+        return f"{v[0]:.4f}"
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(name: str, args, markdown: str, data: dict) -> tuple[Path, Path]:
+    """Write ``<name>.md`` and ``<name>.json`` (``<name>_quick.*`` for ``--quick``) and print where."""
+    stem = f"{name}_quick" if args.quick else name
+    md_path, json_path = args.out / f"{stem}.md", args.out / f"{stem}.json"
+    data = {"benchmark": name, "quick": bool(args.quick), "machine": machine_info(), **data}
+    footer = (
+        f"\n\n_Machine: {data['machine']['cpu_count']} CPU cores, "
+        f"{data['machine'].get('memory_gib', '?')} GiB RAM, torch {data['machine']['torch']} "
+        f"({data['machine']['torch_threads']} threads), {data['machine']['date_utc']} UTC. "
+        f"Command: `python benchmarks/{name}.py{' --quick' if args.quick else ''}`. "
+        f"Raw numbers: `{json_path.name}`._\n"
+    )
+    _atomic_write(md_path, markdown.rstrip() + "\n" + footer)
+    _atomic_write(json_path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    print(f"results written to {md_path} and {json_path}", file=sys.stderr)
+    return md_path, json_path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

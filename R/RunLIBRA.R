@@ -253,6 +253,16 @@ print.LIBRAResult <- function(x, ...) {
   make.unique(gsub("[_|]", "-", features))
 }
 
+# Variable features of an assay present in its matrix `x`, or NULL when none are set.
+.variable_features <- function(object, assay, x, verbose = FALSE) {
+  variable <- intersect(SeuratObject::VariableFeatures(object[[assay]]), rownames(x))
+  if (!length(variable)) {
+    return(NULL)
+  }
+  .msg(verbose, "Using the {length(variable)} variable features of assay {assay}.")
+  variable
+}
+
 .assay_key <- function(name) paste0(gsub("[^[:alnum:]]", "", tolower(name)), "_")
 
 # Store an embedding (cells x k) as a DimReduc and a prediction (features x cells) as an Assay.
@@ -317,14 +327,7 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
   fit_args <- .fit_args(max.epochs, validation.split, early.stopping.patience, list(...))
   a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
   b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
-  if (is.null(features)) {
-    variable <- SeuratObject::VariableFeatures(object[[input.assay]])
-    variable <- intersect(variable, rownames(a))
-    if (length(variable)) {
-      .msg(verbose, "Using the {length(variable)} variable features of assay {input.assay}.")
-      features <- variable
-    }
-  }
+  features <- features %||% .variable_features(object, input.assay, a, verbose)
   res <- .train_libra(
     a, b, input.assay, output.assay, features, output.features, train.cells,
     meta = object[[]], model_args, fit_args, reduction.key, keep.model, verbose,
@@ -442,8 +445,7 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   fit_args <- .fit_args(max.epochs, validation.split, early.stopping.patience, list(...))
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
   b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
-  meta <- as.data.frame(SummarizedExperiment::colData(object))
-  rownames(meta) <- colnames(object)
+  meta <- .sce_meta(object)
   res <- .train_libra(
     a, b, input_name, output_name, features, output.features, train.cells,
     meta = meta, model_args, fit_args, reduction.key, keep.model, verbose,
@@ -466,6 +468,13 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   )
   S4Vectors::metadata(object)[["sclibra"]] <- store
   object
+}
+
+# Cell metadata of a SingleCellExperiment as a data.frame with cell names as row names.
+.sce_meta <- function(object) {
+  meta <- as.data.frame(SummarizedExperiment::colData(object))
+  rownames(meta) <- colnames(object)
+  meta
 }
 
 # Name of the main experiment (mainExpName(), e.g. "RNA"), or "main".

@@ -133,8 +133,7 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
                                       details = FALSE, ...) {
   .need_sce()
   ids <- colnames(object)
-  meta <- as.data.frame(SummarizedExperiment::colData(object))
-  rownames(meta) <- ids
+  meta <- .sce_meta(object)
   reference <- .resolve_labels(reference, ids, meta, arg = "reference")
   if (!is.null(clusters)) {
     query <- .resolve_labels(clusters, ids, meta, arg = "clusters")
@@ -169,8 +168,7 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
     b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
     input.assay <- input.altexp %||% .main_name(object)
     output.assay <- output.altexp %||% .main_name(object)
-    meta <- as.data.frame(SummarizedExperiment::colData(object))
-    rownames(meta) <- colnames(object)
+    meta <- .sce_meta(object)
   }
   list(a = a, b = b, name_a = input.assay, name_b = output.assay, meta = meta)
 }

@@ -214,10 +214,7 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
   }
   a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
   b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
-  if (is.null(features)) {
-    variable <- intersect(SeuratObject::VariableFeatures(object[[input.assay]]), rownames(a))
-    if (length(variable)) features <- variable
-  }
+  features <- features %||% .variable_features(object, input.assay, a, verbose)
   res <- .tune_libra(
     a, b, input.assay, output.assay, features, output.features, train.cells, object[[]],
     labels, grid, objective, strategy, n.trials, max.epochs, grace.period, eta, n.jobs,
@@ -242,8 +239,7 @@ TuneLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   .need_sce()
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
   b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
-  meta <- as.data.frame(SummarizedExperiment::colData(object))
-  rownames(meta) <- colnames(object)
+  meta <- .sce_meta(object)
   res <- .tune_libra(
     a, b, input.altexp %||% .main_name(object), output.altexp %||% .main_name(object),
     features, output.features, train.cells, meta, labels, grid, objective, strategy,

@@ -47,7 +47,8 @@ R CMD INSTALL --no-multiarch --library="$RLIB" "$TARBALL"
 
 echo "== R CMD check"
 set +e
-(cd "$WORK" && R CMD check --no-manual --output="$WORK" "$TARBALL")
+# vignettes: built once by R CMD build, their code run once more by check (not rebuilt again)
+(cd "$WORK" && R CMD check --no-manual --no-rebuild-vignettes --output="$WORK" "$TARBALL")
 STATUS=$?
 set -e
 LOG="$WORK/sclibra.Rcheck/00check.log"

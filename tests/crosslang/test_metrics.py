@@ -107,5 +107,5 @@ def test_evaluation_table_agrees(r, cite, r_cite, cite_model, tmp_path):
     )
     # the table holds what the vignettes report: held-out RMSE of LIBRA and the baselines
     rmse = merged.query("metric == 'rmse' and split == 'held_out'")
-    assert {"libra", "mean", "knn", "ridge"} <= set(rmse["method"])
+    assert {"libra", "baseline_mean", "baseline_knn", "baseline_ridge"} <= set(rmse["method"])
     assert (merged.query("metric == 'ppji'")["value_r"].between(0, 1)).all()

@@ -22,6 +22,8 @@ TORCH_PIN := torch==2.13.0
 NUMPY_PIN := numpy<2
 RPY2_PIN  := rpy2>=3.5,<3.6
 RAY_PIN   := ray[tune]>=2.9,<3
+# pyarrow (a Ray Tune dependency) >= 20 needs NumPy 2
+PYARROW_PIN := pyarrow<20
 
 R_DEBS := r-base-core r-base-dev r-cran-seurat r-cran-reticulate r-cran-testthat r-cran-knitr \
           r-cran-rmarkdown r-bioc-biocstyle r-cran-roxygen2 pandoc r-bioc-singlecellexperiment
@@ -74,7 +76,7 @@ r-deps: $(STAMPS)/r-deps
 
 # Python extras needed only with R: rpy2 (builds against R) and Ray for the aLIBRA backend test
 $(STAMPS)/env-r: $(STAMPS)/env $(STAMPS)/r-deps
-	$(PY) -m pip install -q "$(TORCH_PIN)" "$(NUMPY_PIN)" "$(RPY2_PIN)" "$(RAY_PIN)"
+	$(PY) -m pip install -q "$(TORCH_PIN)" "$(NUMPY_PIN)" "$(RPY2_PIN)" "$(RAY_PIN)" "$(PYARROW_PIN)"
 	touch $@
 
 env-r: $(STAMPS)/env-r

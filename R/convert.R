@@ -1,9 +1,10 @@
 # Matrices across the bridge, and the checks made before they cross --------------------------
 #
 # R containers hold features x cells; the core wants cells x features. A dgCMatrix goes to
-# Python as a scipy CSC matrix over the very same x / i / p vectors (reticulate shares the
-# memory), and sclibra._r_bridge.anndata_from_r() transposes it into a CSR matrix, again
-# without a copy. A dense matrix goes the same way (Fortran-ordered view, transposed view).
+# Python as a scipy CSC matrix: reticulate's np_array() copies the x / i / p vectors once (it
+# sets a dim attribute) and NumPy borrows that copy; sclibra._r_bridge.anndata_from_r() then
+# transposes it into a CSR matrix without a copy. A dense double matrix is borrowed as is
+# (Fortran-ordered view, transposed into a C-ordered view).
 # Other sparse classes (dgTMatrix, dgRMatrix, lgCMatrix, DelayedArray) are converted to a
 # dgCMatrix first: that is the one copy. Results come back once, as dense matrices.
 
@@ -225,8 +226,9 @@
 # An R features x cells matrix as a Python AnnData (cells x features), sharing memory.
 .to_anndata <- function(x, what) {
   x <- .as_bridge_matrix(x, what)
+  bridge <- .bridge() # first: checks and starts the right Python before reticulate converts
   px <- reticulate::r_to_py(x)
-  .py(.bridge()$anndata_from_r(px, as.list(colnames(x)), as.list(rownames(x)), what))
+  .py(bridge$anndata_from_r(px, as.list(colnames(x)), as.list(rownames(x)), what))
 }
 
 # A Python cells x latent array as an R matrix: cell names as rows, `key`1.. as columns.

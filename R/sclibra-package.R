@@ -15,10 +15,11 @@
 #'
 #' @section Data across the bridge: Seurat and Bioconductor store features x cells; the core
 #'   works on cells x features. A sparse `dgCMatrix` reaches Python as a `scipy.sparse`
-#'   CSC matrix over the same memory (reticulate does not copy its `x`, `i` and `p` vectors)
-#'   and is transposed there into a CSR matrix, again without a copy; a dense matrix goes the
-#'   same way as a Fortran-ordered array. Nothing is densified. Selecting a subset of features
-#'   copies the matrix once in R. Cell and feature names travel unchanged; a Seurat assay
+#'   CSC matrix: reticulate copies its `x`, `i` and `p` vectors once (its `np_array()` adds a
+#'   `dim` attribute) and NumPy borrows that copy; the transpose into the CSR matrix the core
+#'   reads is free (same arrays). A dense matrix is borrowed as a Fortran-ordered array without
+#'   any copy and transposed into a C-ordered view. Nothing is densified. Selecting a subset
+#'   of features (e.g. variable features) copies the matrix once in R instead. Cell and feature names travel unchanged; a Seurat assay
 #'   created from predictions gets Seurat-safe feature names (`_` and `|` become `-`), with
 #'   the original names in its `meta.features`. Results (embedding, prediction) come back once,
 #'   as dense matrices. Errors from Python arrive as R errors carrying the core's message.

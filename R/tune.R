@@ -124,9 +124,9 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
   }
   a <- .select_features(a, features, name_a, fit_cells, verbose)
   b <- .select_features(b, output.features, name_b, fit_cells, verbose)
-  fit_kwargs <- reticulate::dict(.dots_to_py(dots))
   ad_a <- .to_anndata(a, name_a)
   ad_b <- .to_anndata(b, name_b)
+  fit_kwargs <- reticulate::dict(.dots_to_py(dots))
   args <- list(
     ad_a, ad_b,
     train = if (is.null(train)) NULL else as.list(train),

@@ -101,3 +101,25 @@ test_that("the configured Python core is found and reports its versions", {
   expect_true(package_version(cfg$numpy) < "2.0" || utils::packageVersion("reticulate") >= "1.36")
   expect_output(print(cfg), "sclibra Python configuration")
 })
+
+test_that("in a fresh session without a usable Python, users get the explanation, not a crash", {
+  installed <- find.package("sclibra", lib.loc = .libPaths(), quiet = TRUE)
+  skip_if(!length(installed), "sclibra is not installed in a library (development load)")
+  rscript <- file.path(R.home("bin"), "Rscript")
+  code <- paste(
+    "library(sclibra)",
+    "cat('available:', sclibra_available(), '\\n')",
+    "x <- Matrix::rsparsematrix(5, 4, 0.5, dimnames = list(letters[1:5], LETTERS[1:4]))",
+    "res <- tryCatch(RunLIBRA(x, x, verbose = FALSE), sclibra_python_unavailable = function(e) conditionMessage(e))",
+    "cat(res, sep = '\\n')",
+    sep = "; "
+  )
+  env <- "SCLIBRA_PYTHON=/nonexistent/bin/python"
+  out <- suppressWarnings(system2(rscript, c("-e", shQuote(code)), stdout = TRUE, stderr = TRUE, env = env))
+  text <- paste(out, collapse = "\n")
+  expect_match(text, "available: FALSE")
+  expect_match(text, "sclibra needs its Python core")
+  expect_match(text, "/nonexistent/bin/python")
+  expect_match(text, "does not exist")
+  expect_false(grepl("Traceback", text))
+})

@@ -190,6 +190,13 @@ def main() -> None:
         + f" Beaten: {', '.join(beaten) or 'none'}; not beaten: "
         + (", ".join(k for k in rivals if k not in beaten) or "none")
         + ".",
+        "",
+        f"Search cells and held-out cells come from different donors (batch "
+        f"{', '.join(sorted(map(str, a_tr.obs['batch'].unique())))} vs "
+        f"{', '.join(sorted(map(str, a_te.obs['batch'].unique())))}): the validation loss that "
+        "selects configurations measures error on unseen cells of the training donor, the "
+        "held-out RMSE error on another donor. Differences between LIBRA configurations of "
+        "about one seed standard deviation are not meaningful.",
     ]
     data = {
         "grid": grid,

@@ -253,6 +253,19 @@ print.LIBRAResult <- function(x, ...) {
   make.unique(gsub("[_|]", "-", features))
 }
 
+# Seurat keys must be unique across reductions and assays: a key already used by another
+# reduction (e.g. the default "LIBRA_" of a first run) becomes one derived from its name.
+.unique_key <- function(object, key, name, verbose) {
+  others <- setdiff(c(SeuratObject::Reductions(object), SeuratObject::Assays(object)), name)
+  used <- vapply(others, function(o) SeuratObject::Key(object[[o]]), "")
+  if (!key %in% used) {
+    return(key)
+  }
+  new <- paste0(toupper(gsub("[^[:alnum:]]", "", name)), "_")
+  .msg(verbose, "Key {.val {key}} is used by another reduction; {.val {name}} gets key {.val {new}}.")
+  new
+}
+
 # Variable features of an assay present in its matrix `x`, or NULL when none are set.
 .variable_features <- function(object, assay, x, verbose = FALSE) {
   variable <- intersect(SeuratObject::VariableFeatures(object[[assay]]), rownames(x))
@@ -276,6 +289,8 @@ print.LIBRAResult <- function(x, ...) {
     emb <- embedding
   }
   misc$model <- model
+  reduction.key <- .unique_key(object, reduction.key, reduction.name, verbose)
+  colnames(emb) <- paste0(reduction.key, seq_len(ncol(emb)))
   object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
     embeddings = emb, assay = input.assay, key = reduction.key, misc = misc
   )

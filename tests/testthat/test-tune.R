@@ -27,8 +27,13 @@ test_that("TuneLIBRA on a Seurat object returns the trial table and a trained be
   expect_output(print(tuned), "aLIBRA search \\(prediction\\): 2 trials \\(2 ok\\)")
 
   # the tuned model applies to the object like any other
+  seu <- run_fast(seu, input.assay = "RNA", output.assay = "ADT", max.epochs = 1)
   seu <- LIBRAPredict(seu, model = model, reduction.name = "libra_tuned", verbose = FALSE)
-  expect_equal(dim(SeuratObject::Embeddings(seu, "libra_tuned")), c(600L, 6L))
+  tuned_emb <- SeuratObject::Embeddings(seu, "libra_tuned")
+  expect_equal(dim(tuned_emb), c(600L, 6L))
+  # "LIBRA_" is taken by the first reduction: the second gets a key from its name
+  expect_equal(colnames(tuned_emb), paste0("LIBRATUNED_", 1:6))
+  expect_equal(SeuratObject::Key(seu[["libra"]]), "LIBRA_")
 
   # running the same search on the same folder resumes it: nothing is trained again
   again <- TuneLIBRA(seu,

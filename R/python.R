@@ -20,14 +20,19 @@
   }
   # Nothing is started here: reticulate imports the module on first use (delay_load). The
   # proxies are kept for users who want the raw Python objects (sclibra_python_module()).
-  .state$core <- reticulate::import(
-    "sclibra",
-    delay_load = list(
-      priority = 5,
-      environment = .default_envname,
-      on_error = function(e) .abort_python(.diagnose(), parent = e)
+  # With Python already running (another package, or R embedded in Python through rpy2)
+  # reticulate imports at once instead: a failure must not stop the package from loading.
+  .state$core <- tryCatch(
+    reticulate::import(
+      "sclibra",
+      delay_load = list(
+        priority = 5,
+        environment = .default_envname,
+        on_error = function(e) .abort_python(.diagnose(), parent = e)
+      ),
+      convert = FALSE
     ),
-    convert = FALSE
+    error = function(e) NULL
   )
   .state$loaded <- FALSE
   invisible()

@@ -131,6 +131,11 @@ class EmbeddedR:
         import rpy2.rinterface as ri
 
         ri.initr()
+        # rpy2's event callback has nothing to do here, and R may still call it while Python
+        # shuts down (after rpy2's module globals are gone): R then skips the call
+        from rpy2.rinterface_lib import openrlib
+
+        openrlib.rlib.ptr_R_ProcessEvents = openrlib.ffi.NULL
         lib = ctypes.PyDLL(os.path.join(_r_home(), "lib", "libR.so"))
         vp = ctypes.c_void_p
         for name, restype, argtypes in (
@@ -167,35 +172,32 @@ class EmbeddedR:
         finally:
             lib.Rf_unprotect(1)
 
-    def _raw(self, code: str) -> None:
-        """Evaluate R code whose errors cannot be reported through reticulate yet."""
+    def _try_eval(self, call) -> bool:
+        """Evaluate an R call (protected here) in the global environment; False on an R error
+        that escaped (R_tryEval catches it instead of jumping over Python frames)."""
         lib = self._lib
-        self._define(".xl_raw", code)
-        call = lib.Rf_protect(
-            lib.R_ParseEvalString(
-                b"quote(eval(parse(text = .xl_raw), globalenv()))", self._globalenv
-            )
-        )
+        call = lib.Rf_protect(call)
         failed = ctypes.c_int(0)
         try:
             lib.R_tryEval(call, self._globalenv, ctypes.byref(failed))
         finally:
             lib.Rf_unprotect(1)
-        if failed.value:
+        return not failed.value
+
+    def _raw(self, code: str) -> None:
+        """Evaluate R code whose errors cannot be reported through reticulate yet."""
+        self._define(".xl_raw", code)
+        call = self._lib.R_ParseEvalString(
+            b"quote(eval(parse(text = .xl_raw), globalenv()))", self._globalenv
+        )
+        if not self._try_eval(call):
             raise RError(f"R failed to evaluate: {code}", ["abort"])
 
     def __call__(self, code: str):
-        lib = self._lib
         HANDOFF.objects.pop(".value", None)
         HANDOFF.objects.pop(".error", None)
         self._define(".xl_code", code)
-        call = lib.Rf_protect(lib.Rf_lang1(lib.Rf_install(b".xl_run")))
-        failed = ctypes.c_int(0)
-        try:
-            lib.R_tryEval(call, self._globalenv, ctypes.byref(failed))
-        finally:
-            lib.Rf_unprotect(1)
-        if failed.value:
+        if not self._try_eval(self._lib.Rf_lang1(self._lib.Rf_install(b".xl_run"))):
             raise RError("R evaluation was aborted", ["abort"])
         err = HANDOFF.objects.pop(".error", None)
         if err is not None:
@@ -325,10 +327,6 @@ def r():
     # free R's references to Python objects while the GIL is held
     session('rm(list = setdiff(ls(), c("xl_handoff", "xl_get", "xl_put"))); invisible(gc())')
     HANDOFF.objects.clear()
-    # R may still poll for events while Python shuts down, when rpy2's callback is gone
-    from rpy2.rinterface_lib import openrlib
-
-    openrlib.rlib.ptr_R_ProcessEvents = openrlib.ffi.NULL
 
 
 @pytest.fixture(autouse=True)

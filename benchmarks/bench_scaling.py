@@ -28,7 +28,7 @@ at 100k input features the first layer alone holds ``100k x n_nodes`` weights, w
 gradient and Adam update cost the same at every step whatever the batch size, so wide-input runs
 use a large ``batch_size`` and a narrower ``n_nodes`` than the defaults.
 
-Run ``python benchmarks/bench_scaling.py`` (about 25 minutes and 12 GB of RAM on 2 cores) or with
+Run ``python benchmarks/bench_scaling.py`` (15-25 minutes and 10 GB of RAM on 2 cores) or with
 ``--quick`` (10k and 50k cells x 20k features). Results: ``benchmarks/results/bench_scaling.{md,json}``.
 """
 
@@ -160,6 +160,8 @@ def worker(spec: dict) -> dict:
     gen_seconds = time.perf_counter() - t0
     csr_bytes = a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
     rss_before = _status_kib("VmRSS")
+    # ru_maxrss and VmHWM are the same counter: read the generation peak before resetting it
+    peak_gen = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     reset = _reset_peak()
     model = sclibra.LIBRA(
         n_nodes=spec["n_nodes"], batch_size=spec["batch_size"], seed=0, output_activation="linear"
@@ -189,7 +191,10 @@ def worker(spec: dict) -> dict:
         "target_variance": 1.0,
         "rss_before_fit_bytes": rss_before * 1024,
         "peak_rss_fit_bytes": peak_fit * 1024 if peak_fit >= 0 else None,
-        "peak_rss_process_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_generation_bytes": peak_gen,
+        "peak_rss_process_bytes": max(
+            peak_gen, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        ),
         "sparse_input_path": True,
     }
 
@@ -259,7 +264,7 @@ def main() -> None:
     rows = []
     for r in runs:
         if "error" in r:
-            rows.append([r["sweep"], f"{r['cells']:,}", f"{r['features']:,}"] + ["-"] * 9)
+            rows.append([r["sweep"], f"{r['cells']:,}", f"{r['features']:,}"] + ["-"] * 11)
             rows[-1][-1] = r["error"]
             continue
         rows.append(
@@ -270,8 +275,10 @@ def main() -> None:
                 f"{r['nnz']:.3g}",
                 r["steps"],
                 f"{r['epoch_seconds']:.1f}",
+                f"{r['epoch_seconds'] / r['steps']:.2f}",
                 f"{r['fit_seconds']:.1f}",
                 _gib(r["csr_bytes"] + r["targets_bytes"]),
+                _gib(r["rss_before_fit_bytes"]),
                 _gib(r["peak_rss_fit_bytes"]),
                 _gib(r["peak_rss_process_bytes"]),
                 _size(r["dense_a_bytes"]),
@@ -286,8 +293,10 @@ def main() -> None:
             "nnz",
             "steps",
             "s/epoch",
+            "s/step",
             "fit s",
             "input GiB (CSR A + dense B)",
+            "RSS before fit GiB",
             "peak RSS fit GiB",
             "peak RSS process GiB",
             "dense A would be",
@@ -298,14 +307,17 @@ def main() -> None:
     settings = ", ".join(f"`{k}={v}`" for k, v in SETTINGS.items())
     markdown = f"""# Scaling on sparse synthetic data: seconds per epoch and peak memory
 
-One epoch of `sclibra.LIBRA` ({settings}, `max_epochs=1`, other settings default,
-torch threads: {args.threads}) on synthetic CSR float32 input at 1 % density with
-{N_TARGETS} dense targets (a linear mix of the {RANK} hidden factors per cell that also set A's
-values, plus noise; standardised, so MSE 1.0 = the mean predictor). Each size runs in a fresh process. `s/epoch`: the training steps plus the validation
-pass; `fit s` adds the input scan (NaN / constant-feature checks) and setup. `peak RSS fit`: peak
-resident memory during `fit` (kernel high-water mark reset just before `fit`), which includes the
-input held in memory; `peak RSS process` also covers data generation. A dense float32 copy of A
-would need the last-but-one column: the sparse path never builds it.{" **Quick run.**" if args.quick else ""}
+One epoch of `sclibra.LIBRA` ({settings}, `max_epochs=1`, other settings default, torch
+threads: {args.threads}) on synthetic CSR float32 input at 1 % density with {N_TARGETS} dense
+targets (a linear mix of the {RANK} hidden factors per cell that also set A's values, plus
+noise; standardised, so MSE 1.0 = the mean predictor). Each size runs in a fresh process.
+
+- `s/epoch`: training steps plus the validation pass; `s/step` = `s/epoch` / steps; `fit s` adds
+  the input scan (NaN / constant-feature checks) and setup.
+- `RSS before fit`: resident memory with the data in memory, before `fit`. `peak RSS fit`: peak
+  resident memory during `fit` (kernel high-water mark reset just before `fit`), data included.
+  `peak RSS process`: the whole process, data generation included.
+- `dense A would be`: a dense float32 copy of A, which the sparse path never builds.{" **Quick run.**" if args.quick else ""}
 
 {table}
 

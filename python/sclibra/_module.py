@@ -15,11 +15,13 @@ def layer_widths(n_layers: int, n_nodes: int) -> list[int]:
 
 
 class InputLinear(nn.Linear):
-    """A linear layer that also accepts a sparse (COO) minibatch without densifying it."""
+    """A linear layer that also accepts a sparse (CSR or COO) minibatch without densifying it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if x.is_sparse:
-            return torch.sparse.mm(x, self.weight.t()) + self.bias
+        if x.layout != torch.strided:
+            # sparse x dense product, on CPU and CUDA alike; the gradient w.r.t. the weight is
+            # x^T @ grad, computed by torch from the sparse minibatch
+            return torch.addmm(self.bias, x, self.weight.t())
         return F.linear(x, self.weight, self.bias)
 
 

@@ -42,10 +42,27 @@ def test_sparse_input_layer_matches_dense():
     net = LIBRANet(50, 7, n_layers=1, n_nodes=16, latent_dim=4).eval()
     x = sp.random(9, 50, density=0.05, format="coo", random_state=0, dtype=np.float32)
     xs = torch.sparse_coo_tensor(np.vstack([x.row, x.col]), x.data, x.shape).coalesce()
-    dense = net(torch.from_numpy(x.toarray()))
+    xd = torch.from_numpy(x.toarray())
+    dense = net(xd)
     np.testing.assert_allclose(
         net(xs).detach().numpy(), dense.detach().numpy(), rtol=1e-5, atol=1e-6
     )
+    # CSR minibatch (what training uses): same output and same weight gradient as dense
+    csr = x.tocsr()
+    xc = torch.sparse_csr_tensor(
+        torch.from_numpy(csr.indptr.astype(np.int64)), torch.from_numpy(csr.indices.astype(np.int64)),
+        torch.from_numpy(csr.data), size=csr.shape,
+    )  # fmt: skip
+    grads = []
+    for inp in (xd, xc):
+        net.zero_grad()
+        out = net(inp)
+        out.sum().backward()
+        grads.append(net.encoder.net[0].weight.grad.clone())
+        np.testing.assert_allclose(
+            out.detach().numpy(), dense.detach().numpy(), rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_allclose(grads[1].numpy(), grads[0].numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,9 @@ def tune(
         ``grace_period * eta**k`` a trial goes on only if its best validation loss so far is in
         the top ``1/eta`` of the trials that reached that epoch; the others are recorded as
         ``pruned``. Pruning always uses the validation loss (cheap at every rung); integration
-        metrics are measured on completed trials.
+        metrics are measured on completed trials. With ``n_jobs=1``
+        ASHA is deterministic; with parallel workers its decisions depend on which trials reach
+        a rung first, so two runs may prune slightly differently.
     n_trials
         Number of configurations for ``random`` / ``asha``. The draw for a given ``seed`` does
         not depend on it, so a larger ``n_trials`` on the same ``out_dir`` extends a search.

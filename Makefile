@@ -21,7 +21,7 @@ STAMPS := $(CURDIR)/.make
 TORCH_PIN := torch==2.13.0
 NUMPY_PIN := numpy<2
 RPY2_PIN  := rpy2>=3.5,<3.6
-RAY_PIN   := ray[tune]>=2.9,<3
+RAY_PIN   := ray[tune]==2.60.0
 # pyarrow (a Ray Tune dependency) >= 20 needs NumPy 2
 PYARROW_PIN := pyarrow<20
 

@@ -38,7 +38,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test env r-deps env-r lint test-python test-r test-crosslang vignettes tutorial \
+.PHONY: help demo test env r-deps env-r r-install lint test-python test-r test-crosslang vignettes tutorial \
         benchmarks clean
 
 help:
@@ -91,8 +91,8 @@ demo: $(STAMPS)/env
 # tests
 # ---------------------------------------------------------------------------------------------
 lint: $(STAMPS)/env
-	$(VENV)/bin/ruff format --check python tests benchmarks
-	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff format --check python tests benchmarks tools
+	$(VENV)/bin/ruff check python tests benchmarks tools
 
 test-python: $(STAMPS)/env-r
 	$(PY) -m pytest tests/python -q -p no:cacheprovider
@@ -100,7 +100,12 @@ test-python: $(STAMPS)/env-r
 test-r: $(STAMPS)/env-r
 	bash tools/r_check.sh
 
-test-crosslang: $(STAMPS)/env-r
+# the cross-language tests load the R package from $(RLIB)
+r-install: $(STAMPS)/env-r
+	mkdir -p $(RLIB)
+	R CMD INSTALL --no-multiarch --no-test-load --library=$(RLIB) . >/dev/null
+
+test-crosslang: r-install
 	$(PY) -m pytest tests/crosslang -q -p no:cacheprovider
 
 tutorial: $(STAMPS)/env

@@ -343,10 +343,12 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
   .check_flag(verbose)
   py <- .py_model(model)
   inputs <- .model_inputs(model, a, b, name_a, name_b)
+  # a metadata column keeps its name, so the table's rows read "labels:<column>" as in Python
+  label_name <- if (is.character(labels) && length(labels) == 1L) labels else "labels"
   labels <- .resolve_labels(labels, colnames(a), meta)
   if (!is.null(labels)) {
     pd <- reticulate::import("pandas", convert = FALSE)
-    labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)))
+    labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)), name = label_name)
   }
   ckw <- if (is.null(max.epochs)) list() else list(fit_kwargs = list(max_epochs = .check_count(max.epochs, "max.epochs")))
   res <- .with_verbosity(verbose, .py_call(.core()$evaluate, py, inputs$a, inputs$b,

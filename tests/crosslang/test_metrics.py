@@ -130,12 +130,6 @@ def test_evaluation_table_values_agree(eval_tables):
     assert (merged.query("metric == 'ppji'")["value_r"].between(0, 1)).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R/metrics.R .evaluate() sends the labels to the core as an unnamed pandas Series, "
-    "so R's rows say 'labels:labels' where Python's say 'labels:cell_type'; remove this marker "
-    "once the Series is given the column's name",
-)
 def test_evaluation_table_names_the_labels_like_python(eval_tables):
     want, got = eval_tables
     _merge(want, got)

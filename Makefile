@@ -26,8 +26,10 @@ RAY_PIN   := ray[tune]==2.60.0
 PYARROW_PIN := pyarrow<20
 
 R_DEBS := r-base-core r-base-dev r-cran-seurat r-cran-reticulate r-cran-testthat r-cran-knitr \
-          r-cran-rmarkdown r-bioc-biocstyle r-cran-roxygen2 pandoc r-bioc-singlecellexperiment
-R_PKGS := Seurat SeuratObject reticulate testthat knitr rmarkdown BiocStyle roxygen2 SingleCellExperiment
+          r-cran-rmarkdown r-bioc-biocstyle r-cran-roxygen2 pandoc r-bioc-singlecellexperiment \
+          r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-withr r-cran-matrix
+R_PKGS := Seurat SeuratObject reticulate testthat knitr rmarkdown BiocStyle roxygen2 SingleCellExperiment \
+          cli rlang jsonlite withr Matrix
 
 # R and rpy2 find the project's Python through these
 export SCLIBRA_PYTHON    := $(PY)

@@ -85,13 +85,16 @@ def _tune(args) -> int:
     out = Path(args.out_dir)
     if not args.no_plots and len(result.completed):
         import matplotlib
+        import matplotlib.pyplot as plt
 
         matplotlib.use("Agg")
         fig = result.plot_hyperparameters()
         fig.savefig(out / "hyperparameters.png", dpi=120)
+        plt.close(fig)
         if args.objective == "both":
             ax = result.plot_pareto()
             ax.figure.savefig(out / "pareto.png", dpi=120, bbox_inches="tight")
+            plt.close(ax.figure)
     print(result.summary())
     print(f"trials table: {out / 'trials.csv'}")
     if not args.no_refit and len(result.completed):

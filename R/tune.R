@@ -22,6 +22,11 @@
 #' @param max.epochs Epoch budget of each trial.
 #' @param grace.period,eta ASHA's first rung (epochs) and reduction factor.
 #' @param n.jobs Trials run in parallel (local worker processes).
+#' @param backend `"local"` (worker processes on this machine) or `"ray"` (Ray Tune; needs the
+#'   Python extra `sclibra[ray]`): the same search, the same result.
+#' @param ray.address Address of a running Ray cluster, e.g. `"auto"` after `ray start --head`
+#'   in a shell. Required with `backend = "ray"`: a local Ray instance cannot be started from
+#'   inside an R session (its processes time out at start-up under reticulate).
 #' @param out.dir Folder of the durable trial records (`NULL`: a temporary folder). Rerunning
 #'   the same search on it resumes it.
 #' @param overwrite Replace a different search already in `out.dir`.
@@ -100,10 +105,19 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
 
 .tune_libra <- function(a, b, name_a, name_b, features, output.features, train.cells, meta,
                         labels, grid, objective, strategy, n.trials, max.epochs, grace.period,
-                        eta, n.jobs, out.dir, overwrite, save.models, seed, device, verbose,
-                        dots) {
+                        eta, n.jobs, backend, ray.address, out.dir, overwrite, save.models,
+                        seed, device, verbose, dots) {
   objective <- match.arg(objective, c("prediction", "integration", "both"))
   strategy <- match.arg(strategy, c("asha", "random", "grid"))
+  backend <- match.arg(backend, c("local", "ray"))
+  .check_string(ray.address, "ray.address", null_ok = TRUE)
+  if (backend == "ray" && is.null(ray.address)) {
+    .abort(c(
+      "{.code backend = \"ray\"} needs a running Ray cluster: give its {.arg ray.address}.",
+      i = "Start one in a shell with {.code ray start --head} and pass {.code ray.address = \"auto\"}.",
+      i = "A local Ray instance cannot be started from inside an R session."
+    ), class = "sclibra_input_error")
+  }
   .check_count(n.trials, "n.trials", null_ok = TRUE)
   .check_count(max.epochs, "max.epochs")
   .check_count(grace.period, "grace.period")
@@ -135,6 +149,7 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
     labels = if (is.null(labels)) NULL else as.list(unname(labels)),
     max_epochs = as.integer(max.epochs), grace_period = as.integer(grace.period), eta = eta,
     fit_kwargs = fit_kwargs, n_jobs = as.integer(n.jobs), device = device,
+    backend = backend, ray_address = ray.address,
     out_dir = if (is.null(out.dir)) NULL else path.expand(out.dir), overwrite = overwrite,
     save_models = save.models, refit = TRUE,
     seed = if (is.null(seed)) NULL else .check_count(seed, "seed", min = 0),
@@ -182,7 +197,8 @@ TuneLIBRA.default <- function(object, output, grid = "prediction", objective = "
                               strategy = "asha", n.trials = NULL, labels = NULL,
                               train.cells = NULL, features = NULL, output.features = NULL,
                               max.epochs = 1500, grace.period = 10, eta = 3, n.jobs = 1,
-                              out.dir = NULL, overwrite = FALSE, save.models = FALSE,
+                              backend = "local", ray.address = NULL, out.dir = NULL,
+                              overwrite = FALSE, save.models = FALSE,
                               seed = 42, device = NULL, verbose = TRUE, ...) {
   if (missing(output)) {
     .abort("{.arg output} (the features x cells matrix of the modality to reconstruct) is missing.",
@@ -192,7 +208,7 @@ TuneLIBRA.default <- function(object, output, grid = "prediction", objective = "
   .tune_libra(
     object, output, "input", "output", features, output.features, train.cells, NULL,
     labels, grid, objective, strategy, n.trials, max.epochs, grace.period, eta, n.jobs,
-    out.dir, overwrite, save.models, seed, device, verbose, list(...)
+    backend, ray.address, out.dir, overwrite, save.models, seed, device, verbose, list(...)
   )
 }
 
@@ -203,7 +219,8 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
                              objective = "prediction", strategy = "asha", n.trials = NULL,
                              labels = NULL, train.cells = NULL, features = NULL,
                              output.features = NULL, max.epochs = 1500, grace.period = 10,
-                             eta = 3, n.jobs = 1, out.dir = NULL, overwrite = FALSE,
+                             eta = 3, n.jobs = 1, backend = "local", ray.address = NULL,
+                             out.dir = NULL, overwrite = FALSE,
                              save.models = FALSE, seed = 42, device = NULL, verbose = TRUE,
                              ...) {
   input.assay <- input.assay %||% SeuratObject::DefaultAssay(object)
@@ -218,7 +235,7 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
   res <- .tune_libra(
     a, b, input.assay, output.assay, features, output.features, train.cells, object[[]],
     labels, grid, objective, strategy, n.trials, max.epochs, grace.period, eta, n.jobs,
-    out.dir, overwrite, save.models, seed, device, verbose, list(...)
+    backend, ray.address, out.dir, overwrite, save.models, seed, device, verbose, list(...)
   )
   res$model$output.slot <- output.slot
   res
@@ -233,7 +250,8 @@ TuneLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
                                            n.trials = NULL, labels = NULL, train.cells = NULL,
                                            features = NULL, output.features = NULL,
                                            max.epochs = 1500, grace.period = 10, eta = 3,
-                                           n.jobs = 1, out.dir = NULL, overwrite = FALSE,
+                                           n.jobs = 1, backend = "local", ray.address = NULL,
+                                           out.dir = NULL, overwrite = FALSE,
                                            save.models = FALSE, seed = 42, device = NULL,
                                            verbose = TRUE, ...) {
   .need_sce()
@@ -243,8 +261,8 @@ TuneLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   res <- .tune_libra(
     a, b, input.altexp %||% .main_name(object), output.altexp %||% .main_name(object),
     features, output.features, train.cells, meta, labels, grid, objective, strategy,
-    n.trials, max.epochs, grace.period, eta, n.jobs, out.dir, overwrite, save.models, seed,
-    device, verbose, list(...)
+    n.trials, max.epochs, grace.period, eta, n.jobs, backend, ray.address, out.dir, overwrite,
+    save.models, seed, device, verbose, list(...)
   )
   res$model$output.slot <- output.assay
   res

@@ -62,4 +62,10 @@ test_that("grids are translated for the core and bad input is refused", {
     class = "sclibra_python_error"
   )
   expect_match(conditionMessage(err), "n_wings")
+  expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), backend = "spark", verbose = FALSE),
+    "should be one of"
+  )
+  expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), backend = "ray", verbose = FALSE),
+    "ray start --head", class = "sclibra_input_error"
+  )
 })

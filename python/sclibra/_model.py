@@ -425,7 +425,7 @@ class LIBRA:
 
     def _apply(self, fn, m: Matrix, batch_size, width) -> np.ndarray:
         device = self._device()
-        module = self.module if fn.__self__ is self.module else fn.__self__
+        module = fn.__self__  # the network the bound method belongs to
         module.to(device).eval()
         out = apply_module(
             fn, m, batch_size=batch_size or 1024, device=device, sparse=use_sparse_path(m, device)

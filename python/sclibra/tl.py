@@ -48,7 +48,3 @@ def libra(
     }
     return adata if copy else None
 
-
-def libra_predict(adata, model, *, layer=None, obsm=None, fill_missing=False):
-    """Predict the model's output modality for the cells of ``adata`` (an AnnData)."""
-    return model.predict(adata, layer=layer, obsm=obsm, fill_missing=fill_missing)

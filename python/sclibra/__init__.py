@@ -21,7 +21,7 @@ _LAZY = {
     "LIBRA": ("._model", "LIBRA"),
     "LIBRANet": ("._module", "LIBRANet"),
     "read": (".io", "read"),
-    "evaluate": (".metrics", "evaluate"),
+    "evaluate": ("._report", "evaluate"),
     "tune": ("._tune", "tune"),
     "TuneResult": ("._tune", "TuneResult"),
 }

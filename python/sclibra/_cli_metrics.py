@@ -42,8 +42,8 @@ def _headline(table) -> list[str]:
 def _metrics(args) -> int:
     from ._errors import SclibraError
     from ._model import LIBRA
+    from ._report import evaluate
     from .cli import apply_common, read_input
-    from .metrics import evaluate
 
     apply_common(args)
     if args.save_model and Path(args.save_model).exists() and not args.overwrite:

@@ -38,7 +38,7 @@ def run_direction(name: str, out: Path, *, max_epochs: int, seed: int) -> pd.Dat
     import anndata as ad
 
     from ._model import LIBRA
-    from .metrics import evaluate
+    from ._report import evaluate
 
     loader, mod_a, mod_b = DIRECTIONS[name]
     data = _load(loader)

@@ -24,7 +24,18 @@ import pandas as pd
 from ._errors import SclibraError
 from .metrics._utils import atomic_output
 
-__all__ = ["loss", "jaccard", "consistency", "latent_umap", "predicted_vs_measured", "save_figure"]
+__all__ = [
+    "loss",
+    "jaccard",
+    "consistency",
+    "latent_umap",
+    "predicted_vs_measured",
+    "evaluation",
+    "save_figure",
+]
+
+#: the figures of :func:`evaluation`, in the order they are drawn
+EVALUATION_FIGURES = ("loss", "jaccard", "consistency", "umap", "predicted_vs_measured")
 
 
 def _pyplot():
@@ -545,3 +556,44 @@ def _named_matrix(x, name):
     if arr.ndim != 2:
         raise SclibraError(f"{name}: expected a 2-D cells x features matrix")
     return None, arr, None
+
+
+# ------------------------------------------------------------------------------------------------
+def evaluation(ev, model, *, features=None, seed: int = 0) -> dict:
+    """Draw the figures of an evaluation (:func:`sclibra.metrics.evaluate` with ``details=True``).
+
+    Parameters
+    ----------
+    ev
+        The :class:`sclibra.metrics.Evaluation`.
+    model
+        The evaluated model (its training history is drawn).
+    features
+        Features of B for the predicted-vs-measured plot (default: the 4 most variable).
+    seed
+        Random state of the UMAP layout.
+
+    Returns
+    -------
+    dict
+        Figure name (see ``EVALUATION_FIGURES``) -> matplotlib figure, or None when the
+        evaluation has nothing to draw for it (no consistency, no reference partition).
+    """
+    figures = {"loss": loss(model)}
+    ref_name = next(iter(ev.jaccard), None)
+    figures["jaccard"] = None
+    if ref_name is not None:
+        fig = jaccard(ev.jaccard[ref_name], title=None)
+        ax = fig.axes[0]
+        ax.set_title(f"{ax.get_title()} ({ref_name} vs latent clusters)", fontsize=10)
+        figures["jaccard"] = fig
+    figures["consistency"] = consistency(ev.consistency) if ev.consistency is not None else None
+    colour = {}
+    if ev.labels is not None:
+        colour[ev.labels.name or "labels"] = ev.labels
+    colour["latent clusters"] = ev.clusters["latent"]
+    if ev.split is not None:
+        colour["split"] = ev.split
+    figures["umap"] = latent_umap(ev.latent, colour, seed=seed)
+    figures["predicted_vs_measured"] = predicted_vs_measured(ev.predicted, ev.measured, features)
+    return figures

@@ -47,4 +47,3 @@ def libra(
         "latent_dim": model.latent_dim,
     }
     return adata if copy else None
-

@@ -418,7 +418,7 @@ def test_evaluate_table_and_files(multiome, multiome_model, tmp_path):
     rna, atac = multiome
     model = copy.deepcopy(multiome_model)
     out = tmp_path / "eval"
-    ev = sclibra.metrics.evaluate(
+    ev = sclibra.evaluate(
         model,
         atac,
         rna,
@@ -465,9 +465,11 @@ def test_evaluate_table_and_files(multiome, multiome_model, tmp_path):
         assert (out / name).stat().st_size > 0, name
     written = pd.read_csv(out / "scores.csv")
     assert len(written) == len(table)
+    assert set(ev.figures) == set(sclibra.pl.EVALUATION_FIGURES)
+    assert sorted(p.name for p in ev.files) == sorted(p.name for p in out.iterdir())
     # existing outputs are not overwritten unless asked
     with pytest.raises(SclibraError, match="already holds"):
-        sclibra.metrics.evaluate(model, atac, rna, out_dir=out, consistency=False)
+        sclibra.evaluate(model, atac, rna, out_dir=out, consistency=False)
     # without labels and plots: a table only, no label-based rows
     plain = sclibra.metrics.evaluate(
         model, atac, rna, consistency=False, reference_clusters=False, baselines=()

@@ -1,10 +1,13 @@
-"""One-call evaluation of a trained LIBRA model: every metric, its baselines, and the plots."""
+"""One-call evaluation of a trained LIBRA model: every metric and its baselines (data only).
+
+Figures are drawn by :func:`sclibra.pl.evaluation` and files written by
+:func:`sclibra.evaluate`; this module neither draws nor writes.
+"""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,10 +19,8 @@ from ._consistency import ConsistencyResult, nn_consistency
 from ._ppji import cluster_latent, cluster_modality, ppji
 from ._prediction import SPLITS, PredictionErrors, errors_from_context, prepare
 from ._scores import clustering_scores, prediction_scores, silhouette
-from ._utils import atomic_output
 
 TABLE_COLUMNS = ["metric", "value", "split", "method", "reference", "n_cells"]
-FIGURES = ("loss", "jaccard", "consistency", "umap", "predicted_vs_measured")
 
 
 @dataclass
@@ -43,10 +44,18 @@ class Evaluation:
         Jaccard matrices by reference name.
     latent
         The latent space (DataFrame, cells x dimensions).
+    labels
+        The cell labels used (Series indexed by cell name), or None.
+    split
+        Each paired cell's role: ``"train"``, ``"validation"`` or ``"held_out"`` (Series).
+    predicted, measured
+        Predicted and measured modality B of the held-out cells (all cells when none are held
+        out), as AnnData (the measured values stay sparse when stored sparse); what
+        :func:`sclibra.pl.evaluation` plots.
     figures
-        Figure name -> matplotlib figure (None entries when plots were not requested).
+        Figure name -> matplotlib figure, filled by :func:`sclibra.evaluate` when plots are made.
     files
-        Files written to ``out_dir``.
+        Files written by :func:`sclibra.evaluate` to its ``out_dir``.
     """
 
     table: pd.DataFrame
@@ -55,6 +64,10 @@ class Evaluation:
     clusters: dict
     jaccard: dict
     latent: pd.DataFrame
+    labels: pd.Series | None = None
+    split: pd.Series | None = None
+    predicted: object = None
+    measured: object = None
     figures: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
 
@@ -112,27 +125,6 @@ def _labels_for(labels, cells: pd.Index, obs, name="labels") -> pd.Series | None
     return s.astype(str)
 
 
-def _check_out_dir(out_dir, overwrite, names) -> Path | None:
-    if out_dir is None:
-        return None
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise SclibraError(f"out_dir {out} exists and is not a directory")
-    clash = [n for n in names if (out / n).exists()]
-    if clash and not overwrite:
-        raise SclibraError(
-            f"{out} already holds {format_names(clash)}; pass overwrite=True to replace them or choose another out_dir"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _write_csv(df: pd.DataFrame, path: Path, index=False) -> Path:
-    with atomic_output(path) as tmp:
-        df.to_csv(tmp, index=index)
-    return path
-
-
 def evaluate(
     model,
     adata_a,
@@ -153,10 +145,6 @@ def evaluate(
     n_pcs: int = 50,
     spearman: bool = True,
     seed: int | None = None,
-    out_dir=None,
-    overwrite: bool = False,
-    plots: bool | None = None,
-    plot_features=None,
     progress: bool | None = None,
     details: bool = False,
 ):
@@ -203,21 +191,12 @@ def evaluate(
     spearman
         Include rank correlations.
     seed
-        Random state of clusterings, PCA and UMAP (default: ``sclibra.settings.seed`` or 0).
-    out_dir
-        If given, write ``scores.csv``, ``per_feature_mse.csv``, ``per_cell.csv`` and the plots
-        (PNG) there. Existing files are an error unless ``overwrite=True``.
-    overwrite
-        Replace existing files in ``out_dir``.
-    plots
-        Make the figures (default: when ``out_dir`` is given or ``details=True``).
-    plot_features
-        Features of B for the predicted-vs-measured plot (default: the 4 most variable).
+        Random state of clusterings and PCA (default: ``sclibra.settings.seed`` or 0).
     progress
         Show progress (default: ``sclibra.settings.progress``).
     details
-        Return an :class:`Evaluation` with the figures, clusters, Jaccard matrices and
-        per-cell results instead of the table alone.
+        Return an :class:`Evaluation` with the clusters, Jaccard matrices and per-cell
+        results instead of the table alone.
 
     Returns
     -------
@@ -229,21 +208,18 @@ def evaluate(
     --------
     >>> rna, atac = sclibra.datasets.bmmc_multiome()
     >>> model = sclibra.LIBRA(n_nodes=128).fit(atac, rna, train="is_train")
-    >>> table = sclibra.evaluate(model, atac, rna, labels="cell_type", out_dir="eval")
+    >>> table = sclibra.metrics.evaluate(model, atac, rna, labels="cell_type")
     >>> table.query("metric == 'rmse' and split == 'held_out'")
+
+    :func:`sclibra.evaluate` does the same and also draws the figures and writes the files.
     """
     from tqdm.auto import tqdm
 
     seed = (settings.seed if settings.seed is not None else 0) if seed is None else int(seed)
     progress = settings.progress if progress is None else bool(progress)
-    make_plots = (out_dir is not None or details) if plots is None else bool(plots)
-    files = ["scores.csv", "per_feature_mse.csv", "per_cell.csv"]
-    if make_plots:
-        files += [f"{f}.png" for f in FIGURES]
-    out = _check_out_dir(out_dir, overwrite, files)
     name_a, name_b = getattr(model, "names_", ("A", "B"))
 
-    steps = ["predict", "baselines", "cluster", "consistency", "plots"]
+    steps = ["predict", "baselines", "cluster", "consistency"]
     bar = tqdm(total=len(steps), desc="evaluate", disable=not progress, leave=False)
 
     def step(name):
@@ -382,74 +358,26 @@ def evaluate(
     bar.update()
 
     table = t.frame()
-
-    # -- plots and files ---------------------------------------------------------------------------
-    step("plots")
-    figures = {}
-    if make_plots:
-        from .. import pl
-
-        figures["loss"] = pl.loss(model)
-        ref_name = next(iter(jaccard), None)
-        figures["jaccard"] = pl.jaccard(jaccard[ref_name], title=None) if ref_name else None
-        if figures["jaccard"] is not None:
-            figures["jaccard"].axes[0].set_title(
-                f"{figures['jaccard'].axes[0].get_title()} ({ref_name} vs latent clusters)",
-                fontsize=10,
-            )
-        figures["consistency"] = pl.consistency(cons) if cons is not None else None
-        colour = {}
-        if lab is not None:
-            colour[lab.name or "labels"] = lab
-        colour["latent clusters"] = clusters["latent"]
-        split_col = pd.Series("train", index=ctx.cells)
-        split_col[ctx.cells.isin(ctx.splits["validation"])] = "validation"
-        split_col[ctx.cells.isin(ctx.splits["held_out"])] = "held_out"
-        colour["split"] = split_col
-        figures["umap"] = pl.latent_umap(latent, colour, seed=seed)
-        show = splits.get("held_out", ctx.cells)
-        pred_ad = _as_anndata(ctx.pred[ctx.rows(show)], show, model.features_b)
-        truth_ad = _as_anndata(ctx.truth_of(show), show, model.features_b)
-        figures["predicted_vs_measured"] = pl.predicted_vs_measured(
-            pred_ad, truth_ad, plot_features
-        )
-    bar.update()
     bar.close()
-
-    written = []
-    if out is not None:
-        written.append(_write_csv(table, out / "scores.csv"))
-        written.append(
-            _write_csv(
-                errors.per_feature.rename_axis("feature"), out / "per_feature_mse.csv", index=True
-            )
-        )
-        per_cell = errors.per_cell.copy()
-        if cons is not None:
-            per_cell["consistency_distance"] = cons.distances.reindex(per_cell.index)
-            per_cell["consistency_mode"] = cons.mode.reindex(per_cell.index)
-        per_cell["latent_cluster"] = clusters["latent"].reindex(per_cell.index).astype(str)
-        written.append(_write_csv(per_cell.rename_axis("cell"), out / "per_cell.csv", index=True))
-        from ..pl import save_figure
-
-        for name, fig in figures.items():
-            if fig is not None:
-                written.append(save_figure(fig, out / f"{name}.png", overwrite=True))
-        logger.info("evaluate: wrote %d files to %s", len(written), out)
     if not details:
-        _close(figures)
         return table
-    return Evaluation(table, errors, cons, clusters, jaccard, latent, figures, written)
-
-
-def _close(figures):
-    if not figures:
-        return
-    import matplotlib.pyplot as plt
-
-    for fig in figures.values():
-        if fig is not None:
-            plt.close(fig)
+    split_col = pd.Series("train", index=ctx.cells, name="split")
+    split_col[ctx.cells.isin(ctx.splits["validation"])] = "validation"
+    split_col[ctx.cells.isin(ctx.splits["held_out"])] = "held_out"
+    show = splits.get("held_out", ctx.cells)
+    features = pd.Index(model.features_b)
+    return Evaluation(
+        table,
+        errors,
+        cons,
+        clusters,
+        jaccard,
+        latent,
+        labels=lab,
+        split=split_col,
+        predicted=_as_anndata(ctx.pred[ctx.rows(show)], show, features),
+        measured=_as_anndata(ctx.truth_of(show), show, features),
+    )
 
 
 def _as_anndata(x, cells, features):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -14,15 +15,105 @@ def layer_widths(n_layers: int, n_nodes: int) -> list[int]:
     return [max(1, int(n_nodes) // (2**i)) for i in range(int(n_layers))]
 
 
-class InputLinear(nn.Linear):
-    """A linear layer that also accepts a sparse (CSR or COO) minibatch without densifying it."""
+class SparseRows:
+    """A CPU minibatch of sparse rows for the first layer, kept in CSC form (scipy).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    The first layer's forward ``x @ W`` is computed from the CSC block column by column (the
+    weight ``W`` is read sequentially, the small output is the scattered-to side), and its weight
+    gradient ``x^T @ grad`` from the same arrays read as CSR of ``x^T``: no dense copy of the
+    minibatch, no transposed copy of the weight, and no sort or coalescing per step. Both products
+    are scipy's compiled kernels, several times faster than ``torch.sparse.mm`` with a CSR left
+    operand at wide inputs, where the gather of weight rows misses the cache
+    (``benchmarks/bench_speed.py``).
+
+    Parameters
+    ----------
+    block
+        A scipy sparse matrix (rows = cells), converted to ``float32`` CSC once.
+    """
+
+    __slots__ = ("csc", "shape")
+
+    def __init__(self, block) -> None:
+        csc = block.tocsc()
+        if csc.dtype != np.float32:
+            csc = csc.astype(np.float32)
+        self.csc = csc
+        self.shape = csc.shape
+
+
+class _SparseLinearFunction(torch.autograd.Function):
+    """``x @ W + b`` for a :class:`SparseRows` ``x`` and ``W`` of shape (in, out), on CPU."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, rows):  # noqa: D102
+        w = weight.detach()
+        out = torch.from_numpy(rows.csc @ w.numpy())  # CSC x dense: float32, (batch, out)
+        out += bias.detach()
+        ctx.rows = rows
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102
+        rows = ctx.rows
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            g = grad_out.detach().contiguous().numpy()
+            grad_w = torch.from_numpy(rows.csc.T @ g)  # CSR(x^T) x dense: (in, out)
+        if ctx.needs_input_grad[1]:
+            grad_b = grad_out.sum(0)
+        return grad_w, grad_b, None
+
+
+class InputLinear(nn.Linear):
+    """The first layer: a linear layer that also takes a sparse minibatch without densifying it.
+
+    Its weight is stored as (in, out) (the transpose of :class:`torch.nn.Linear`'s), so the
+    sparse product ``x @ W`` needs no transposed copy of the weight at any step. The state dict
+    keeps :class:`torch.nn.Linear`'s layout and key names (``weight`` of shape (out, in),
+    ``bias``): files saved by sclibra 0.1.0 load unchanged, and files saved now are read by it.
+
+    Inputs may be dense tensors, torch sparse tensors (CSR or COO, CPU or CUDA; torch's own
+    sparse kernels and autograd) or a :class:`SparseRows` block (CPU; scipy kernels for the
+    product and the weight gradient).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, **kw) -> None:
+        super().__init__(in_features, out_features, bias=bias, **kw)
+        # same initial values as nn.Linear (same random draws), stored transposed
+        self.weight = nn.Parameter(self.weight.detach().t().contiguous())
+
+    def forward(self, x) -> torch.Tensor:  # noqa: D102
+        if isinstance(x, SparseRows):
+            bias = self.bias if self.bias is not None else self.weight.new_zeros(self.out_features)
+            return _SparseLinearFunction.apply(self.weight, bias, x)
         if x.layout != torch.strided:
-            # sparse x dense product, on CPU and CUDA alike; the gradient w.r.t. the weight is
-            # x^T @ grad, computed by torch from the sparse minibatch
-            return torch.addmm(self.bias, x, self.weight.t())
-        return F.linear(x, self.weight, self.bias)
+            # sparse x dense, on CPU and CUDA alike; torch differentiates w.r.t. the weight
+            out = torch.sparse.mm(x, self.weight)
+            return out + self.bias if self.bias is not None else out
+        if self.bias is None:
+            return x @ self.weight
+        if x.dim() == 2:
+            return torch.addmm(self.bias, x, self.weight)
+        return torch.matmul(x, self.weight) + self.bias
+
+    # -- the saved layout is nn.Linear's: (out, in) ------------------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: D102
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        w = destination[prefix + "weight"]
+        destination[prefix + "weight"] = w.t() if keep_vars else w.t().contiguous()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D102
+        key = prefix + "weight"
+        if key in state_dict:
+            w = state_dict[key]
+            if isinstance(w, torch.Tensor) and w.dim() == 2:
+                # a transposed view in a copy of the dict: the caller's dict is left as it was
+                state_dict = {**state_dict, key: w.t()}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"{super().extra_repr()}, weight stored (in, out)"
 
 
 def _blocks(n_in: int, widths: list[int], alpha: float, dropout: float, first_sparse: bool):

@@ -1,0 +1,285 @@
+"""The fast training mechanics: sparse first layer, saved layout, fused optimizer, threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from conftest import FAST
+
+import sclibra
+from sclibra import _settings, _train
+from sclibra._module import InputLinear, LIBRANet, SparseRows
+
+
+def _sparse(n=13, p=40, density=0.15, seed=0):
+    return sp.random(n, p, density=density, format="csr", random_state=seed, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# the sparse first layer
+# ------------------------------------------------------------------------------------------------
+def test_sparse_first_layer_forward_and_gradients_equal_dense_reference():
+    torch.manual_seed(0)
+    layer = InputLinear(40, 6)
+    x = _sparse()
+    # dense reference: nn.Linear's math with the (out, in) weight
+    w_ref = layer.weight.detach().t().clone().requires_grad_(True)
+    b_ref = layer.bias.detach().clone().requires_grad_(True)
+    xd = torch.from_numpy(x.toarray())
+    ref = torch.nn.functional.linear(xd, w_ref, b_ref)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    xc = torch.sparse_csr_tensor(
+        torch.from_numpy(x.indptr.astype(np.int64)),
+        torch.from_numpy(x.indices.astype(np.int64)),
+        torch.from_numpy(x.data),
+        size=x.shape,
+    )
+    for inp in (SparseRows(x), xc, xd):
+        layer.zero_grad()
+        out = layer(inp)
+        out.backward(g)
+        np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), atol=1e-5)
+        # stored (in, out): its gradient is the transpose of nn.Linear's
+        np.testing.assert_allclose(layer.weight.grad.t().numpy(), w_ref.grad.numpy(), atol=1e-5)
+        np.testing.assert_allclose(layer.bias.grad.numpy(), b_ref.grad.numpy(), atol=1e-5)
+
+
+def test_sparse_rows_accepts_duplicates_and_other_dtypes():
+    # duplicate column entries are summed, like a dense matrix built from them
+    x = sp.csr_matrix(
+        (np.array([1.0, 2.0, 3.0]), np.array([1, 1, 3]), np.array([0, 3, 3])), shape=(2, 5)
+    )
+    layer = InputLinear(5, 2)
+    dense = torch.tensor(x.toarray(), dtype=torch.float32)
+    np.testing.assert_allclose(
+        layer(SparseRows(x)).detach().numpy(), layer(dense).detach().numpy(), atol=1e-6
+    )
+    assert SparseRows(x).csc.dtype == np.float32
+
+
+def test_first_layer_initialisation_is_nn_linear_s():
+    torch.manual_seed(3)
+    ref = torch.nn.Linear(30, 8)
+    torch.manual_seed(3)
+    layer = InputLinear(30, 8)
+    assert tuple(layer.weight.shape) == (30, 8)
+    assert torch.equal(layer.weight.t(), ref.weight.detach())
+    assert torch.equal(layer.bias, ref.bias.detach())
+
+
+# ------------------------------------------------------------------------------------------------
+# the saved layout is 0.1.0's
+# ------------------------------------------------------------------------------------------------
+class _OldInputLinear(torch.nn.Linear):
+    """sclibra 0.1.0's first layer: nn.Linear's (out, in) weight."""
+
+    def forward(self, x):
+        if x.layout != torch.strided:
+            return torch.addmm(self.bias, x, self.weight.t())
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+
+
+def _old_net(n_in, n_out, **kw):
+    """A LIBRANet whose first layers are 0.1.0's (same module tree, hence the same keys)."""
+    net = LIBRANet(n_in, n_out, **kw)
+    for holder in (net.encoder.net,):
+        new = holder[0]
+        old = _OldInputLinear(new.in_features, new.out_features)
+        holder[0] = old
+    return net
+
+
+def test_state_dict_keys_and_shapes_are_those_of_0_1_0():
+    kw = dict(n_layers=2, n_nodes=16, latent_dim=4)
+    new, old = LIBRANet(40, 7, **kw), _old_net(40, 7, **kw)
+    a, b = new.state_dict(), old.state_dict()
+    assert list(a) == list(b)
+    assert {k: tuple(v.shape) for k, v in a.items()} == {k: tuple(v.shape) for k, v in b.items()}
+    assert a["encoder.net.0.weight"].shape == (16, 40)
+    assert a["encoder.net.0.weight"].is_contiguous()
+
+
+def test_old_layout_state_dict_loads_and_gives_identical_outputs(tmp_path):
+    kw = dict(n_layers=2, n_nodes=16, latent_dim=4)
+    torch.manual_seed(1)
+    old = _old_net(40, 7, **kw).eval()
+    torch.save(old.state_dict(), tmp_path / "weights.pt")
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    before = {k: v.clone() for k, v in state.items()}
+    new = LIBRANet(40, 7, **kw)
+    new.load_state_dict(state, strict=True)
+    new.eval()
+    for k in before:  # the caller's dict is not modified
+        assert torch.equal(state[k], before[k])
+    x = _sparse()
+    xd = torch.from_numpy(x.toarray())
+    with torch.no_grad():
+        assert torch.equal(new(xd), old(xd))
+        np.testing.assert_allclose(new(SparseRows(x)).numpy(), old(xd).numpy(), atol=1e-6)
+    # and the other way round: what the new layout saves, the old one reads
+    old2 = _old_net(40, 7, **kw).eval()
+    old2.load_state_dict(new.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(old2(xd), new(xd))
+
+
+def test_saved_model_round_trip_gives_identical_predictions(cite, tmp_path):
+    rna, adt = cite
+    model = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=3)
+    model.save(tmp_path / "m")
+    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    assert state["encoder.net.0.weight"].shape == (64, rna.n_vars)
+    again = sclibra.LIBRA.load(tmp_path / "m")
+    held = rna[~rna.obs["is_train"].astype(bool)]
+    np.testing.assert_array_equal(again.predict(held).X, model.predict(held).X)
+
+
+# ------------------------------------------------------------------------------------------------
+# optimizer and threads
+# ------------------------------------------------------------------------------------------------
+def test_fused_adam_is_used_on_cpu_and_falls_back(monkeypatch):
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("cpu"))
+    assert isinstance(opt, torch.optim.Adam)
+    assert opt.defaults["fused"] is True
+
+    real = torch.optim.Adam
+
+    class NoFused(real):
+        def __init__(self, params, **kw):
+            if kw.get("fused"):
+                raise RuntimeError("`fused=True` requires all the params to be floating point")
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", NoFused)
+    opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("cpu"))
+    assert isinstance(opt, real) and not opt.defaults.get("fused")
+    # a device without the fused kernel gets the default one directly
+    opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("meta"))
+    assert not opt.defaults.get("fused")
+
+
+def test_fused_and_default_adam_take_the_same_steps():
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 5), torch.randn(32, 2)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(1)
+        lin = torch.nn.Linear(5, 2)
+        opt = torch.optim.Adam(lin.parameters(), lr=1e-2, fused=fused)
+        for _ in range(20):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(lin(x), y).backward()
+            opt.step()
+        results.append(lin.weight.detach().clone())
+    np.testing.assert_allclose(results[0].numpy(), results[1].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cores, quota, flops, busy, expected",
+    [
+        (2, None, 1e12, 0.0, 2),  # big model, idle machine: every core
+        (2, None, 1e5, 0.0, 1),  # tiny model: one thread
+        (2, None, 1e12, 1.2, 1),  # another job keeps a core busy
+        (2, None, 1e12, 6.0, 1),  # overloaded: never fewer than 1
+        (16, 4.0, 1e12, 0.0, 4),  # cgroup quota of 4 CPUs
+        (16, 2.5, 1e12, 0.0, 3),  # a fractional quota rounds up
+        (16, None, 1.5e8, 0.0, 3),  # size-limited: one thread per FLOPS_PER_THREAD
+        (8, None, 1e12, 2.4, 6),  # 2.4 busy CPUs of 8 leave 6 (rounded)
+        (1, None, 1e12, 0.0, 1),
+    ],
+)
+def test_thread_decision(cores, quota, flops, busy, expected):
+    assert _settings.choose_num_threads(cores, quota, flops, busy) == expected
+
+
+def test_cgroup_quota_is_read(tmp_path):
+    (tmp_path / "cpu.max").write_text("250000 100000\n")
+    assert _settings.cpu_quota(str(tmp_path)) == 2.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _settings.cpu_quota(str(tmp_path)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert _settings.cpu_quota(str(v1)) == 3.0
+    assert _settings.cpu_quota(str(tmp_path / "none")) is None
+
+
+def test_threads_setting_env_and_restore(monkeypatch, cite):
+    monkeypatch.setenv("SCLIBRA_NUM_THREADS", "3")
+    assert _settings._env_threads() == 3
+    monkeypatch.setenv("SCLIBRA_NUM_THREADS", "auto")
+    assert _settings._env_threads() is None
+    monkeypatch.setattr(sclibra.settings, "num_threads", 1)
+    assert _settings.training_threads(1e15) == 1
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n))[1])
+    before = torch.get_num_threads()
+    rna, adt = cite
+    sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=1)
+    assert torch.get_num_threads() == before
+    if before != 1:
+        assert seen[0] == 1 and seen[-1] == before
+
+
+# ------------------------------------------------------------------------------------------------
+# training with the fast path
+# ------------------------------------------------------------------------------------------------
+def _sparse_pair(n=300, p=200, q=5, seed=0):
+    rng = np.random.default_rng(seed)
+    a = sp.random(n, p, density=0.05, format="csr", random_state=seed, dtype=np.float32)
+    b = (a @ rng.standard_normal((p, q))).astype(np.float32)
+    return a, b
+
+
+def test_same_seed_gives_the_same_history_sparse_and_dense(cite):
+    a, b = _sparse_pair()
+    kw = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32, seed=5)
+    h1 = sclibra.LIBRA(**kw).fit(a, b, max_epochs=4).history
+    h2 = sclibra.LIBRA(**kw).fit(a, b, max_epochs=4).history
+    cols = ["train_loss", "val_loss", "lr"]
+    assert h1[cols].equals(h2[cols])
+    rna, adt = cite
+    m1 = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=3)
+    m2 = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=3)
+    assert m1.history[cols].equals(m2.history[cols])
+
+
+def test_sparse_and_dense_input_train_alike():
+    a, b = _sparse_pair()
+    kw = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32, seed=5)
+    hs = sclibra.LIBRA(**kw).fit(a, b, max_epochs=5).history
+    hd = sclibra.LIBRA(**kw).fit(a.toarray(), b, max_epochs=5).history
+    np.testing.assert_allclose(hs["train_loss"], hd["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(hs["val_loss"], hd["val_loss"], rtol=1e-4)
+    assert hs["val_loss"].iloc[-1] < hs["val_loss"].iloc[0]
+
+
+def test_row_source_caches_small_dense_and_reads_large_per_batch(monkeypatch):
+    from sclibra._data import as_matrix
+
+    dense = as_matrix(np.arange(12, dtype=np.float32).reshape(4, 3))
+    src = _train.RowSource(dense, torch.device("cpu"))
+    assert src.cached is not None
+    np.testing.assert_array_equal(src(np.array([2, 0])).numpy(), [[6, 7, 8], [0, 1, 2]])
+    monkeypatch.setattr(_train, "DENSE_CACHE_BYTES", 8)
+    src = _train.RowSource(dense, torch.device("cpu"))
+    assert src.cached is None
+    np.testing.assert_array_equal(src(np.array([2, 0])).numpy(), [[6, 7, 8], [0, 1, 2]])
+    sparse = as_matrix(_sparse(6, 30, 0.05))
+    block = _train.RowSource(sparse, torch.device("cpu"), sparse=True)(np.array([1, 4]))
+    assert isinstance(block, SparseRows) and block.shape == (2, 30)
+
+
+def test_non_finite_loss_is_reported():
+    a, b = _sparse_pair()
+    b = b * np.float32(1e30)  # finite targets whose squared error overflows float32
+    model = sclibra.LIBRA(n_layers=1, n_nodes=8, latent_dim=2, seed=0)
+    with pytest.raises(FloatingPointError, match="training loss became"):
+        model.fit(a, b, max_epochs=2)
+    assert not model.is_trained

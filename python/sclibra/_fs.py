@@ -136,17 +136,19 @@ def _read_json(path: Path):
 # files
 # ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_file(path):
+def atomic_file(path, suffix: str | None = None):
     """Yield a temporary path beside ``path``; on success, fsync it and rename it to ``path``.
 
     Whatever writes the temporary file (``to_csv``, ``write_h5ad``, ``savefig``) never leaves a
     half-written ``path``; on any error the temporary file is removed. The file gets the usual
-    permissions (``0o666`` minus the umask).
+    permissions (``0o666`` minus the umask). The temporary name ends like ``path`` (``suffix``)
+    for writers that look at the extension.
     """
     path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=suffix, dir=path.parent)
         os.close(fd)
     except OSError as err:
         raise _io_error(err, path) from None
@@ -269,6 +271,31 @@ def foreign_entries(folder: Path, allowed: Iterable[str]) -> list[str]:
     return sorted(p.name for p in Path(folder).iterdir() if p.name not in allowed)
 
 
+def check_replaceable(
+    path,
+    *,
+    overwrite: bool,
+    owned: Callable[[Path], list[str]] | None = None,
+    what: str = "folder",
+    flag: str = "overwrite=True",
+) -> None:
+    """Raise unless folder ``path`` is absent, or may be replaced (``overwrite`` and nothing in it
+    that ``owned`` names as foreign; see :func:`replace_dir`)."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} already exists; pass {flag} to replace it")
+    if not path.is_dir():
+        raise SclibraError(f"{path} exists and is not a folder; refusing to replace it")
+    foreign = owned(path) if owned is not None else foreign_entries(path, ())
+    if foreign:
+        raise SclibraError(
+            f"{path} is not a sclibra {what}: it holds {format_names(foreign, 8)}, which "
+            f"{flag} would delete; choose another folder or remove them yourself"
+        )
+
+
 def replace_dir(
     path,
     write: Callable[[Path], None],
@@ -295,17 +322,7 @@ def replace_dir(
     """
     path = Path(path)
     recover_dir(path)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-        if not path.is_dir():
-            raise SclibraError(f"{path} exists and is not a folder; refusing to replace it")
-        foreign = owned(path) if owned is not None else foreign_entries(path, ())
-        if foreign:
-            raise SclibraError(
-                f"{path} is not a sclibra {what}: it holds {format_names(foreign, 8)}, which "
-                f"overwrite=True would delete; choose another folder or remove them yourself"
-            )
+    check_replaceable(path, overwrite=overwrite, owned=owned, what=what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -387,12 +404,20 @@ def check_output_location(path, *, overwrite: bool = False, folder: bool = False
     target = path if (folder and path.is_dir()) else anc
     if not os.access(target, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: {target} is not writable")
-    try:  # read-only mounts pass os.access for root: try a real file
+    probe = None
+    try:  # read-only mounts pass os.access for root, a full disk takes empty files: write a block
         fd, probe = tempfile.mkstemp(prefix=".sclibra-probe-", dir=target)
-        os.close(fd)
-        os.unlink(probe)
+        try:
+            _write_fd(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError as err:
         raise _io_error(err, path) from None
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
     return path
 
 
@@ -484,6 +509,7 @@ __all__ = [
     "recover_dir",
     "foreign_entries",
     "check_output_location",
+    "check_replaceable",
     "fsync_dir",
     "write_file",
 ]

@@ -17,7 +17,7 @@ from ._data import (
     check_unique,
     match_features,
     pair_cells,
-    resolve_cells,
+    select_pair_cells,
     validate,
 )
 from ._errors import ModelFileError, NotTrainedError, SclibraError, format_names
@@ -280,14 +280,7 @@ class LIBRA:
         for m in (ma, mb):
             check_unique(m.features, "feature", m.name)
         ma, mb = pair_cells(ma, mb)
-        if (
-            isinstance(train, str)
-            and (ma.obs is None or train not in ma.obs.columns)
-            and mb.obs is not None
-        ):
-            cells = resolve_cells(train, mb, what="train")
-        else:
-            cells = resolve_cells(train, ma, what="train")
+        cells = select_pair_cells(train, ma, mb, what="train")
         if len(cells) == 0:
             raise SclibraError(f"train={train!r} selects no cells")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
@@ -534,7 +527,7 @@ class LIBRA:
                 )
                 cells = ma.cells
         else:
-            cells = resolve_cells(train, ma, what="train")
+            cells = select_pair_cells(train, ma, mb, what="train")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         validate(mb, role="input")
         target = self._apply(self.module.encode, ma, None, self.latent_dim)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._errors import FeatureMismatchError, NotTrainedError, SclibraError
+from ._errors import FeatureMismatchError, ModelFileError, NotTrainedError, SclibraError
 from ._settings import settings
 
 __version__ = "0.1.0"
@@ -38,6 +38,7 @@ __all__ = [
     "SclibraError",
     "NotTrainedError",
     "FeatureMismatchError",
+    "ModelFileError",
     *sorted(_SUBMODULES),
 ]
 

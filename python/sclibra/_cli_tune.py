@@ -44,9 +44,10 @@ def load_grid(spec: str):
 
 def _tune(args) -> int:
     from ._tune import tune
-    from .cli import apply_common, read_input
+    from .cli import apply_common, check_output, read_input
 
     apply_common(args)
+    check_output(args.out_dir, args.overwrite, folder=True)
     grid = load_grid(args.grid)
     a = read_input(args.input_a, args.mod_a)
     b = read_input(args.input_b, args.mod_b)

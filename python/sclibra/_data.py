@@ -331,6 +331,17 @@ def pair_cells(ma: Matrix, mb: Matrix) -> tuple[Matrix, Matrix]:
                 "names (numpy/scipy) are paired by position and must have the same number of rows"
             )
         names = ma.cells if ma.named else mb.cells
+        if ma.named or mb.named:
+            named, unnamed = (ma, mb) if ma.named else (mb, ma)
+            logger.warning(
+                "%s has no cell names (numpy/scipy input): pairing its %d rows with the cells of "
+                "%s by position (row i is cell %s, ...); pass an AnnData or DataFrame with cell "
+                "names to pair by name",
+                unnamed.name,
+                unnamed.n_obs,
+                named.name,
+                format_names(named.cells[:1], 1),
+            )
         if not ma.named:
             ma = replace(ma, obs_names=names, rows=None, named=True)
         if not mb.named:
@@ -455,47 +466,156 @@ def validate(m: Matrix, *, role: str = "input", require_variance: bool = True) -
     return stats
 
 
-def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:
-    """Turn a cell selection (obs column, boolean mask, names) into cell names of ``m``."""
-    cells = m.cells
+#: spellings of a boolean obs column (compared lower-case)
+_TRUE = frozenset({"true", "1", "1.0", "yes"})
+_FALSE = frozenset({"false", "0", "0.0", "no"})
+
+
+def _obs_column(spec: str, frames, what: str) -> pd.Series:
+    """Column ``spec`` of the first obs frame holding it; an error listing every frame's columns."""
+    for _, obs in frames:
+        if obs is not None and spec in obs.columns:
+            col = obs[spec]
+            return pd.Series(col.to_numpy(), index=pd.Index(obs.index.astype(str)), name=spec)
+    names = [n for n, _ in frames]
+    listed = [
+        f"columns of {n}: {format_names(list(o.columns), 8) if len(o.columns) else '(none)'}"
+        for n, o in frames
+        if o is not None
+    ]
+    raise SclibraError(
+        f"{what}={spec!r}: no such obs column in {' or '.join(names) or 'the input'}"
+        + ("; " + "; ".join(listed) if listed else " (the inputs have no obs table)")
+    )
+
+
+def as_boolean(col: pd.Series, what: str) -> pd.Series:
+    """A boolean obs column: True/False, 1/0, "true"/"false" (any case); missing is False."""
+    if col.dtype == bool:
+        return col
+    text = col.astype(object).where(col.notna(), None)
+    low = text.map(lambda v: None if v is None else str(v).strip().lower())
+    bad = sorted(set(low.dropna()) - _TRUE - _FALSE)
+    if bad:
+        raise SclibraError(
+            f"{what}: the obs column must be boolean (True/False or 1/0), found values "
+            f"{format_names(bad)}"
+        )
+    return low.isin(_TRUE).astype(bool)
+
+
+def select_cells(spec, cells, *, obs=(), all_cells=None, what: str = "train") -> pd.Index:
+    """The one reader of a cell selection (``train=``, ``held_out=``, ``cells=``).
+
+    Parameters
+    ----------
+    spec
+        ``None`` (all ``cells``); the name of a boolean obs column (True/False, 1/0,
+        "true"/"false"; missing values are False), looked up in each of ``obs`` in turn; a
+        boolean Series indexed by cell name; a boolean mask over ``cells`` (or over
+        ``all_cells``); or a list of cell names.
+    cells
+        The cells to choose from (e.g. the paired cells), in their order.
+    obs
+        ``(name, DataFrame or None)`` pairs, searched in order for a column name.
+    all_cells
+        The rows a mask may also cover (e.g. all cells of A before pairing).
+    what
+        The argument's name, for messages.
+
+    Returns
+    -------
+    The selected cell names: in the order of ``cells``, or of ``spec`` for a list of names.
+    """
+    cells = pd.Index(cells).astype(str)
     if spec is None:
         return cells
     if isinstance(spec, str):
-        if m.obs is None or spec not in m.obs.columns:
-            raise SclibraError(
-                f"{what}={spec!r}: no such column in {m.name}.obs"
-                + (
-                    f"; available: {format_names(list(m.obs.columns), 8)}"
-                    if m.obs is not None
-                    else ""
-                )
-            )
-        col = m.obs[spec]
-        if col.dtype != bool:
-            uniq = set(pd.unique(col.dropna()))
-            if not uniq <= {0, 1, "True", "False"}:
-                raise SclibraError(
-                    f"{what}={spec!r}: obs column must be boolean, found values {format_names(sorted(map(str, uniq)))}"
-                )
-            col = col.astype(str).isin(["True", "1", "1.0"])
-        mask = col.reindex(cells).fillna(False).to_numpy(dtype=bool)
-        return cells[mask]
+        spec = as_boolean(_obs_column(spec, obs, what), f"{what}={spec!r}")
+    if isinstance(spec, pd.Series) and not isinstance(spec.index, pd.RangeIndex):
+        if spec.dtype != bool:
+            spec = as_boolean(spec, what)
+        chosen = pd.Index(spec.index.astype(str))[spec.to_numpy(dtype=bool)]
+        return cells[cells.isin(chosen)]
     arr = np.asarray(spec)
     if arr.dtype == bool:
-        if len(arr) != len(m.obs_names) and len(arr) != len(cells):
-            raise SclibraError(
-                f"{what}: boolean mask has {len(arr)} entries but {m.name} has {len(m.obs_names)} cells"
-            )
-        base = m.obs_names if len(arr) == len(m.obs_names) else cells
-        chosen = base[arr]
-        return cells[cells.isin(chosen)]
-    names = pd.Index(np.asarray(spec).astype(str))
+        if arr.ndim == 1 and len(arr) == len(cells):
+            return cells[arr]
+        if all_cells is not None and arr.ndim == 1 and len(arr) == len(all_cells):
+            chosen = pd.Index(all_cells).astype(str)[arr]
+            return cells[cells.isin(chosen)]
+        sizes = f"{len(cells)} paired cells" + (
+            f" or {len(all_cells)} input cells"
+            if all_cells is not None and len(all_cells) != len(cells)
+            else ""
+        )
+        raise SclibraError(f"{what}: boolean mask has {arr.size} entries for {sizes}")
+    names = pd.Index(arr.astype(str).ravel())
     missing = names[~names.isin(cells)]
     if len(missing):
         raise SclibraError(
             f"{what}: {len(missing)} cells are not among the paired cells: {format_names(missing)}"
         )
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()
+        raise SclibraError(f"{what}: {len(dup)} cells are listed twice ({format_names(dup)})")
     return names
+
+
+def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:
+    """:func:`select_cells` over the cells of one :class:`Matrix` (its obs columns)."""
+    return select_cells(spec, m.cells, obs=[(m.name, m.obs)], all_cells=m.obs_names, what=what)
+
+
+def select_pair_cells(spec, ma: Matrix, mb: Matrix, *, what: str = "train") -> pd.Index:
+    """:func:`select_cells` over paired cells: obs columns of A, then of B."""
+    return select_cells(
+        spec,
+        ma.cells,
+        obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
+        all_cells=ma.obs_names,
+        what=what,
+    )
+
+
+def resolve_labels(labels, cells, *, obs=(), all_cells=None, name: str = "labels"):
+    """The one reader of cell labels: a Series of strings over ``cells`` (``None`` for none).
+
+    ``labels`` is an obs column name (looked up in each of ``obs`` in turn), a Series indexed
+    by cell name, or an array over ``cells`` (or over ``all_cells``). Cells without a label
+    (absent or NaN) are an error.
+    """
+    if labels is None:
+        return None
+    cells = pd.Index(cells).astype(str)
+    if isinstance(labels, str):
+        s = _obs_column(labels, obs, name)
+    elif isinstance(labels, pd.Series) and not isinstance(labels.index, pd.RangeIndex):
+        s = pd.Series(labels.to_numpy(), index=pd.Index(labels.index.astype(str)), name=labels.name)
+    else:
+        arr = np.asarray(labels, dtype=object)
+        if arr.ndim != 1:
+            raise SclibraError(
+                f"{name}: expected a 1-D vector of labels, got {arr.ndim} dimensions"
+            )
+        if len(arr) == len(cells):
+            s = pd.Series(arr, index=cells, name=name)
+        elif all_cells is not None and len(arr) == len(all_cells):
+            s = pd.Series(arr, index=pd.Index(all_cells).astype(str), name=name)
+        else:
+            raise SclibraError(f"{name}: {len(arr)} labels for {len(cells)} paired cells")
+    if not s.index.is_unique:
+        dup = s.index[s.index.duplicated()].unique()
+        raise SclibraError(f"{name}: {len(dup)} duplicated cell names ({format_names(dup)})")
+    missing = cells[~cells.isin(s.index)]
+    if len(missing):
+        raise SclibraError(
+            f"{name}: {len(missing)} paired cells have no label ({format_names(missing)})"
+        )
+    s = s.loc[cells]
+    if s.isna().any():
+        raise SclibraError(f"{name}: {int(s.isna().sum())} cells have a missing label (NaN)")
+    return s.astype(str)
 
 
 def match_features(
@@ -504,6 +624,15 @@ def match_features(
     """Select and order the columns of ``m`` to ``features`` (by name)."""
     if m.features.equals(features):
         return m
+    positional = m.features.str.startswith(f"{m.name}_").all() if m.n_vars else True
+    if not m.named and positional and m.n_vars != len(features):
+        from ._errors import FeatureMismatchError
+
+        raise FeatureMismatchError(
+            f"{m.name}: expected {len(features)} columns (the features the {what} was trained "
+            f"on, in training order), got {m.n_vars}; a matrix without feature names is matched "
+            "by position"
+        )
     if not m.named and m.n_vars == len(features) and m.features.str.startswith(f"{m.name}_").all():
         # unnamed numpy input with the right width: positional
         return m

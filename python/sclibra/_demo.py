@@ -8,9 +8,6 @@ cells, a metrics table with the mean / kNN / ridge baselines beside LIBRA, and p
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -73,31 +70,37 @@ def run_direction(name: str, out: Path, *, max_epochs: int, seed: int) -> pd.Dat
     return table
 
 
+def _foreign(out: Path) -> list[str]:
+    """What in an existing output folder the demo did not write (it is never replaced)."""
+    from ._fs import foreign_entries
+
+    return foreign_entries(out, (*DIRECTIONS, "metrics.csv"))
+
+
 def run_demo(
     out, *, overwrite: bool = False, max_epochs: int = 1500, seed: int = 0, directions=None
 ) -> Path:
-    """Run the demo into ``out`` (built in a temporary folder, moved into place at the end)."""
-    from ._errors import SclibraError
+    """Run the demo into ``out`` (built in a temporary folder, moved into place at the end).
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise SclibraError(f"{out} already exists; use --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    ``overwrite=True`` replaces an earlier demo output only: a folder holding anything else is
+    refused, naming what it holds.
+    """
+    from ._fs import replace_dir
+
+    def write(tmp: Path) -> None:
         tables = [
             run_direction(d, tmp / d, max_epochs=max_epochs, seed=seed)
             for d in (directions or DIRECTIONS)
         ]
-        summary = pd.concat(tables, ignore_index=True)
-        summary.to_csv(tmp / "metrics.csv", index=False)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        pd.concat(tables, ignore_index=True).to_csv(tmp / "metrics.csv", index=False)
+
+    return replace_dir(
+        out,
+        write,
+        overwrite=overwrite,
+        owned=_foreign,
+        what="demo output",
+    )
 
 
 def _print_summary(out: Path) -> None:
@@ -117,9 +120,10 @@ def _print_summary(out: Path) -> None:
 
 
 def _cmd(args) -> int:
-    from .cli import apply_common
+    from .cli import apply_common, check_output
 
     apply_common(args)
+    check_output(args.out, args.overwrite, folder=True, owned=_foreign, what="demo output")
     out = run_demo(args.out, overwrite=args.overwrite, max_epochs=args.max_epochs, seed=args.seed)
     _print_summary(out)
     return 0

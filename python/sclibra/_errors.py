@@ -23,6 +23,13 @@ class FeatureMismatchError(SclibraError):
         self.missing = list(missing or [])
 
 
+class ModelFileError(SclibraError):
+    """A saved model folder is missing, incomplete, changed after saving or malformed.
+
+    The message names the file and the problem.
+    """
+
+
 def format_names(names, limit: int = 5) -> str:
     """Format a few names for an error message: ``'a', 'b', ... (+12 more)``."""
     names = [str(n) for n in names]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -14,22 +10,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import _persist
 from ._data import (
     Matrix,
     as_matrix,
     check_unique,
     match_features,
     pair_cells,
-    resolve_cells,
+    select_pair_cells,
     validate,
 )
-from ._errors import NotTrainedError, SclibraError, format_names
+from ._errors import ModelFileError, NotTrainedError, SclibraError, format_names
 from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
 from ._settings import logger, resolve_device, settings
 from ._train import apply_module, train_module, use_sparse_path
 
-FORMAT_VERSION = 1
-_MODEL_FILES = ("config.json", "features.json", "weights.pt")
+FORMAT_VERSION = _persist.FORMAT_VERSION
 
 
 def _check_int(name, value, minimum=1):
@@ -284,14 +280,7 @@ class LIBRA:
         for m in (ma, mb):
             check_unique(m.features, "feature", m.name)
         ma, mb = pair_cells(ma, mb)
-        if (
-            isinstance(train, str)
-            and (ma.obs is None or train not in ma.obs.columns)
-            and mb.obs is not None
-        ):
-            cells = resolve_cells(train, mb, what="train")
-        else:
-            cells = resolve_cells(train, ma, what="train")
+        cells = select_pair_cells(train, ma, mb, what="train")
         if len(cells) == 0:
             raise SclibraError(f"train={train!r} selects no cells")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
@@ -430,7 +419,7 @@ class LIBRA:
         out = apply_module(
             fn, m, batch_size=batch_size or 1024, device=device, sparse=use_sparse_path(m, device)
         )
-        _check_finite_output(out, m)
+        _check_finite_output(out, m, module)
         return out.reshape(m.n_obs, width)
 
     def predict(
@@ -469,7 +458,7 @@ class LIBRA:
                 lat.append(z.cpu().numpy())
                 pred.append(self.module.decode(z).cpu().numpy())
         X = np.concatenate(pred) if pred else np.zeros((0, len(self.features_b)), np.float32)
-        _check_finite_output(X, m)
+        _check_finite_output(X, m, self.module)
         Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_dim), np.float32)
         obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
         if m.obs is not None:
@@ -538,7 +527,7 @@ class LIBRA:
                 )
                 cells = ma.cells
         else:
-            cells = resolve_cells(train, ma, what="train")
+            cells = select_pair_cells(train, ma, mb, what="train")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         validate(mb, role="input")
         target = self._apply(self.module.encode, ma, None, self.latent_dim)
@@ -600,81 +589,39 @@ class LIBRA:
         """Save the trained model to a directory.
 
         Writes ``config.json`` (hyperparameters, versions, training summary), ``features.json``
-        (feature names of both modalities), ``weights.pt`` (tensors only), ``history.csv`` and
-        ``cells.json``; the optional B encoder goes to ``b_encoder.pt``. The directory is
-        written next to its destination and moved into place at the end, so a crash never leaves
-        a half-written model; an existing directory is only replaced with ``overwrite=True``.
+        (feature names of both modalities), ``weights.pt`` (tensors only), ``history.csv``,
+        ``cells.json``, the optional B encoder (``b_encoder.pt``) and ``manifest.json`` (the
+        sha256 of each file, checked by :meth:`load`).
+
+        The folder is written beside its destination, flushed to disk and moved into place, so a
+        crash never leaves a half-written model; a crash while replacing an existing model is
+        finished by the next save or load of the path. ``overwrite=True`` replaces only a folder
+        that holds nothing but a sclibra model (or nothing): any other file in it is named and
+        the save refused, never deleted.
+
+        Parameters
+        ----------
+        path
+            The model folder.
+        overwrite
+            Replace an existing model at ``path``.
+
+        Returns
+        -------
+        The path of the saved model.
         """
         self._check_trained()
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-        if path.exists() and not path.is_dir():
-            raise SclibraError(f"{path} exists and is not a directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
-            from . import __version__
-
-            meta = {
-                "format": "sclibra.LIBRA",
-                "format_version": FORMAT_VERSION,
-                "sclibra_version": __version__,
-                "torch_version": torch.__version__,
-                "config": self.config,
-                "output_activation_": self.output_activation_,
-                "n_input": len(self.features_a),
-                "n_output": len(self.features_b),
-                "modality_names": list(self.names_),
-                "n_epochs": self.n_epochs_,
-                "best_val_loss": self.best_val_loss_,
-                "stopped_by": self.stopped_by_,
-                "seed_used": self._seed_used,
-                "has_b_encoder": self.b_encoder is not None,
-            }
-            (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-            (tmp / "features.json").write_text(
-                json.dumps(
-                    {"a": list(map(str, self.features_a)), "b": list(map(str, self.features_b))}
-                )
-            )
-            (tmp / "cells.json").write_text(
-                json.dumps(
-                    {
-                        "train": list(map(str, self.train_cells_)),
-                        "validation": list(map(str, self.val_cells_)),
-                    }
-                )
-            )
-            state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
-            torch.save(state, tmp / "weights.pt")
-            if self.b_encoder is not None:
-                torch.save(
-                    {k: v.detach().cpu() for k, v in self.b_encoder.state_dict().items()},
-                    tmp / "b_encoder.pt",
-                )
-            if self.history is not None:
-                self.history.to_csv(tmp / "history.csv", index=False)
-            if self.b_encoder_history is not None:
-                self.b_encoder_history.to_csv(tmp / "b_encoder_history.csv", index=False)
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-                os.replace(path, old / path.name)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        return _persist.save(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path, adata=None, *, device=None) -> LIBRA:
         """Load a model saved with :meth:`save`.
 
         Only tensors are read from the weight files (``torch.load(weights_only=True)``): loading
-        never executes code from the files.
+        never executes code from the files. Every file is checked (structure, values, the
+        checksums of ``manifest.json``); a problem raises :class:`~sclibra.ModelFileError`
+        naming the file. An unreadable optional file (``history.csv``, ``cells.json``) only
+        warns. Models saved by sclibra 0.1.0 (format 1, no manifest) load too.
 
         Parameters
         ----------
@@ -686,30 +633,22 @@ class LIBRA:
         device
             Where to put the model (default: the settings' device).
         """
-        path = Path(path)
-        if not path.is_dir():
-            raise SclibraError(f"no saved LIBRA model at {path}: not a directory")
-        missing = [f for f in _MODEL_FILES if not (path / f).is_file()]
-        if missing:
-            raise SclibraError(f"{path} is not a saved LIBRA model: missing {', '.join(missing)}")
+        import inspect
+
+        known = set(inspect.signature(cls.__init__).parameters) - {"self", "device"}
+        folder = _persist.read(path, known)
+        path, meta = folder.path, folder.meta
         try:
-            meta = json.loads((path / "config.json").read_text())
-            feats = json.loads((path / "features.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SclibraError(f"{path}: config.json or features.json is corrupt ({err})") from None
-        if meta.get("format") != "sclibra.LIBRA":
-            raise SclibraError(f"{path}: not a sclibra LIBRA model (format {meta.get('format')!r})")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise SclibraError(
-                f"{path}: saved with a newer model format ({meta['format_version']}); upgrade sclibra"
-            )
-        fa, fb = pd.Index(feats.get("a", [])), pd.Index(feats.get("b", []))
-        if len(fa) != meta.get("n_input") or len(fb) != meta.get("n_output"):
-            raise SclibraError(
-                f"{path}: features.json does not match config.json (feature counts differ)"
-            )
-        model = cls(**{**meta["config"], "device": device})
+            model = cls(**{**meta["config"], "device": device})
+        except SclibraError as err:
+            raise ModelFileError(f"{path / 'config.json'}: {err}") from None
         out_act = meta.get("output_activation_") or "relu"
+        if out_act not in OUTPUT_ACTIVATIONS:
+            raise ModelFileError(
+                f"{path / 'config.json'}: output_activation_ must be one of "
+                f"{', '.join(OUTPUT_ACTIVATIONS)}; got {out_act!r}"
+            )
+        fa, fb = folder.features_a, folder.features_b
         module = LIBRANet(
             len(fa),
             len(fb),
@@ -720,14 +659,13 @@ class LIBRA:
             model.latent_dim,
             out_act,
         )
-        model.module = _load_state(module, path / "weights.pt")
-        if meta.get("has_b_encoder") and (path / "b_encoder.pt").is_file():
+        model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
+        if folder.b_encoder is not None:
             net = LatentNet(
                 len(fb), model.n_layers, model.n_nodes, model.alpha, model.dropout, model.latent_dim
             )
-            model.b_encoder = _load_state(net, path / "b_encoder.pt")
-            if (path / "b_encoder_history.csv").is_file():
-                model.b_encoder_history = pd.read_csv(path / "b_encoder_history.csv")
+            model.b_encoder = _persist.load_state(net, folder.b_encoder, path / "b_encoder.pt")
+            model.b_encoder_history = folder.b_encoder_history
         model.features_a, model.features_b = fa, fb
         model.output_activation_ = out_act
         model.names_ = tuple(meta.get("modality_names", ["A", "B"]))
@@ -735,13 +673,9 @@ class LIBRA:
         model.best_val_loss_ = meta.get("best_val_loss")
         model.stopped_by_ = meta.get("stopped_by")
         model._seed_used = meta.get("seed_used")
-        if (path / "history.csv").is_file():
-            model.history = pd.read_csv(path / "history.csv")
-        cells = {"train": [], "validation": []}
-        if (path / "cells.json").is_file():
-            cells = json.loads((path / "cells.json").read_text())
-        model.train_cells_ = pd.Index(cells.get("train", []), dtype=object)
-        model.val_cells_ = pd.Index(cells.get("validation", []), dtype=object)
+        model.history = folder.history
+        model.train_cells_ = pd.Index(folder.cells["train"], dtype=object)
+        model.val_cells_ = pd.Index(folder.cells["validation"], dtype=object)
         if adata is not None:
             model._input_matrix(adata, None, None, None, False)
         return model
@@ -749,6 +683,12 @@ class LIBRA:
 
 def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random (training, validation) row positions; at least one cell on each side when asked."""
+    if validation_split > 0 and n < 2:
+        raise SclibraError(
+            f"{n} training cell: too few cells to hold out validation cells "
+            f"(validation_split={validation_split}); give at least 2 cells, or "
+            "validation_split=0 to monitor the training loss"
+        )
     n_val = 0
     if validation_split > 0 and n > 1:
         n_val = min(max(int(round(n * validation_split)), 1), n - 1)
@@ -756,33 +696,21 @@ def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.nd
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _check_finite_output(out: np.ndarray, m: Matrix) -> None:
+def _check_finite_output(out: np.ndarray, m: Matrix, module=None) -> None:
     bad = ~np.isfinite(out).all(axis=1) if out.ndim == 2 else ~np.isfinite(out)
+    if bad.any() and module is not None:
+        broken = [k for k, v in module.state_dict().items() if not torch.isfinite(v).all()]
+        if broken:
+            raise SclibraError(
+                f"the model's weights contain NaN or infinite values (in {format_names(broken)}), "
+                "so every prediction is non-finite; the model is broken (did training diverge?): "
+                "train it again"
+            )
     if bad.any():
         raise SclibraError(
             f"{m.name}: {int(bad.sum())} cells give non-finite output because their input contains "
             f"NaN or infinite values ({format_names(m.cells[bad])})"
         )
-
-
-def _load_state(module: torch.nn.Module, file: Path) -> torch.nn.Module:
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, foreign objects
-        raise SclibraError(
-            f"{file}: cannot read the weights safely ({type(err).__name__}: {err})"
-        ) from None
-    if not isinstance(state, dict):
-        raise SclibraError(f"{file}: expected a dictionary of tensors")
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise SclibraError(
-            f"{file}: the weights do not fit the saved configuration ({first})"
-        ) from None
-    module.eval()
-    return module
 
 
 def _select_hvg(m: Matrix, n_top: int) -> Matrix:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 
 #: modules that contribute sub-commands through a ``register(subparsers)`` function
@@ -21,37 +20,57 @@ _SUBCOMMANDS = ["sclibra.cli", "sclibra._demo", "sclibra._cli_tune", "sclibra._c
 # ----------------------------------------------------------------------------------------------
 # shared helpers for sub-commands
 # ----------------------------------------------------------------------------------------------
-def check_output(path, overwrite: bool) -> Path:
-    """Refuse to clobber an existing output unless asked."""
-    from ._errors import SclibraError
+def check_output(
+    path, overwrite: bool, *, folder: bool = False, owned=None, what: str = "output"
+) -> Path:
+    """Check an output location before any work: writable, and no clobbering unless asked.
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise SclibraError(f"{path} already exists; use --overwrite to replace it")
+    A file output that exists is refused without ``--overwrite``. A folder output (``folder``)
+    is replaced only when ``owned(path)`` names nothing in it that sclibra did not write.
+    """
+    from ._fs import check_output_location, check_replaceable
+
+    path = Path(path).expanduser()
+    check_output_location(path, overwrite=overwrite, folder=folder)
+    if folder and owned is not None:
+        check_replaceable(path, overwrite=overwrite, owned=owned, what=what, flag="--overwrite")
     return path
 
 
 def write_h5ad(adata, path, overwrite: bool = False) -> Path:
     """Write ``adata`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    from ._fs import atomic_file
+
     path = check_output(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".h5ad", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
 def read_input(path, mod=None, backed=False):
-    """Read one modality from a file (a MuData modality with ``mod``)."""
+    """Read one modality from a file (a MuData modality with ``mod``).
+
+    Unreadable files (truncated, damaged, non-numeric values) raise one
+    :class:`~sclibra.SclibraError` naming the file.
+    """
     from ._errors import SclibraError
     from .io import read
 
-    data = read(path, backed=backed)
+    try:
+        with warnings.catch_warnings():  # the readers' deprecation notes are not for users
+            warnings.simplefilter("ignore", FutureWarning)
+            data = read(path, backed=backed)
+    except SclibraError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, OSError) and ("truncated" in msg or "signature" in msg):
+            why = "the file is truncated or damaged"
+        elif isinstance(err, ValueError) and "convert" in msg:
+            why = "it holds values that are not numbers"
+        else:
+            why = "it is not in a format sclibra reads"
+        raise SclibraError(f"cannot read {path}: {why} ({msg})") from None
     if mod is not None:
         if not hasattr(data, "mod"):
             raise SclibraError(f"--mod {mod!r} given but {path} is not a MuData (.h5mu)")
@@ -96,9 +115,10 @@ def apply_common(args) -> None:
 # ----------------------------------------------------------------------------------------------
 def _train(args) -> int:
     from ._model import LIBRA
+    from ._persist import foreign_entries
 
     apply_common(args)
-    check_output(args.out, args.overwrite)
+    check_output(args.out, args.overwrite, folder=True, owned=foreign_entries, what="model")
     if args.predictions:
         check_output(args.predictions, args.overwrite)
     a = read_input(args.input_a, args.mod_a)
@@ -256,7 +276,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SclibraError, FileExistsError, FileNotFoundError) as err:
+    except (SclibraError, OSError) as err:  # input, output and file-system problems
         print(f"sclibra {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

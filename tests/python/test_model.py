@@ -371,6 +371,7 @@ def test_save_load_round_trip(tmp_path, cite, cite_model):
         "config.json",
         "features.json",
         "history.csv",
+        "manifest.json",
         "weights.pt",
     ]
     loaded = sclibra.LIBRA.load(path)
@@ -391,8 +392,13 @@ def test_save_refuses_to_overwrite(tmp_path, cite_model):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         cite_model.save(target)
     assert (target / "user_file.txt").read_text() == "keep me"
-    cite_model.save(target, overwrite=True)
-    assert not (target / "user_file.txt").exists()
+    # overwrite=True never deletes what sclibra did not write: the folder is not a model
+    with pytest.raises(SclibraError, match="not a sclibra model.*user_file.txt"):
+        cite_model.save(target, overwrite=True)
+    assert (target / "user_file.txt").read_text() == "keep me"
+    (target / "user_file.txt").unlink()
+    cite_model.save(target, overwrite=True)  # an empty folder may be replaced
+    cite_model.save(target, overwrite=True)  # a model replaces a model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
@@ -412,8 +418,22 @@ def test_load_validates(tmp_path, cite, cite_model):
     feats = json.loads((path / "features.json").read_text())
     feats["a"] = feats["a"][:-1]
     (path / "features.json").write_text(json.dumps(feats))
+    with pytest.raises(SclibraError, match="features.json: does not match manifest.json"):
+        sclibra.LIBRA.load(path)
+    _resign(path)
     with pytest.raises(SclibraError, match="feature counts differ"):
         sclibra.LIBRA.load(path)
+
+
+def _resign(path):
+    """Rewrite manifest.json for the files as they are now (what a tamperer could also do)."""
+    import hashlib
+
+    man = json.loads((path / "manifest.json").read_text())
+    for name in man["files"]:
+        data = (path / name).read_bytes()
+        man["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (path / "manifest.json").write_text(json.dumps(man))
 
 
 def test_load_never_unpickles_code(tmp_path, cite_model):
@@ -424,6 +444,7 @@ def test_load_never_unpickles_code(tmp_path, cite_model):
             return (exec, ("import pathlib; pathlib.Path('/tmp/sclibra_pwned').touch()",))
 
     torch.save({"x": Evil()}, path / "weights.pt")
+    _resign(path)
     with pytest.raises(SclibraError, match="cannot read the weights safely"):
         sclibra.LIBRA.load(path)
     import os

@@ -23,6 +23,7 @@ from ._runner import (
     TrialContext,
     available_cpus,
     libra_trainer,
+    one_search_per_folder,
     run_local,
     run_ray,
     trial_devices,
@@ -43,6 +44,7 @@ OBJECTIVES = ("prediction", "integration", "both")
 BACKENDS = ("local", "ray")
 
 
+@one_search_per_folder
 def tune(
     a,
     b=None,
@@ -421,17 +423,10 @@ def _matrices(a, b, data_kwargs):
 
 def _search_cells(a, b, data_kwargs, train):
     """The paired cells selected by ``train`` (in A's order) and both feature lists."""
-    from .._data import resolve_cells
+    from .._data import select_pair_cells
 
     ma, mb = _matrices(a, b, data_kwargs)
-    if (
-        isinstance(train, str)
-        and (ma.obs is None or train not in ma.obs.columns)
-        and mb.obs is not None
-    ):
-        cells = resolve_cells(train, mb, what="train")
-    else:
-        cells = resolve_cells(train, ma, what="train")
+    cells = select_pair_cells(train, ma, mb, what="train")
     if len(cells) < 10:
         raise SclibraError(
             f"train={train!r} selects {len(cells)} cells; a search needs at least 10"
@@ -443,26 +438,15 @@ def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str,
     """Reference labels over the search cells: the user's labels, or each modality's clusters."""
     ma, mb = _matrices(a, b, data_kwargs)
     if labels is not None:
-        if isinstance(labels, str):
-            obs = ma.obs if ma.obs is not None and labels in ma.obs.columns else mb.obs
-            if obs is None or labels not in obs.columns:
-                raise SclibraError(f"labels={labels!r} is not an obs column of a or b")
-            ser = obs[labels]
-            ser = pd.Series(ser.to_numpy(), index=pd.Index(obs.index.astype(str)))
-        elif isinstance(labels, pd.Series):
-            ser = pd.Series(labels.to_numpy(), index=pd.Index(labels.index.astype(str)))
-        else:
-            arr = np.asarray(labels)
-            if arr.ndim != 1 or len(arr) != len(ma.obs_names):
-                raise SclibraError(
-                    f"labels has {len(arr)} entries but a has {len(ma.obs_names)} cells"
-                )
-            ser = pd.Series(arr, index=pd.Index(ma.obs_names.astype(str)))
-        ser = ser.reindex(pd.Index(cells).astype(str))
-        if ser.isna().any():
-            raise SclibraError(
-                f"{int(ser.isna().sum())} search cells have no reference label (NaN)"
-            )
+        from .._data import resolve_labels
+
+        ser = resolve_labels(
+            labels,
+            cells,
+            obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
+            all_cells=ma.obs_names,
+            name="labels",
+        )
         return {"labels": ser.astype(str).to_numpy()}
     from ..metrics import cluster_modality
 

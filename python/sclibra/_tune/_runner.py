@@ -8,6 +8,7 @@ trial; the Ray backend writes rows from the driver as trials report them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._errors import SclibraError
+from .._fs import FolderLock, atomic_file
 from .._settings import logger
 from ._spaces import FIT_PARAMS, MODEL_PARAMS
 from ._storage import TrialStore, atomic_write_json
@@ -195,6 +197,21 @@ def execute_trial(job: SearchJob, spec: TrialSpec, rungs, device=None) -> dict:
     return row
 
 
+def one_search_per_folder(fn):
+    """Run ``fn`` (``tune``) holding the lock of its ``out_dir``: a second search on the same
+    folder refuses, naming the running one; a lock left by a killed run is taken over."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out_dir = kwargs.get("out_dir")
+        if out_dir is None:
+            return fn(*args, **kwargs)
+        with FolderLock(out_dir, what="sclibra tune search"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _num(v):
     if isinstance(v, np.generic):
         v = v.item()
@@ -210,10 +227,8 @@ def _save_outputs(model, job: SearchJob, trial_id: str) -> None:
     if job.save_latent:
         z, cells = search_latent(model, job.data)
         path = store.latent_path(trial_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, latent=z, obs_names=np.asarray(cells, dtype=str))
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, latent=z, obs_names=np.asarray(cells, dtype=str))
 
 
 def search_latent(model, data: SearchData):

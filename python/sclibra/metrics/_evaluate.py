@@ -95,34 +95,9 @@ class _Table:
 
 
 def _labels_for(labels, cells: pd.Index, obs, name="labels") -> pd.Series | None:
-    if labels is None:
-        return None
-    if isinstance(labels, str):
-        if obs is None or labels not in obs.columns:
-            raise SclibraError(
-                f"labels={labels!r}: no such obs column"
-                + (f"; available: {format_names(list(obs.columns), 8)}" if obs is not None else "")
-            )
-        s = obs[labels].copy()
-        s.index = s.index.astype(str)
-        s.name = labels
-    elif isinstance(labels, pd.Series) and not isinstance(labels.index, pd.RangeIndex):
-        s = labels.copy()
-        s.index = s.index.astype(str)
-    else:
-        arr = np.asarray(labels, dtype=object)
-        if arr.shape[0] != len(cells):
-            raise SclibraError(f"{name}: {arr.shape[0]} labels for {len(cells)} paired cells")
-        s = pd.Series(arr, index=cells, name=name)
-    missing = cells[~cells.isin(s.index)]
-    if len(missing):
-        raise SclibraError(
-            f"{name}: {len(missing)} paired cells have no label ({format_names(missing)})"
-        )
-    s = s.loc[cells]
-    if s.isna().any():
-        raise SclibraError(f"{name}: {int(s.isna().sum())} cells have a missing label (NaN)")
-    return s.astype(str)
+    from .._data import resolve_labels
+
+    return resolve_labels(labels, cells, obs=[("the inputs", obs)], name=name)
 
 
 def evaluate(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .._errors import SclibraError, format_names
+from .._fs import atomic_file as atomic_output  # noqa: F401 - the one file writer
 
 #: rows densified at once when streaming over a (possibly sparse) matrix
 ROW_CHUNK = 4096
@@ -264,49 +263,9 @@ def model_splits(model, cells: pd.Index, held_out=None, obs: pd.DataFrame | None
     if held_out is None:
         held = cells[~cells.isin(seen)]
     else:
-        if isinstance(held_out, str):
-            if obs is None or held_out not in obs.columns:
-                raise SclibraError(
-                    f"held_out={held_out!r}: no such obs column"
-                    + (
-                        f"; available: {format_names(list(obs.columns), 8)}"
-                        if obs is not None
-                        else ""
-                    )
-                )
-            col = obs[held_out]
-            if col.dtype != bool:
-                values = set(map(str, pd.unique(col.dropna())))
-                if not values <= {"True", "False", "true", "false", "1", "0", "1.0", "0.0"}:
-                    raise SclibraError(
-                        f"held_out={held_out!r}: the obs column must be boolean (True = held out), "
-                        f"found values {format_names(sorted(values))}"
-                    )
-                col = col.astype(str).str.lower().isin(["true", "1", "1.0"])
-            held_out = col
-        if (
-            isinstance(held_out, pd.Series)
-            and held_out.dtype == bool
-            and not isinstance(held_out.index, pd.RangeIndex)
-        ):
-            s = held_out.copy()
-            s.index = s.index.astype(str)
-            held = cells[cells.isin(s.index[s.to_numpy()])]
-        else:
-            arr = np.asarray(held_out)
-            if arr.dtype == bool:
-                if arr.size != len(cells):
-                    raise SclibraError(
-                        f"held_out: boolean mask has {arr.size} entries for {len(cells)} paired cells"
-                    )
-                held = cells[arr]
-            else:
-                held = pd.Index(arr.astype(str))
-                missing = held[~held.isin(cells)]
-                if len(missing):
-                    raise SclibraError(
-                        f"held_out: {len(missing)} cells are not among the paired cells: {format_names(missing)}"
-                    )
+        from .._data import select_cells
+
+        held = select_cells(held_out, cells, obs=[("the inputs", obs)], what="held_out")
         leaked = held[held.isin(seen)]
         if len(leaked):
             warnings.warn(
@@ -321,27 +280,3 @@ def model_splits(model, cells: pd.Index, held_out=None, obs: pd.DataFrame | None
         "train": rest[rest.isin(train)],
         "validation": rest[rest.isin(val)],
     }
-
-
-@contextmanager
-def atomic_output(path):
-    """Yield a temporary path next to ``path``; on success rename it to ``path`` (atomic).
-
-    The file gets the usual permissions (``0o666`` minus the umask), not ``mkstemp``'s 0600.
-    """
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -12,7 +12,7 @@ from . import pl
 from ._errors import SclibraError, format_names
 from ._settings import logger, settings
 from .metrics import evaluate as _scores
-from .metrics._utils import atomic_output
+from ._fs import atomic_file
 
 #: the tables written to ``out_dir``
 TABLES = ("scores.csv", "per_feature_mse.csv", "per_cell.csv")
@@ -128,7 +128,7 @@ def _write(ev, out: Path) -> list[Path]:
 
 
 def _write_csv(df, path: Path, index=False) -> Path:
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         df.to_csv(tmp, index=index)
     return path
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import SclibraError
-from .metrics._utils import atomic_output
+from ._fs import atomic_file
 
 __all__ = [
     "loss",
@@ -72,7 +72,7 @@ def save_figure(fig, path, *, overwrite: bool = False, dpi: int = 150) -> Path:
         raise SclibraError(f"{path} already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    with atomic_output(path) as tmp:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     return path
 

@@ -116,10 +116,11 @@ tutorial: $(STAMPS)/env
 test: lint test-python test-r test-crosslang tutorial
 	@echo "all test suites passed"
 
-benchmarks: $(STAMPS)/env
+benchmarks: $(STAMPS)/env r-install
 	$(PY) benchmarks/bench_accuracy.py
 	$(PY) benchmarks/bench_batch_size.py
 	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/bench_r_path.py
 
 clean:
 	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output

@@ -247,6 +247,15 @@ sclibra_python <- function() {
     error = function(e) .abort_python(.diagnose(python, probe = TRUE), parent = e)
   )
   .state$bridge <- reticulate::import("sclibra._r_bridge", convert = FALSE)
+  # torch must bind to its own BLAS, not R's (30x slower training otherwise; see
+  # sclibra._r_bridge.import_torch and benchmarks/bench_r_path.py)
+  how <- .py(reticulate::py_to_r(.state$bridge$import_torch()), "Loading PyTorch")
+  if (identical(how, "already-imported") && identical(Sys.info()[["sysname"]], "Linux")) {
+    cli::cli_inform(c(
+      "!" = "PyTorch was loaded before sclibra, so it may use R's BLAS and train many times slower.",
+      i = "Load sclibra before anything that imports {.pkg torch} through reticulate."
+    ))
+  }
   .state$core_module <- core
   .state$loaded <- TRUE
   invisible(core)

@@ -74,6 +74,48 @@ def anndata_from_r(x, obs_names, var_names, name: str = "input"):
     return ad.AnnData(X=X, obs=obs, var=var)
 
 
+#: how :func:`import_torch` loaded torch (reported by :func:`environment_report`)
+_TORCH_IMPORT: str | None = None
+
+
+def import_torch() -> str:
+    """Import torch for the R session so that it calls its own BLAS, not R's.
+
+    R is linked against the system BLAS (``libblas.so.3``, often the slow reference BLAS) and
+    loads it into the global symbol scope before Python starts. PyTorch's CPU wheel carries
+    MKL inside ``libtorch_cpu.so`` but calls ``sgemm_`` and friends through the dynamic linker,
+    so inside R every matrix product of torch went to R's BLAS: about 30x slower per epoch than
+    the same training run from Python (benchmarks/bench_r_path.py). Importing torch with
+    ``RTLD_DEEPBIND`` (glibc only) makes torch's libraries resolve their own symbols first.
+
+    Returns
+    -------
+    ``"deepbind"`` (torch imported with its own BLAS), ``"already-imported"`` (torch was loaded
+    before sclibra: nothing can be changed), ``"default"`` (no ``RTLD_DEEPBIND`` on this
+    platform, or switched off with ``SCLIBRA_TORCH_DEEPBIND=0``).
+    """
+    global _TORCH_IMPORT
+    import sys
+
+    if "torch" in sys.modules:
+        _TORCH_IMPORT = _TORCH_IMPORT or "already-imported"
+        return _TORCH_IMPORT
+    deepbind = getattr(os, "RTLD_DEEPBIND", None)
+    if deepbind is None or os.environ.get("SCLIBRA_TORCH_DEEPBIND", "1") == "0":
+        import torch  # noqa: F401
+
+        _TORCH_IMPORT = "default"
+        return _TORCH_IMPORT
+    old = sys.getdlopenflags()
+    sys.setdlopenflags(old | deepbind)
+    try:
+        import torch  # noqa: F401
+    finally:
+        sys.setdlopenflags(old)
+    _TORCH_IMPORT = "deepbind"
+    return _TORCH_IMPORT
+
+
 def shares_memory(adata, x) -> bool:
     """Whether ``adata.X`` still shares memory with the R-provided matrix ``x`` (tests)."""
     X = adata.X
@@ -282,4 +324,7 @@ def environment_report() -> dict:
         except metadata.PackageNotFoundError:
             report[module] = "not installed"
     report["sclibra_path"] = os.path.dirname(__file__)
+    report["torch_import"] = _TORCH_IMPORT or "not imported"
+    if "torch" in sys.modules:
+        report["torch_threads"] = str(sys.modules["torch"].get_num_threads())
     return report

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from . import pl
 from ._errors import SclibraError, format_names
+from ._fs import atomic_file
 from ._settings import logger, settings
 from .metrics import evaluate as _scores
-from ._fs import atomic_file
 
 #: the tables written to ``out_dir``
 TABLES = ("scores.csv", "per_feature_mse.csv", "per_cell.csv")

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._errors import SclibraError, format_names
 from .._settings import logger, settings
 from ._baselines import BASELINE_METHODS, Baselines
 from ._consistency import ConsistencyResult, nn_consistency

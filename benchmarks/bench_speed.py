@@ -88,11 +88,15 @@ def load_case(name: str):
         return rna, adt, rna.obs["is_train"].to_numpy(dtype=bool)
     if name == "pbmc5k_cite RNA->ADT":
         rna = ad.read_h5ad(SHARED / "pbmc5k_cite" / "rna.h5ad")
+        rna.var_names_make_unique()
         adt = ad.read_h5ad(SHARED / "pbmc5k_cite" / "adt.h5ad")[rna.obs_names]
         return rna, adt, rna.obs["is_train"].to_numpy(dtype=bool)
     if name == "sci-CAR RNA->ATAC":
         rna = ad.read_h5ad(SHARED / "scicar_a549" / "rna.h5ad")
-        atac = ad.read_h5ad(SHARED / "scicar_a549" / "atac.h5ad")[rna.obs_names]
+        atac = ad.read_h5ad(SHARED / "scicar_a549" / "atac.h5ad")
+        for x in (rna, atac):
+            x.var_names_make_unique()
+        atac = atac[rna.obs_names]
         is_train = np.random.default_rng(0).random(rna.n_obs) < 0.7  # as bench_peers
         return rna, atac, is_train
     if name.startswith("synthetic"):

@@ -256,6 +256,9 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     sclibra.settings.num_threads = spec["threads"]
+    # torch.optim imports torch._dynamo on first use (seconds, once per process): do it before
+    # anything is timed, in every version alike
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
     sclibra.settings.progress = False
     sclibra.settings.verbosity = "warning"
     fn = {"fit": task_fit, "profile": task_profile, "full": task_full, "knn": task_knn}

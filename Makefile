@@ -119,8 +119,10 @@ test: lint test-python test-r test-crosslang tutorial
 benchmarks: $(STAMPS)/env r-install
 	$(PY) benchmarks/bench_accuracy.py
 	$(PY) benchmarks/bench_batch_size.py
-	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/bench_scaling.py --before
 	$(PY) benchmarks/bench_r_path.py
+	$(PY) benchmarks/bench_speed.py
+	$(PY) benchmarks/bench_keras.py
 
 clean:
 	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output

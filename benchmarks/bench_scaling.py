@@ -29,7 +29,12 @@ gradient and Adam update cost the same at every step whatever the batch size, so
 use a large ``batch_size`` and a narrower ``n_nodes`` than the defaults.
 
 Run ``python benchmarks/bench_scaling.py`` (15-25 minutes and 10 GB of RAM on 2 cores) or with
-``--quick`` (10k and 50k cells x 20k features). Results: ``benchmarks/results/bench_scaling.{md,json}``.
+``--quick`` (10k and 50k cells x 20k features). ``--sizes 100000x100000,1000000x100000`` runs only
+those sizes; ``--before`` also runs sizes up to ``--before-max-cells`` (default 100k) with the
+package of commit 4f42f40 (before issue 13's speed work, ``git archive`` into
+``benchmarks/_work/before``) in the same run, for a side-by-side ratio; the 1M-cell row is compared
+with the 561 s per epoch that 0.1.0 recorded (:data:`REFERENCE`). Results:
+``benchmarks/results/bench_scaling.{md,json}``.
 """
 
 from __future__ import annotations
@@ -61,6 +66,24 @@ QUICK = [
     ("cells", 10_000, 20_000, 0.01),
     ("cells", 50_000, 20_000, 0.01),
 ]
+#: seconds per epoch recorded by sclibra 0.1.0 (this file's table of 2026-11-24, 1 thread)
+REFERENCE = {(10_000, 100_000): 5.5, (100_000, 100_000): 46.4, (1_000_000, 100_000): 560.6}
+BEFORE_COMMIT = "4f42f40"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def export_before() -> str:
+    """``git archive`` of the package at :data:`BEFORE_COMMIT` into ``_work/before``."""
+    base = os.path.join(HERE, "_work", "before")
+    if not os.path.isdir(os.path.join(base, "python", "sclibra")):
+        os.makedirs(base, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", HERE, "archive", BEFORE_COMMIT, "python/sclibra"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
+    return os.path.join(base, "python")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,6 +176,9 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     sclibra.settings.num_threads = spec["threads"]
+    # torch.optim imports torch._dynamo on first use (seconds, once per process): do it before
+    # anything is timed, in every version alike
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
     sclibra.settings.progress = False
     sclibra.settings.verbosity = "warning"
     t0 = time.perf_counter()
@@ -166,6 +192,20 @@ def worker(spec: dict) -> dict:
     model = sclibra.LIBRA(
         n_nodes=spec["n_nodes"], batch_size=spec["batch_size"], seed=0, output_activation="linear"
     )
+    # CPU seconds of the training loop alone (one epoch here; robust to other jobs' load)
+    import sclibra._model as _m
+
+    real_train, train_clock = _m.train_module, {}
+
+    def timed_train(*args, **kwargs):
+        c0, t0 = time.process_time(), time.perf_counter()
+        try:
+            return real_train(*args, **kwargs)
+        finally:
+            train_clock["cpu"] = time.process_time() - c0
+            train_clock["wall"] = time.perf_counter() - t0
+
+    _m.train_module = timed_train
     t0 = time.perf_counter()
     model.fit(a, b, max_epochs=1, validation_split=spec["validation_split"], progress=False)
     fit_seconds = time.perf_counter() - t0
@@ -183,6 +223,8 @@ def worker(spec: dict) -> dict:
         "gen_seconds": gen_seconds,
         "fit_seconds": fit_seconds,
         "epoch_seconds": float(hist["seconds"]),
+        "train_cpu_seconds": train_clock.get("cpu"),
+        "train_wall_seconds": train_clock.get("wall"),
         "steps": int(np.ceil(n_train / spec["batch_size"])),
         "n_train": n_train,
         "n_val": len(model.val_cells_),
@@ -223,26 +265,52 @@ def main() -> None:
         parser.add_argument(
             "--timeout", type=int, default=1800, help="seconds allowed per size (default 1800)"
         )
+        parser.add_argument("--sizes", help="only these sizes: CELLSxFEATURES,...")
+        parser.add_argument(
+            "--before", action="store_true", help=f"also run commit {BEFORE_COMMIT}'s package"
+        )
+        parser.add_argument("--before-max-cells", type=int, default=100_000)
 
     args = parse_args(__doc__, extra)
     sizes = QUICK if args.quick else FULL
+    if args.sizes:
+        want = [tuple(int(v) for v in x.split("x")) for x in args.sizes.split(",")]
+        sizes = [
+            next((s for s in FULL + QUICK if (s[1], s[2]) == w), ("cells", *w, 0.01)) for w in want
+        ]
+    jobs = []
+    for size in sizes:
+        if args.before and size[1] <= args.before_max_cells:
+            jobs.append((size, "before"))
+        jobs.append((size, "after"))
+    before_path = export_before() if args.before else None
+    uptime = []
     runs = []
-    for sweep, cells, features, density in sizes:
+    for (sweep, cells, features, density), version in jobs:
         spec = {
             "sweep": sweep,
             "cells": cells,
             "features": features,
             "density": density,
             "threads": args.threads,
+            "version": version,
             **SETTINGS,
         }
-        log(f"{cells} cells x {features} features at {density:.0%}: generating and training")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = (
+            before_path if version == "before" else os.path.join(HERE, "..", "python")
+        )
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        log(
+            f"{cells} cells x {features} features at {density:.0%} ({version}): generating and training"
+        )
         try:
             proc = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
                 capture_output=True,
                 text=True,
                 timeout=args.timeout,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             log(f"  timed out after {args.timeout} s")
@@ -261,20 +329,45 @@ def main() -> None:
             f"(fit) {_gib(run['peak_rss_fit_bytes'])} GiB, CSR {_gib(run['csr_bytes'])} GiB"
         )
 
+    uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     rows = []
     for r in runs:
         if "error" in r:
-            rows.append([r["sweep"], f"{r['cells']:,}", f"{r['features']:,}"] + ["-"] * 11)
+            rows.append(
+                [r["sweep"], r.get("version", "after"), f"{r['cells']:,}", f"{r['features']:,}"]
+                + ["-"] * 14
+            )
             rows[-1][-1] = r["error"]
             continue
+        same = [
+            q
+            for q in runs
+            if q.get("version") == "before"
+            and "error" not in q
+            and (q["cells"], q["features"]) == (r["cells"], r["features"])
+        ]
+        if r.get("version") == "after" and same:
+            b = same[0]
+            ratio = f"**{b['epoch_seconds'] / r['epoch_seconds']:.2f}x** (same run)"
+            if b.get("train_cpu_seconds") and r.get("train_cpu_seconds"):
+                ratio += f"; CPU {b['train_cpu_seconds'] / r['train_cpu_seconds']:.2f}x"
+        elif r.get("version") == "after" and (r["cells"], r["features"]) in REFERENCE:
+            ref = REFERENCE[(r["cells"], r["features"])]
+            ratio = f"{ref / r['epoch_seconds']:.2f}x vs {ref} s recorded by 0.1.0"
+        else:
+            ratio = "-"
+        limit = 1.5 * r["csr_bytes"] + 2**30
+        peak = r["peak_rss_fit_bytes"]
         rows.append(
             [
                 r["sweep"],
+                r.get("version", "after"),
                 f"{r['cells']:,}",
                 f"{r['features']:,}",
                 f"{r['nnz']:.3g}",
                 r["steps"],
                 f"{r['epoch_seconds']:.1f}",
+                f"{r['train_cpu_seconds']:.1f}" if r.get("train_cpu_seconds") else "-",
                 f"{r['epoch_seconds'] / r['steps']:.2f}",
                 f"{r['fit_seconds']:.1f}",
                 _gib(r["csr_bytes"] + r["targets_bytes"]),
@@ -283,16 +376,20 @@ def main() -> None:
                 _gib(r["peak_rss_process_bytes"]),
                 _size(r["dense_a_bytes"]),
                 f"{r['val_loss']:.3f}",
+                ratio,
+                "-" if peak is None else ("yes" if peak <= limit else "**no**"),
             ]
         )
     table = markdown_table(
         [
             "sweep",
+            "version",
             "cells",
             "features",
             "nnz",
             "steps",
             "s/epoch",
+            "CPU s/epoch",
             "s/step",
             "fit s",
             "input GiB (CSR A + dense B)",
@@ -301,6 +398,8 @@ def main() -> None:
             "peak RSS process GiB",
             "dense A would be",
             "val MSE after 1 epoch",
+            "epoch speed-up (before / after)",
+            "peak RSS <= 1.5 x CSR + 1 GiB",
         ],
         rows,
     )
@@ -312,7 +411,8 @@ threads: {args.threads}) on synthetic CSR float32 input at 1 % density with {N_T
 targets (a linear mix of the {RANK} hidden factors per cell that also set A's values, plus
 noise; standardised, so MSE 1.0 = the mean predictor). Each size runs in a fresh process.
 
-- `s/epoch`: training steps plus the validation pass; `s/step` = `s/epoch` / steps; `fit s` adds
+- `s/epoch`: training steps plus the validation pass (wall-clock); `CPU s/epoch`: CPU seconds of
+  the training loop (what the work costs, robust to other jobs; about the wall time when idle); `s/step` = `s/epoch` / steps; `fit s` adds
   the input scan (NaN / constant-feature checks) and setup.
 - `RSS before fit`: resident memory with the data in memory, before `fit`. `peak RSS fit`: peak
   resident memory during `fit` (kernel high-water mark reset just before `fit`), data included.
@@ -321,13 +421,26 @@ noise; standardised, so MSE 1.0 = the mean predictor). Each size runs in a fresh
 
 {table}
 
-Timings are wall-clock on a shared 2-core machine (load average in the JSON).
+`version`: "after" is this checkout; "before" is commit {BEFORE_COMMIT} (sclibra 0.1.0's training
+code), run in the same session. Without a "before" row, the speed-up is against the seconds per
+epoch 0.1.0 recorded in this file on 2026-11-24 (561 s for 1M cells), on the same machine.
+
+Timings are wall-clock on a shared 2-core machine; `uptime` before each run:
+
+{chr(10).join(f"- `{u}`" for u in uptime)}
 """
     write_results(
         "bench_scaling",
         args,
         markdown,
-        {"settings": SETTINGS, "n_targets": N_TARGETS, "rank": RANK, "runs": runs},
+        {
+            "settings": SETTINGS,
+            "n_targets": N_TARGETS,
+            "rank": RANK,
+            "reference_seconds_per_epoch_0_1_0": {f"{c}x{f}": v for (c, f), v in REFERENCE.items()},
+            "uptime": uptime,
+            "runs": runs,
+        },
     )
 
 

@@ -863,6 +863,16 @@ def test_stale_lock_of_a_killed_search_is_taken_over(tmp_path, sclibra_log):
     assert not (out / FolderLock.NAME).exists()  # released at the end
 
 
+def test_torn_lock_file_is_taken_over(tmp_path, sclibra_log):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / FolderLock.NAME).write_text("")
+    os.utime(folder / FolderLock.NAME, (0, 0))  # written long ago by a process that died
+    with FolderLock(folder) as lock:
+        assert json.loads(lock.file.read_text())["pid"] == os.getpid()
+    assert "stale lock" in sclibra_log.text and not (folder / FolderLock.NAME).exists()
+
+
 def test_lock_is_released_after_a_failing_search(tmp_path):
     with pytest.raises(SclibraError):
         _tune(tmp_path / "s", objective="nonsense")

@@ -997,3 +997,12 @@ def test_same_seed_and_threads_reproduce_bit_for_bit_other_thread_counts_only_ro
     np.testing.assert_array_equal(one, again)  # bit for bit
     # another thread count sums in another order: equal up to rounding, not guaranteed bit-equal
     np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
+
+
+def test_r_bridge_subset_uses_the_same_cell_selection():
+    from sclibra._r_bridge import ppji_for_r
+
+    cells = [f"c{i}" for i in range(30)]
+    emb = np.random.default_rng(0).random((30, 3))
+    with pytest.raises(SclibraError, match="cells: 1 cells are not among the paired cells: 'zz'"):
+        ppji_for_r(["a", "b", "c"] * 10, cells, embedding=emb, subset=["c1", "zz"])

@@ -28,17 +28,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ._errors import SclibraError, format_names
+from ._errors import LockedError, OutputError, SclibraError, format_names
 from ._settings import logger
 
 #: marker file inside a temporary folder of :func:`replace_dir` (who is writing it)
 PARTIAL_MARKER = ".sclibra-partial"
 #: chunk size of :func:`write_bytes`
 _CHUNK = 1 << 22
-
-
-class OutputError(SclibraError):
-    """An output location cannot be written (full disk, no permission, not a folder)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -431,10 +427,6 @@ def check_output_location(path, *, overwrite: bool = False, folder: bool = False
 # ----------------------------------------------------------------------------------------------
 # lock
 # ----------------------------------------------------------------------------------------------
-class LockedError(SclibraError):
-    """Another process holds the lock of an output folder."""
-
-
 class FolderLock:
     """An exclusive lock on an output folder, held by one process (``.sclibra.lock`` inside).
 

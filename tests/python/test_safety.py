@@ -713,8 +713,33 @@ def _writable(folder: str) -> bool:
         ["embed", "--model", "M", "--input", "A.h5ad", "--out", "{file}/emb.h5ad"],
         ["tune", "--input-a", "A.h5ad", "--input-b", "B.h5ad", "--out-dir", "{file}/search"],
         ["tune", "--input-a", "A.h5ad", "--input-b", "B.h5ad", "--out-dir", "{file}"],
+        ["metrics", "--model", "M", "--input-a", "A", "--input-b", "B", "--out-dir", "{file}/ev"],
+        [
+            "metrics",
+            "--model",
+            "M",
+            "--input-a",
+            "A",
+            "--input-b",
+            "B",
+            "--out-dir",
+            "{tmp}/ev",
+            "--save-model",
+            "{file}/m",
+        ],  # fmt: skip
+        ["demo", "--out", "{file}/demo"],
     ],
-    ids=["train", "train-predictions", "predict", "embed", "tune-parent-file", "tune-is-file"],
+    ids=[
+        "train",
+        "train-predictions",
+        "predict",
+        "embed",
+        "tune-parent-file",
+        "tune-is-file",
+        "metrics",
+        "metrics-save-model",
+        "demo",
+    ],  # fmt: skip
 )
 def test_cli_checks_the_output_before_any_work(tmp_path, afile, capsys, argv):
     # inputs and model do not exist: an output problem must be reported first

@@ -41,8 +41,9 @@
   type <- info$type
   value <- trimws(info$value)
   user_error <- type %in% c(
-    "SclibraError", "NotTrainedError", "FeatureMismatchError", "ValueError",
-    "FileExistsError", "FileNotFoundError", "KeyError", "TypeError"
+    "SclibraError", "NotTrainedError", "FeatureMismatchError", "ModelFileError",
+    "OutputError", "LockedError", "ValueError", "FileExistsError", "FileNotFoundError",
+    "KeyError", "TypeError"
   )
   header <- if (is.null(what)) "{type}: {value}" else "{what} failed. {type}: {value}"
   rlang::abort(

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import importlib
 
-from ._errors import FeatureMismatchError, ModelFileError, NotTrainedError, SclibraError
+from ._errors import (
+    FeatureMismatchError,
+    LockedError,
+    ModelFileError,
+    NotTrainedError,
+    OutputError,
+    SclibraError,
+)
 from ._settings import settings
 
 __version__ = "0.1.0"
@@ -39,6 +46,8 @@ __all__ = [
     "NotTrainedError",
     "FeatureMismatchError",
     "ModelFileError",
+    "OutputError",
+    "LockedError",
     *sorted(_SUBMODULES),
 ]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def _headline(table) -> list[str]:
     """A few lines summarising the table for the terminal."""
@@ -40,14 +38,17 @@ def _headline(table) -> list[str]:
 
 
 def _metrics(args) -> int:
-    from ._errors import SclibraError
     from ._model import LIBRA
+    from ._persist import foreign_entries
     from ._report import evaluate
-    from .cli import apply_common, read_input
+    from .cli import apply_common, check_output, read_input
 
     apply_common(args)
-    if args.save_model and Path(args.save_model).exists() and not args.overwrite:
-        raise SclibraError(f"{args.save_model} already exists; use --overwrite to replace it")
+    check_output(args.out_dir, args.overwrite, folder=True)
+    if args.save_model:
+        check_output(
+            args.save_model, args.overwrite, folder=True, owned=foreign_entries, what="model"
+        )
     model = LIBRA.load(args.model, device=args.device)
     a = read_input(args.input_a, args.mod_a)
     b = read_input(args.input_b, args.mod_b)

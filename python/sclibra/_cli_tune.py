@@ -88,13 +88,17 @@ def _tune(args) -> int:
         import matplotlib
         import matplotlib.pyplot as plt
 
+        from ._fs import atomic_file
+
         matplotlib.use("Agg")
         fig = result.plot_hyperparameters()
-        fig.savefig(out / "hyperparameters.png", dpi=120)
+        with atomic_file(out / "hyperparameters.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
         plt.close(fig)
         if args.objective == "both":
             ax = result.plot_pareto()
-            ax.figure.savefig(out / "pareto.png", dpi=120, bbox_inches="tight")
+            with atomic_file(out / "pareto.png") as tmp:
+                ax.figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
             plt.close(ax.figure)
     print(result.summary())
     print(f"trials table: {out / 'trials.csv'}")

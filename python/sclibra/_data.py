@@ -533,10 +533,13 @@ def select_cells(spec, cells, *, obs=(), all_cells=None, what: str = "train") ->
     if isinstance(spec, str):
         spec = as_boolean(_obs_column(spec, obs, what), f"{what}={spec!r}")
     if isinstance(spec, pd.Series) and not isinstance(spec.index, pd.RangeIndex):
-        if spec.dtype != bool:
-            spec = as_boolean(spec, what)
-        chosen = pd.Index(spec.index.astype(str))[spec.to_numpy(dtype=bool)]
-        return cells[cells.isin(chosen)]
+        try:
+            flags = as_boolean(spec, what)
+        except SclibraError:
+            flags = None  # not booleans: a Series of cell names (handled below)
+        if flags is not None:
+            chosen = pd.Index(spec.index.astype(str))[flags.to_numpy(dtype=bool)]
+            return cells[cells.isin(chosen)]
     arr = np.asarray(spec)
     if arr.dtype == bool:
         if arr.ndim == 1 and len(arr) == len(cells):

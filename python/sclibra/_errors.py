@@ -30,6 +30,14 @@ class ModelFileError(SclibraError):
     """
 
 
+class OutputError(SclibraError):
+    """An output location cannot be written (full disk, no permission, a file in the way)."""
+
+
+class LockedError(SclibraError):
+    """Another process holds the lock of an output folder (e.g. a running ``tune`` search)."""
+
+
 def format_names(names, limit: int = 5) -> str:
     """Format a few names for an error message: ``'a', 'b', ... (+12 more)``."""
     names = [str(n) for n in names]

@@ -28,17 +28,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ._errors import SclibraError, format_names
+from ._errors import LockedError, OutputError, SclibraError, format_names
 from ._settings import logger
 
 #: marker file inside a temporary folder of :func:`replace_dir` (who is writing it)
 PARTIAL_MARKER = ".sclibra-partial"
 #: chunk size of :func:`write_bytes`
 _CHUNK = 1 << 22
-
-
-class OutputError(SclibraError):
-    """An output location cannot be written (full disk, no permission, not a folder)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,8 +111,8 @@ _ACTIVE: set[str] = set()
 def _owner_is_dead(info: dict, target: Path | None = None) -> bool:
     """True when ``info`` names a process on this host that no longer runs (or this process,
     when it is not writing ``target`` any more: an earlier save that failed half-way)."""
-    if not isinstance(info, dict):
-        return True
+    if not isinstance(info, dict) or not info:
+        return True  # torn or empty: its writer died while writing it
     if info.get("host") != socket.gethostname():
         return False  # cannot tell: never take over another machine's work
     pid = info.get("pid")
@@ -210,7 +206,14 @@ def recover_dir(path, *, prefer: str = "forward") -> str | None:
     ``None``. Work of a process that still runs (same host) is left alone; only folders carrying
     this writer's marker are removed.
     """
-    path = Path(path)
+    try:
+        return _recover(Path(path), prefer)
+    except OSError as err:  # e.g. a read-only copy of a model: loading must still work
+        logger.warning("%s: could not finish an interrupted save (%s)", path, err)
+        return None
+
+
+def _recover(path: Path, prefer: str) -> str | None:
     parent = path.parent
     if not parent.is_dir():
         return None
@@ -424,10 +427,6 @@ def check_output_location(path, *, overwrite: bool = False, folder: bool = False
 # ----------------------------------------------------------------------------------------------
 # lock
 # ----------------------------------------------------------------------------------------------
-class LockedError(SclibraError):
-    """Another process holds the lock of an output folder."""
-
-
 class FolderLock:
     """An exclusive lock on an output folder, held by one process (``.sclibra.lock`` inside).
 
@@ -450,12 +449,14 @@ class FolderLock:
                 fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _default_mode())
             except FileExistsError:
                 info = _read_json(self.file)
-                if info is None:
+                if not isinstance(info, dict):
                     # being written right now, or torn: give the writer a moment
                     time.sleep(0.2)
-                    info = _read_json(self.file) or {}
-                    if not info and time.time() - self.file.stat().st_mtime < 5:
-                        continue
+                    info = _read_json(self.file)
+                    info = info if isinstance(info, dict) else {}
+                    with contextlib.suppress(OSError):
+                        if not info and time.time() - self.file.stat().st_mtime < 5:
+                            continue
                 if _owner_is_dead(info):
                     logger.warning(
                         "%s: taking over a stale lock of process %s on %s (started %s), "
@@ -465,7 +466,8 @@ class FolderLock:
                         info.get("host"),
                         info.get("started"),
                     )
-                    self.file.unlink(missing_ok=True)
+                    if (_read_json(self.file) or {}) == info:  # not re-taken meanwhile
+                        self.file.unlink(missing_ok=True)
                     continue
                 raise LockedError(
                     f"{self.folder} is in use by another {self.what}: process {info.get('pid')} "

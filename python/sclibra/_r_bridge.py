@@ -219,7 +219,9 @@ def ppji_for_r(
             raise SclibraError("PPJI needs query labels or an embedding to cluster")
         z = np.asarray(embedding, dtype=np.float64)
         if subset is not None:
-            keep = cells.get_indexer(pd.Index([str(c) for c in subset]))
+            from ._data import select_cells
+
+            keep = cells.get_indexer(select_cells(list(subset), cells, what="cells"))
             z, cells_used = z[keep], cells[keep]
         else:
             cells_used = cells

@@ -713,8 +713,33 @@ def _writable(folder: str) -> bool:
         ["embed", "--model", "M", "--input", "A.h5ad", "--out", "{file}/emb.h5ad"],
         ["tune", "--input-a", "A.h5ad", "--input-b", "B.h5ad", "--out-dir", "{file}/search"],
         ["tune", "--input-a", "A.h5ad", "--input-b", "B.h5ad", "--out-dir", "{file}"],
+        ["metrics", "--model", "M", "--input-a", "A", "--input-b", "B", "--out-dir", "{file}/ev"],
+        [
+            "metrics",
+            "--model",
+            "M",
+            "--input-a",
+            "A",
+            "--input-b",
+            "B",
+            "--out-dir",
+            "{tmp}/ev",
+            "--save-model",
+            "{file}/m",
+        ],  # fmt: skip
+        ["demo", "--out", "{file}/demo"],
     ],
-    ids=["train", "train-predictions", "predict", "embed", "tune-parent-file", "tune-is-file"],
+    ids=[
+        "train",
+        "train-predictions",
+        "predict",
+        "embed",
+        "tune-parent-file",
+        "tune-is-file",
+        "metrics",
+        "metrics-save-model",
+        "demo",
+    ],  # fmt: skip
 )
 def test_cli_checks_the_output_before_any_work(tmp_path, afile, capsys, argv):
     # inputs and model do not exist: an output problem must be reported first
@@ -863,6 +888,16 @@ def test_stale_lock_of_a_killed_search_is_taken_over(tmp_path, sclibra_log):
     assert not (out / FolderLock.NAME).exists()  # released at the end
 
 
+def test_torn_lock_file_is_taken_over(tmp_path, sclibra_log):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / FolderLock.NAME).write_text("")
+    os.utime(folder / FolderLock.NAME, (0, 0))  # written long ago by a process that died
+    with FolderLock(folder) as lock:
+        assert json.loads(lock.file.read_text())["pid"] == os.getpid()
+    assert "stale lock" in sclibra_log.text and not (folder / FolderLock.NAME).exists()
+
+
 def test_lock_is_released_after_a_failing_search(tmp_path):
     with pytest.raises(SclibraError):
         _tune(tmp_path / "s", objective="nonsense")
@@ -965,3 +1000,34 @@ def test_misspelt_labels_and_held_out_list_the_columns(model, pair):
         sclibra.metrics.nn_mse(model, a, b, held_out="is_tset")
     with pytest.raises(SclibraError, match="labels='cell_tpye': no such obs column.*'batch'"):
         sclibra.evaluate(model, a, b, labels="cell_tpye", consistency=False, baselines=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. determinism
+# ------------------------------------------------------------------------------------------------
+def test_same_seed_and_threads_reproduce_bit_for_bit_other_thread_counts_only_round(pair):
+    a, b = pair
+    old = (sclibra.settings.num_threads, torch.get_num_threads())
+
+    def run(threads):
+        sclibra.settings.num_threads = threads
+        m = sclibra.LIBRA(n_layers=2, n_nodes=256, latent_dim=8, seed=5).fit(a, b, max_epochs=3)
+        return m.predict(a).X
+
+    try:
+        one, again, two = run(1), run(1), run(2)
+    finally:
+        sclibra.settings.num_threads = old[0]
+        torch.set_num_threads(old[1])
+    np.testing.assert_array_equal(one, again)  # bit for bit
+    # another thread count sums in another order: equal up to rounding, not guaranteed bit-equal
+    np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-5)
+
+
+def test_r_bridge_subset_uses_the_same_cell_selection():
+    from sclibra._r_bridge import ppji_for_r
+
+    cells = [f"c{i}" for i in range(30)]
+    emb = np.random.default_rng(0).random((30, 3))
+    with pytest.raises(SclibraError, match="cells: 1 cells are not among the paired cells: 'zz'"):
+        ppji_for_r(["a", "b", "c"] * 10, cells, embedding=emb, subset=["c1", "zz"])

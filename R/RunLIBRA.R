@@ -114,6 +114,8 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
       class = "sclibra_input_error"
     )
   }
+  # R spelling of the core's names (allow.counts -> allow_counts)
+  names(dots) <- chartr(".", "_", names(dots))
   lapply(dots, .pyify)
 }
 

@@ -190,3 +190,20 @@ test_that("in a fresh session without a usable Python, users get the explanation
   expect_match(text, "does not exist")
   expect_false(grepl("Traceback", text))
 })
+
+test_that("R's seed default is the core's (NULL: sclibra.settings.seed), not a number of its own", {
+  for (method in c("RunLIBRA.default", "RunLIBRA.Seurat", "RunLIBRA.SingleCellExperiment",
+                   "TuneLIBRA.default", "TuneLIBRA.Seurat", "TuneLIBRA.SingleCellExperiment")) {
+    fn <- utils::getFromNamespace(method, "sclibra")
+    expect_true("seed" %in% names(formals(fn)), info = method)
+    expect_null(formals(fn)$seed, info = method)
+  }
+  need_core()
+  core_seed <- reticulate::py_to_r(sclibra_python_module()$settings$seed)
+  x <- toy_matrix(20, 40)
+  y <- toy_matrix(6, 40, prefix = "p", seed = 2)
+  args <- list(x, y, n.nodes = 16, max.epochs = 2, verbose = FALSE)
+  by_default <- do.call(RunLIBRA, args)
+  explicit <- do.call(RunLIBRA, c(args, list(seed = core_seed)))
+  expect_equal(by_default$embedding, explicit$embedding)
+})

@@ -132,4 +132,4 @@ benchmarks: $(STAMPS)/env r-install
 	$(PY) benchmarks/bench_r_path.py
 
 clean:
-	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output
+	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output inst/core

@@ -41,7 +41,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help demo test env r-deps env-r r-install lint test-python test-r test-crosslang vignettes tutorial \
-        benchmarks clean
+        benchmarks clean test-core-copy test-wheel
 
 help:
 	@echo "make demo    - train on the bundled data, write results to $(OUT)"
@@ -113,7 +113,16 @@ test-crosslang: r-install
 tutorial: $(STAMPS)/env
 	$(PY) tools/run_tutorial.py
 
-test: lint test-python test-r test-crosslang tutorial
+# the Python core bundled with the installed R package (made by ./configure) is python/sclibra;
+# the version is written once (pyproject.toml) and DESCRIPTION agrees
+test-core-copy: r-install
+	PY=$(PY) bash tools/check_core_copy.sh $(RLIB)
+
+# the wheel built from a clean tree carries its data and runs `sclibra demo` in a fresh venv
+test-wheel: $(STAMPS)/env
+	PY=$(PY) bash tools/check_wheel.sh
+
+test: lint test-python test-r test-crosslang tutorial test-core-copy test-wheel
 	@echo "all test suites passed"
 
 benchmarks: $(STAMPS)/env r-install
@@ -125,4 +134,4 @@ benchmarks: $(STAMPS)/env r-install
 	$(PY) benchmarks/bench_keras.py
 
 clean:
-	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output
+	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output inst/core

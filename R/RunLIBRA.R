@@ -52,8 +52,9 @@
 #'   (default `"predicted_<output>"`).
 #' @param keep.model Keep the trained weights in the returned object, so that the model can be
 #'   retrieved with [GetLIBRAModel()] even after [saveRDS()].
-#' @param seed Random seed (initialisation, validation split, shuffling, dropout); `NULL` uses
-#'   the core's global seed.
+#' @param seed Random seed (initialisation, validation split, shuffling, dropout). `NULL` (the
+#'   default) uses the core's default, `sclibra.settings.seed` (0), so the same call gives the
+#'   same model in R, Python and the command line.
 #' @param device Torch device (`"cpu"`, `"cuda"`, ...); `NULL` uses the core's setting
 #'   (`"auto"`).
 #' @param verbose Show messages and a progress bar.
@@ -114,6 +115,8 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
       class = "sclibra_input_error"
     )
   }
+  # R spelling of the core's names (allow.counts -> allow_counts)
+  names(dots) <- chartr(".", "_", names(dots))
   lapply(dots, .pyify)
 }
 
@@ -173,7 +176,7 @@ RunLIBRA.default <- function(object, output, features = NULL, output.features = 
                              dropout = 0.2, latent.dim = 10, batch.size = 128,
                              learning.rate = 1e-3, max.epochs = 1500, validation.split = 0.1,
                              early.stopping.patience = 20, output.activation = "auto",
-                             reduction.key = "LIBRA_", keep.model = TRUE, seed = 42,
+                             reduction.key = "LIBRA_", keep.model = TRUE, seed = NULL,
                              device = NULL, verbose = TRUE, ...) {
   if (missing(output)) {
     .abort("{.arg output} (the features x cells matrix of the modality to reconstruct) is missing.",
@@ -317,7 +320,7 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
                             learning.rate = 1e-3, max.epochs = 1500, validation.split = 0.1,
                             early.stopping.patience = 20, output.activation = "auto",
                             reduction.name = "libra", reduction.key = "LIBRA_",
-                            new.assay.name = NULL, keep.model = TRUE, seed = 42,
+                            new.assay.name = NULL, keep.model = TRUE, seed = NULL,
                             device = NULL, verbose = TRUE, ...) {
   input.assay <- input.assay %||% SeuratObject::DefaultAssay(object)
   if (missing(output.assay)) {
@@ -436,7 +439,7 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
                                           output.activation = "auto",
                                           reduction.name = "LIBRA", reduction.key = "LIBRA_",
                                           new.altexp.name = NULL, keep.model = TRUE,
-                                          seed = 42, device = NULL, verbose = TRUE, ...) {
+                                          seed = NULL, device = NULL, verbose = TRUE, ...) {
   .need_sce()
   if (identical(input.altexp, output.altexp) && identical(input.assay, output.assay)) {
     .abort(c(

@@ -1,7 +1,7 @@
 #' Bundled example data as Seurat or SingleCellExperiment objects
 #'
-#' Two small real data sets ship with the package in `inst/extdata` (as h5ad files shared
-#' with the Python core), from the NeurIPS 2021 bone-marrow benchmark (Luecken et al.):
+#' Two small real data sets ship with the package (as h5ad files, package data of the Python
+#' core it carries), from the NeurIPS 2021 bone-marrow benchmark (Luecken et al.):
 #'
 #' * `"cite"`: CITE-seq, 600 cells, 1000 genes (assay `RNA`) and 134 surface proteins (assay
 #'   `ADT`);
@@ -10,7 +10,7 @@
 #' Raw counts are in `counts`; `data` / `logcounts` hold log-normalised RNA, CLR-normalised ADT
 #' and binarised ATAC. Cell metadata include `cell_type`, `batch` and `is_train` (the donor
 #' split: `s1d1` for training, `s1d2` held out). See the `SOURCE.md` files in
-#' `system.file("extdata", package = "sclibra")` for provenance and licence. The h5ad files are
+#' `system.file("core/python/sclibra/_extdata", package = "sclibra")` for provenance and licence. The h5ad files are
 #' read through the Python core's AnnData.
 #'
 #' @param dataset `"cite"` or `"multiome"`.
@@ -30,7 +30,7 @@ LIBRAExampleData <- function(dataset = c("cite", "multiome"),
   format <- match.arg(format)
   folder <- c(cite = "bmmc_cite", multiome = "bmmc_multiome")[[dataset]]
   second <- c(cite = "ADT", multiome = "ATAC")[[dataset]]
-  dir <- system.file("extdata", folder, package = "sclibra")
+  dir <- .extdata(folder)
   if (!nzchar(dir)) {
     .abort("The bundled data folder {.file {folder}} is missing from the installed package.")
   }
@@ -44,6 +44,11 @@ LIBRAExampleData <- function(dataset = c("cite", "multiome"),
     return(.example_seurat(parts, second, meta))
   }
   .example_sce(parts, second, meta)
+}
+
+# The bundled data: package data of the Python core that configure bundles into the package.
+.extdata <- function(...) {
+  system.file("core", "python", "sclibra", "_extdata", ..., package = "sclibra")
 }
 
 .read_h5ad <- function(path) {

@@ -178,6 +178,10 @@ sclibra_python <- function() {
       i = "or upgrade reticulate to {.val {(.reticulate_numpy2)}} or later."
     ))
   }
+  own <- as.character(utils::packageVersion("sclibra"))
+  if (!is.null(info$sclibra) && !identical(as.character(info$sclibra), own)) {
+    problems <- c(problems, .version_problem(python, info$sclibra, own))
+  }
   missing <- c("numpy", "torch", "anndata", "sclibra")
   missing <- missing[vapply(missing, function(m) is.null(info[[m]]), logical(1))]
   if (length(missing)) {
@@ -195,6 +199,14 @@ sclibra_python <- function() {
 }
 
 .problems <- function(x, envir) structure(x, envir = envir)
+
+# The core must be the one this R package was built with (the bridge between them is private).
+.version_problem <- function(python, core, own) {
+  c(
+    x = paste0("Python {.file {python}} has the sclibra core ", core, ", but this R package is ", own, "."),
+    i = "Run {.run sclibra::install_sclibra()} to install the core that ships with this R package."
+  )
+}
 
 .abort_python <- function(problems, parent = NULL) {
   envir <- attr(problems, "envir") %||% environment()
@@ -246,6 +258,11 @@ sclibra_python <- function() {
     ),
     error = function(e) .abort_python(.diagnose(python, probe = TRUE), parent = e)
   )
+  core_version <- as.character(reticulate::py_to_r(reticulate::py_get_attr(core, "__version__")))
+  own <- as.character(utils::packageVersion("sclibra"))
+  if (!identical(core_version, own)) {
+    .abort_python(.problems(.version_problem(python, core_version, own), environment()))
+  }
   .state$bridge <- reticulate::import("sclibra._r_bridge", convert = FALSE)
   # torch must bind to its own BLAS, not R's (30x slower training otherwise; see
   # sclibra._r_bridge.import_torch and benchmarks/bench_r_path.py)
@@ -318,18 +335,28 @@ sclibra_python_module <- function() .core()
 
 #' Install the Python core
 #'
-#' Creates (or updates) a Python virtualenv with the `sclibra` Python package and its pinned
+#' Creates (or repairs) a Python virtualenv with the `sclibra` Python core and its pinned
 #' dependencies: CPU PyTorch `r .torch_version`, and NumPy 1.x when reticulate is older than
 #' 1.36 (which cannot load NumPy 2). Restart R afterwards; sclibra then finds the environment
 #' by itself (or set `SCLIBRA_PYTHON` to the printed path).
 #'
+#' By default the core installed is the copy that ships inside this R package
+#' (`system.file("core", package = "sclibra")`, made from the same source when the package was
+#' built), so the R package and its core always have the same version and nothing is fetched
+#' under the `sclibra` name from a public index. An environment left broken or half-made by an
+#' earlier attempt is detected and rebuilt, with a message saying so.
+#'
 #' @param envname Name or path of the virtualenv.
-#' @param core What pip installs for the core: a requirement (`"sclibra"`, `"sclibra==0.1.0"`),
-#'   a path to a source checkout (the directory holding `pyproject.toml`) or a wheel. Defaults
-#'   to the `SCLIBRA_CORE` environment variable, else `"sclibra"`.
-#' @param python Python used to create the virtualenv (default: found by reticulate).
-#' @param torch_index Extra package index for PyTorch, e.g.
-#'   `"https://download.pytorch.org/whl/cpu"` for the CPU-only build on Linux.
+#' @param core What to install as the core: `"bundled"` (default: the copy inside this R
+#'   package), `"pypi"` (the published `sclibra` of this package's version, only when asked),
+#'   or the path of a wheel or a source checkout (the folder holding `pyproject.toml`; never
+#'   looked up in the working directory: give an absolute path or one starting with `./` or
+#'   `~`). Defaults to the `SCLIBRA_CORE` environment variable, else `"bundled"`.
+#' @param python Base Python interpreter used to create the virtualenv (default: found by
+#'   reticulate).
+#' @param torch_index Extra package index for PyTorch. The default on Linux is PyTorch's
+#'   CPU-only index (the CPU build, not the GBs of the CUDA one); `NULL` uses only the default
+#'   index (e.g. for a CUDA build).
 #' @param extra_packages More requirements to install.
 #' @param new_env Remove an existing environment of that name first.
 #' @param dry_run Only return the requirements that would be installed.
@@ -339,13 +366,16 @@ sclibra_python_module <- function() .core()
 #' @examples
 #' install_sclibra(dry_run = TRUE)
 install_sclibra <- function(envname = .default_envname,
-                            core = Sys.getenv("SCLIBRA_CORE", "sclibra"),
+                            core = Sys.getenv("SCLIBRA_CORE", "bundled"),
                             python = NULL,
-                            torch_index = NULL,
+                            torch_index = .default_torch_index(),
                             extra_packages = NULL,
                             new_env = FALSE,
                             dry_run = FALSE) {
-  requirements <- .install_requirements(core, extra_packages)
+  .check_flag(new_env)
+  .check_flag(dry_run)
+  source <- .core_source(core)
+  requirements <- .install_requirements(source, extra_packages)
   if (dry_run) {
     return(requirements)
   }
@@ -354,7 +384,24 @@ install_sclibra <- function(envname = .default_envname,
       "!" = "Python is already running in this session; restart R after the installation."
     ))
   }
-  if (new_env && reticulate::virtualenv_exists(envname)) {
+  if (!is.null(python)) {
+    .check_string(python)
+    python <- .python_in(path.expand(python))
+    if (!file.exists(python)) {
+      .abort("The base Python {.file {python}} ({.arg python}) does not exist.")
+    }
+  }
+  exists <- reticulate::virtualenv_exists(envname)
+  if (exists && !new_env) {
+    problem <- .env_problem(envname)
+    if (!is.null(problem)) {
+      cli::cli_inform(c(
+        "!" = "The environment {.val {envname}} is {problem}: rebuilding it from scratch."
+      ))
+      new_env <- TRUE
+    }
+  }
+  if (exists && new_env) {
     reticulate::virtualenv_remove(envname, confirm = FALSE)
   }
   if (!reticulate::virtualenv_exists(envname)) {
@@ -362,36 +409,121 @@ install_sclibra <- function(envname = .default_envname,
     if (!is.null(python)) args$python <- python
     do.call(reticulate::virtualenv_create, args)
   }
-  pip_options <- character()
-  if (!is.null(torch_index)) {
-    pip_options <- c(pip_options, paste0("--extra-index-url=", torch_index))
-  }
-  reticulate::virtualenv_install(
-    envname,
-    packages = requirements,
-    ignore_installed = FALSE,
-    pip_options = pip_options
-  )
   py <- reticulate::virtualenv_python(envname)
+  unlink(.env_marker(py))
+  # a read-only R library cannot host pip's build files: build from a private copy
+  if (identical(source$kind, "bundled") || identical(source$kind, "dir")) {
+    tmp <- tempfile("sclibra-core-")
+    dir.create(tmp)
+    on.exit(unlink(tmp, recursive = TRUE), add = TRUE)
+    file.copy(source$path, tmp, recursive = TRUE)
+    requirements[requirements == source$requirement] <- file.path(tmp, basename(source$path))
+  }
+  pip <- c("-m", "pip", "install", "--upgrade", "--upgrade-strategy", "only-if-needed")
+  if (!is.null(torch_index)) {
+    pip <- c(pip, paste0("--extra-index-url=", torch_index))
+  }
+  cli::cli_inform(c(i = "Installing {.file {source$label}} and pinned dependencies into {.file {py}}."))
+  status <- system2(py, c(pip, shQuote(requirements)))
+  if (!identical(as.integer(status), 0L)) {
+    .abort(c(
+      "pip could not install the sclibra core into {.file {py}} (exit status {status}).",
+      i = "The environment is marked incomplete; the next {.fn install_sclibra} rebuilds it."
+    ))
+  }
+  info <- .probe_python(py)
+  version <- as.character(utils::packageVersion("sclibra"))
+  if (!isTRUE(info$ok) || is.null(info$sclibra) || is.null(info$torch)) {
+    .abort(c(
+      "The sclibra core was installed into {.file {py}} but cannot be imported.",
+      i = "{info$sclibra_error %||% info$torch_error %||% info$output %||% ''}"
+    ))
+  }
+  jsonlite::write_json(list(
+    sclibra = info$sclibra, torch = info$torch, numpy = info$numpy, core = source$label,
+    r_package = version, date = format(Sys.time(), tz = "UTC")
+  ), .env_marker(py), auto_unbox = TRUE)
   cli::cli_inform(c(
-    v = "Installed the sclibra core into {.file {py}}.",
+    v = "Installed the sclibra core {info$sclibra} (torch {info$torch}, NumPy {info$numpy}) into {.file {py}}.",
     i = "Restart R; sclibra will use it (or set {.envvar SCLIBRA_PYTHON} to that path)."
   ))
   invisible(py)
 }
 
-.install_requirements <- function(core, extra_packages = NULL) {
-  if (!is.character(core) || length(core) != 1L || !nzchar(core)) {
-    cli::cli_abort("{.arg core} must be one requirement or path, not {.obj_type_friendly {core}}.",
-      class = "sclibra_error"
-    )
+.default_torch_index <- function() {
+  if (identical(Sys.info()[["sysname"]], "Linux")) "https://download.pytorch.org/whl/cpu" else NULL
+}
+
+# Written into the environment after a complete installation; its absence marks a half-made one.
+.env_marker <- function(python) {
+  file.path(dirname(dirname(python)), "sclibra-install.json")
+}
+
+# Why an existing environment cannot be reused (NULL when it can).
+.env_problem <- function(envname) {
+  py <- tryCatch(reticulate::virtualenv_python(envname), error = function(e) "")
+  if (!nzchar(py) || !file.exists(py)) {
+    return("broken (its Python is missing)")
   }
-  if (file.exists(core)) {
-    core <- normalizePath(core, mustWork = TRUE)
+  ok <- suppressWarnings(tryCatch(
+    system2(py, c("-c", shQuote("import pip, sys")), stdout = FALSE, stderr = FALSE),
+    error = function(e) 1L
+  ))
+  if (!identical(as.integer(ok), 0L)) {
+    return("broken (its Python or pip does not run)")
   }
+  if (!file.exists(.env_marker(py))) {
+    return("half-made (an earlier installation did not finish)")
+  }
+  NULL
+}
+
+# Where the core comes from: the bundled copy, the published package, or an explicit path.
+.core_source <- function(core) {
+  if (!is.character(core) || length(core) != 1L || is.na(core) || !nzchar(core)) {
+    .abort("{.arg core} must be {.val bundled}, {.val pypi} or a path, not {.obj_type_friendly {core}}.")
+  }
+  version <- as.character(utils::packageVersion("sclibra"))
+  if (identical(core, "bundled")) {
+    path <- system.file("core", package = "sclibra")
+    if (!nzchar(path) || !file.exists(file.path(path, "pyproject.toml"))) {
+      .abort(c(
+        "This installation of the R package carries no copy of the Python core.",
+        i = "Reinstall sclibra from its source (the build step copies {.file python/sclibra}), or use {.code core = \"pypi\"} or a path."
+      ))
+    }
+    return(list(kind = "bundled", path = path, requirement = path, label = "the bundled core"))
+  }
+  if (identical(core, "pypi")) {
+    req <- paste0("sclibra==", version)
+    return(list(kind = "pypi", requirement = req, label = req))
+  }
+  # a path, never resolved against the working directory unless written as one
+  if (!grepl("^(/|~|\\./|\\.\\./|[A-Za-z]:[/\\\\])", core)) {
+    .abort(c(
+      "{.arg core} must be {.val bundled}, {.val pypi}, or a path to a wheel or source checkout.",
+      x = "{.val {core}} is none of these (paths must be absolute or start with {.code ./}, {.code ~}).",
+      i = "A bare name is not looked up in the working directory, nor on a public index."
+    ))
+  }
+  path <- path.expand(core)
+  if (!file.exists(path)) {
+    .abort("{.arg core}: {.file {path}} does not exist.")
+  }
+  path <- normalizePath(path, mustWork = TRUE)
+  if (dir.exists(path)) {
+    if (!file.exists(file.path(path, "pyproject.toml"))) {
+      .abort("{.arg core}: {.file {path}} has no {.file pyproject.toml}; give a source checkout or a wheel.")
+    }
+    return(list(kind = "dir", path = path, requirement = path, label = path))
+  }
+  list(kind = "file", path = path, requirement = path, label = path)
+}
+
+.install_requirements <- function(source, extra_packages = NULL) {
   req <- c(paste0("torch==", .torch_version))
   if (utils::packageVersion("reticulate") < .reticulate_numpy2) {
     req <- c(req, "numpy<2")
   }
-  c(req, core, extra_packages)
+  c(req, source$requirement, extra_packages)
 }

@@ -199,7 +199,7 @@ TuneLIBRA.default <- function(object, output, grid = "prediction", objective = "
                               max.epochs = 1500, grace.period = 10, eta = 3, n.jobs = 1,
                               backend = "local", ray.address = NULL, out.dir = NULL,
                               overwrite = FALSE, save.models = FALSE,
-                              seed = 42, device = NULL, verbose = TRUE, ...) {
+                              seed = NULL, device = NULL, verbose = TRUE, ...) {
   if (missing(output)) {
     .abort("{.arg output} (the features x cells matrix of the modality to reconstruct) is missing.",
       class = "sclibra_input_error"
@@ -221,7 +221,7 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
                              output.features = NULL, max.epochs = 1500, grace.period = 10,
                              eta = 3, n.jobs = 1, backend = "local", ray.address = NULL,
                              out.dir = NULL, overwrite = FALSE,
-                             save.models = FALSE, seed = 42, device = NULL, verbose = TRUE,
+                             save.models = FALSE, seed = NULL, device = NULL, verbose = TRUE,
                              ...) {
   input.assay <- input.assay %||% SeuratObject::DefaultAssay(object)
   if (missing(output.assay)) {
@@ -252,7 +252,7 @@ TuneLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
                                            max.epochs = 1500, grace.period = 10, eta = 3,
                                            n.jobs = 1, backend = "local", ray.address = NULL,
                                            out.dir = NULL, overwrite = FALSE,
-                                           save.models = FALSE, seed = 42, device = NULL,
+                                           save.models = FALSE, seed = NULL, device = NULL,
                                            verbose = TRUE, ...) {
   .need_sce()
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")

@@ -22,7 +22,28 @@ from ._errors import (
 )
 from ._settings import settings
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The version, written once: ``[project] version`` in pyproject.toml (package metadata)."""
+    import re
+    from importlib import metadata
+    from pathlib import Path
+
+    # a source checkout (or the copy inside the R package): read pyproject.toml itself, so the
+    # version is right even when another copy of sclibra is installed in the environment
+    pyproject = Path(__file__).resolve().parent.parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        project = re.search(r"^\[project\]$(.*?)(^\[|\Z)", pyproject.read_text(), re.M | re.S)
+        found = project and re.search(r'^version\s*=\s*"([^"]+)"', project.group(1), re.M)
+        if found:
+            return found.group(1)
+    try:
+        return metadata.version("sclibra")
+    except metadata.PackageNotFoundError:  # pragma: no cover - not installed, no pyproject
+        return "unknown"
+
+
+__version__ = _version()
 
 _LAZY = {
     "LIBRA": ("._model", "LIBRA"),

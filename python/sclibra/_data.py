@@ -433,8 +433,42 @@ def scan(m: Matrix) -> MatrixStats:
     return MatrixStats(n_nan, n_inf, mean, var, vmin, vmax)
 
 
-def validate(m: Matrix, *, role: str = "input", require_variance: bool = True) -> MatrixStats:
-    """Check a matrix before training; raise :class:`SclibraError` naming the problem."""
+#: raw counts are whole numbers with more than this median total per cell (log-normalised data
+#: are not whole numbers; binary data such as binarised ATAC have a maximum of 1)
+COUNTS_MEDIAN_TOTAL = 100.0
+#: rows read to decide whether a matrix holds raw counts
+COUNTS_SAMPLE_ROWS = 2000
+
+
+def looks_like_counts(m: Matrix) -> tuple[bool, float]:
+    """Whether ``m`` holds raw counts: whole numbers, not binary, large per-cell totals.
+
+    Decided on the first :data:`COUNTS_SAMPLE_ROWS` rows. Returns ``(verdict, median total)``.
+    """
+    idx = np.arange(min(m.n_obs, COUNTS_SAMPLE_ROWS))
+    if not len(idx):
+        return False, 0.0
+    block = m._apply_cols(m._read_rows(idx))
+    values = block.data if sp.issparse(block) else np.asarray(block).ravel()
+    values = values[np.isfinite(values)]
+    if not values.size or values.max() <= 1 or values.min() < 0:
+        return False, 0.0
+    if not np.array_equal(values, np.round(values)):
+        return False, 0.0
+    totals = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+    median = float(np.median(totals))
+    return median > COUNTS_MEDIAN_TOTAL, median
+
+
+def validate(
+    m: Matrix, *, role: str = "input", require_variance: bool = True, allow_counts: bool = False
+) -> MatrixStats:
+    """Check a matrix before training; raise :class:`SclibraError` naming the problem.
+
+    Besides shape, names, NaN/Inf and variance, raw counts are refused unless ``allow_counts``:
+    LIBRA is trained on normalised data, and on counts it "trains" to a useless model (a
+    validation MSE in the thousands, predictions mostly zero).
+    """
     if m.n_obs == 0:
         raise SclibraError(f"{m.name}: the {role} matrix has no cells (0 rows)")
     if m.n_vars == 0:
@@ -452,6 +486,16 @@ def validate(m: Matrix, *, role: str = "input", require_variance: bool = True) -
             raise SclibraError(
                 f"{m.name}: {len(bad)} features contain {label} "
                 f"({format_names(m.features[bad])}); remove or impute them before training"
+            )
+    if not allow_counts:
+        counts, median = looks_like_counts(m)
+        if counts:
+            raise SclibraError(
+                f"{m.name}: the {role} matrix looks like raw counts (whole numbers, median "
+                f"{median:.0f} per cell); LIBRA needs normalised data. Log-normalise it first "
+                "(scanpy: sc.pp.normalize_total + sc.pp.log1p; Seurat: NormalizeData(); "
+                "Bioconductor: the logcounts assay; ATAC: binarise), or pass allow_counts=True "
+                "(R: allow.counts = TRUE; CLI: --allow-counts) to train on counts anyway"
             )
     if require_variance and m.n_obs > 1 and not (stats.var > 0).any():
         raise SclibraError(
@@ -563,6 +607,27 @@ def select_cells(spec, cells, *, obs=(), all_cells=None, what: str = "train") ->
         dup = names[names.duplicated()].unique()
         raise SclibraError(f"{what}: {len(dup)} cells are listed twice ({format_names(dup)})")
     return names
+
+
+#: a training run whose best monitored loss ends above this multiple of the mean baseline's
+#: (predicting each output feature's mean) diverged: it is an error, not a model
+DIVERGENCE_FACTOR = 10.0
+
+
+def check_not_diverged(best_loss: float, stats: MatrixStats, name: str, monitor: str) -> None:
+    """Raise :class:`SclibraError` when training ended far above the mean baseline's error.
+
+    ``stats`` are the output's training statistics (:func:`validate`): the mean baseline's MSE
+    is the mean per-feature variance.
+    """
+    baseline = float(np.mean(stats.var)) if len(stats.var) else 0.0
+    if np.isfinite(best_loss) and (baseline <= 0 or best_loss <= DIVERGENCE_FACTOR * baseline):
+        return
+    raise SclibraError(
+        f"training diverged: the best {monitor} ({best_loss:.4g}) is far above the error of "
+        f"predicting each {name} feature's mean ({baseline:.4g}); no model was kept. Lower "
+        "learning_rate, or check the input scale (log-normalise raw counts)"
+    )
 
 
 def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:

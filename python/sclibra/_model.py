@@ -14,6 +14,7 @@ from . import _persist
 from ._data import (
     Matrix,
     as_matrix,
+    check_not_diverged,
     check_unique,
     match_features,
     pair_cells,
@@ -237,6 +238,7 @@ class LIBRA:
         n_top_genes_b: int | None = None,
         progress: bool | None = None,
         callback=None,
+        allow_counts: bool = False,
     ) -> LIBRA:
         """Train the model to predict modality B from modality A.
 
@@ -265,6 +267,9 @@ class LIBRA:
         callback
             ``callback(model, epoch, train_loss, val_loss)`` after each epoch; return ``True`` to
             stop training (used by aLIBRA to prune trials).
+        allow_counts
+            Train on raw counts (whole numbers with large per-cell totals) instead of refusing
+            them; LIBRA expects normalised data (e.g. log-normalised RNA).
 
         Returns
         -------
@@ -288,8 +293,8 @@ class LIBRA:
             ma = _select_hvg(ma, n_top_genes)
         if n_top_genes_b is not None:
             mb = _select_hvg(mb, n_top_genes_b)
-        validate(ma, role="input")
-        stats_b = validate(mb, role="output")
+        validate(ma, role="input", allow_counts=allow_counts)
+        stats_b = validate(mb, role="output", allow_counts=allow_counts)
         out_act = self._resolve_output_activation(stats_b.min, mb.name)
 
         seed = self.seed if self.seed is not None else settings.seed
@@ -352,6 +357,12 @@ class LIBRA:
                 on_epoch=on_epoch,
             )
         except Exception:
+            self.module = None
+            raise
+        # -- divergence: a loss far above the mean baseline's is an error, not a model --------
+        try:
+            check_not_diverged(result.best_loss, stats_b, mb.name, result.monitor)
+        except SclibraError:
             self.module = None
             raise
         self.output_activation_ = out_act

@@ -146,6 +146,7 @@ def _train(args) -> int:
         validation_split=args.validation_split,
         max_epochs=args.max_epochs,
         n_top_genes=args.n_top_genes,
+        allow_counts=args.allow_counts,
     )
     model.save(args.out, overwrite=args.overwrite)
     print(f"model saved to {args.out}")
@@ -228,6 +229,11 @@ def register(sub) -> None:
     p.add_argument("--max-epochs", type=int, default=1500)
     p.add_argument(
         "--n-top-genes", type=int, default=None, help="keep this many highly variable features of A"
+    )
+    p.add_argument(
+        "--allow-counts",
+        action="store_true",
+        help="train on raw counts instead of refusing them (LIBRA expects normalised data)",
     )
     add_common_args(p)
     p.set_defaults(func=_train)

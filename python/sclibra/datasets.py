@@ -1,4 +1,4 @@
-"""Small real paired data sets bundled with the package (``inst/extdata``).
+"""Small real paired data sets bundled with the package (package data: ``sclibra/_extdata``).
 
 - :func:`bmmc_cite`: NeurIPS 2021 bone-marrow CITE-seq starter subset, 600 cells,
   1000 genes (RNA) + 134 proteins (ADT).
@@ -21,21 +21,22 @@ from ._errors import SclibraError
 def extdata_dir() -> Path:
     """Directory of the bundled data.
 
-    Looked up in this order: the ``SCLIBRA_EXTDATA`` environment variable, the package's own
-    ``_extdata`` folder (wheels), the source checkout's ``inst/extdata`` and the installed R
-    package's ``extdata``.
+    The ``SCLIBRA_EXTDATA`` environment variable when set, else the package's own ``_extdata``
+    folder: the one copy in the repository, shipped as package data in the wheel and, inside
+    the Python core it carries, in the R package.
     """
     candidates = []
     if os.environ.get("SCLIBRA_EXTDATA"):
         candidates.append(Path(os.environ["SCLIBRA_EXTDATA"]))
     here = Path(__file__).resolve().parent
-    candidates += [here / "_extdata", here.parent.parent / "inst" / "extdata"]
+    candidates.append(here / "_extdata")
     for c in candidates:
         if (c / "bmmc_cite").is_dir():
             return c
     raise SclibraError(
         "bundled data not found (looked in: " + ", ".join(map(str, candidates)) + "); set "
-        "SCLIBRA_EXTDATA to the extdata folder of the sclibra source or R package"
+        "SCLIBRA_EXTDATA to a folder holding bmmc_cite/ and bmmc_multiome/ (reinstall sclibra: the "
+        "data are package data of its wheel)"
     )
 
 

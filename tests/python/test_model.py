@@ -213,7 +213,7 @@ def test_layer_and_obsm_inputs(cite):
     m = sclibra.LIBRA(**FAST).fit(rna, adt, obsm_a="X_pca", max_epochs=2)
     assert len(m.features_a) == 20
     assert m.predict(rna, obsm="X_pca").shape == (600, 134)
-    m = sclibra.LIBRA(**FAST).fit(rna, adt, layer_a="counts", max_epochs=2)
+    m = sclibra.LIBRA(**FAST).fit(rna, adt, layer_a="counts", max_epochs=2, allow_counts=True)
     assert m.predict(rna, layer="counts").n_obs == 600
     with pytest.raises(SclibraError, match="layer 'nope' not found"):
         sclibra.LIBRA(**FAST).fit(rna, adt, layer_a="nope")

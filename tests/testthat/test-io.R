@@ -27,7 +27,7 @@ test_that("a model saved in R loads in Python and gives the same latent space", 
   path <- file.path(dir, "cite_model")
   expect_equal(SaveLIBRA(GetLIBRAModel(out), path), path)
   expect_true(all(file.exists(file.path(path, c("config.json", "features.json", "weights.pt")))))
-  rna <- system.file("extdata", "bmmc_cite", "rna.h5ad", package = "sclibra")
+  rna <- sclibra:::.extdata("bmmc_cite", "rna.h5ad")
   csv <- file.path(dir, "latent.csv")
   run_python(c(
     "import anndata as ad, pandas as pd, sclibra",
@@ -47,7 +47,7 @@ test_that("a model trained in Python loads in R and predicts the same values", {
   dir <- withr::local_tempdir()
   path <- file.path(dir, "py_model")
   csv <- file.path(dir, "pred.csv")
-  extdata <- system.file("extdata", "bmmc_multiome", package = "sclibra")
+  extdata <- sclibra:::.extdata("bmmc_multiome")
   run_python(c(
     "import anndata as ad, pandas as pd, sclibra",
     sprintf("atac = ad.read_h5ad(%s + '/atac.h5ad')", encodeString(extdata, quote = "'")),

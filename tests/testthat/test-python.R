@@ -59,7 +59,8 @@ test_that("missing Python modules are listed with their import errors", {
 })
 
 test_that("the R torch package in the session is flagged (two libtorch builds clash)", {
-  py <- fake_python('{"python_version": "3.11.0", "numpy": "1.26.4", "torch": "2.13.0", "anndata": "0.10.0", "scipy": "1.13.0", "pandas": "2.2.0", "sclibra": "0.1.0"}')
+  own <- as.character(utils::packageVersion("sclibra"))
+  py <- fake_python(sprintf('{"python_version": "3.11.0", "numpy": "1.26.4", "torch": "2.13.0", "anndata": "0.10.0", "scipy": "1.13.0", "pandas": "2.2.0", "sclibra": "%s"}', own))
   expect_equal(diagnose_text(py, loaded = c("stats", "utils")), "")
   text <- diagnose_text(py, loaded = c("stats", "torch"))
   expect_match(text, "torch")
@@ -73,23 +74,89 @@ test_that("asking for another Python than the one already running is explained",
   expect_match(text, "already runs Python")
   expect_match(text, "Restart R")
   # the same request from another source is not a conflict
-  expect_false(grepl("already runs", diagnose_text(fake_python('{"numpy": "1.26.4", "torch": "2.13.0", "anndata": "0.10", "sclibra": "0.1.0"}')), fixed = TRUE))
+  own <- as.character(utils::packageVersion("sclibra"))
+  same <- fake_python(sprintf('{"numpy": "1.26.4", "torch": "2.13.0", "anndata": "0.10", "sclibra": "%s"}', own))
+  expect_false(grepl("already runs", diagnose_text(same), fixed = TRUE))
 })
 
-test_that("install_sclibra() pins CPU torch and NumPy 1.x for old reticulate", {
-  req <- install_sclibra(core = "sclibra==0.1.0", dry_run = TRUE)
+test_that("install_sclibra() installs the bundled core by default, with torch and NumPy pinned", {
+  req <- install_sclibra(dry_run = TRUE)
   expect_equal(req[[1]], "torch==2.13.0")
-  expect_true("sclibra==0.1.0" %in% req)
   expect_equal("numpy<2" %in% req, utils::packageVersion("reticulate") < "1.36")
+  bundled <- system.file("core", package = "sclibra")
+  expect_true(bundled %in% req)
+  expect_true(file.exists(file.path(bundled, "pyproject.toml")))
+  expect_true(file.exists(file.path(bundled, "python", "sclibra", "__init__.py")))
+  expect_false(any(grepl("^sclibra", req)))
+
+  # the published name only when asked, at this package's version
+  version <- as.character(utils::packageVersion("sclibra"))
+  expect_true(paste0("sclibra==", version) %in% install_sclibra(core = "pypi", dry_run = TRUE))
 
   src <- withr::local_tempdir()
+  writeLines("[project]", file.path(src, "pyproject.toml"))
   req <- install_sclibra(core = src, extra_packages = "mudata", dry_run = TRUE)
   expect_true(normalizePath(src) %in% req)
   expect_true("mudata" %in% req)
   expect_error(install_sclibra(core = "", dry_run = TRUE), class = "sclibra_error")
+  # a folder without pyproject.toml is not a source checkout
+  expect_error(install_sclibra(core = withr::local_tempdir(), dry_run = TRUE), "pyproject.toml")
 
-  withr::local_envvar(SCLIBRA_CORE = "sclibra @ file:///tmp/core")
-  expect_true("sclibra @ file:///tmp/core" %in% install_sclibra(dry_run = TRUE))
+  withr::local_envvar(SCLIBRA_CORE = "pypi")
+  expect_true(paste0("sclibra==", version) %in% install_sclibra(dry_run = TRUE))
+})
+
+test_that("core = 'sclibra' is never resolved against the working directory", {
+  wd <- withr::local_tempdir()
+  dir.create(file.path(wd, "sclibra"))
+  writeLines("[project]", file.path(wd, "sclibra", "pyproject.toml"))
+  withr::local_dir(wd)
+  err <- expect_error(install_sclibra(core = "sclibra", dry_run = TRUE), class = "sclibra_error")
+  expect_match(cli::ansi_strip(conditionMessage(err)), "not looked up in the working directory")
+  # written as a path it is the user's explicit choice
+  expect_true(normalizePath("sclibra") %in% install_sclibra(core = "./sclibra", dry_run = TRUE))
+})
+
+test_that("a half-made or broken environment is detected (and rebuilt, with a message)", {
+  env <- withr::local_tempdir()
+  dir.create(file.path(env, "bin"))
+  # no Python in it: broken
+  expect_match(sclibra:::.env_problem(env), "broken")
+  # a Python that runs but no completion marker: half-made
+  skip_if(!nzchar(Sys.which("python3")), "no python3 on PATH")
+  file.symlink(Sys.which("python3"), file.path(env, "bin", "python"))
+  problem <- sclibra:::.env_problem(env)
+  expect_true(grepl("half-made", problem) || grepl("pip does not run", problem))
+  if (grepl("half-made", problem)) {
+    writeLines("{}", sclibra:::.env_marker(file.path(env, "bin", "python")))
+    expect_null(sclibra:::.env_problem(env))
+  }
+})
+
+test_that("a core of another version than the R package is refused with the fix", {
+  py <- fake_python('{"python_version": "3.11.0", "numpy": "1.26.4", "torch": "2.13.0", "anndata": "0.10.0", "scipy": "1.13.0", "pandas": "2.2.0", "sclibra": "0.0.9"}')
+  text <- diagnose_text(py)
+  expect_match(text, "sclibra core 0.0.9")
+  expect_match(text, as.character(utils::packageVersion("sclibra")), fixed = TRUE)
+  expect_match(text, "install_sclibra()", fixed = TRUE)
+})
+
+test_that("torch is loaded with its own BLAS inside R (not R's reference BLAS)", {
+  need_core()
+  cfg <- sclibra_config()
+  if (identical(Sys.info()[["sysname"]], "Linux")) {
+    expect_equal(cfg$torch_import, "deepbind")
+  }
+  # a 280 x 1000 by 1000 x 512 product takes a few ms with MKL, ~30x longer on reference BLAS
+  torch <- reticulate::import("torch")
+  a <- torch$randn(280L, 1000L)
+  w <- torch$randn(512L, 1000L)
+  f <- torch$nn$functional$linear
+  invisible(f(a, w))
+  t0 <- Sys.time()
+  for (i in 1:10) invisible(f(a, w))
+  per_call <- as.numeric(Sys.time() - t0, units = "secs") / 10
+  expect_lt(per_call, 0.1)
 })
 
 test_that("the configured Python core is found and reports its versions", {
@@ -122,4 +189,21 @@ test_that("in a fresh session without a usable Python, users get the explanation
   expect_match(text, "/nonexistent/bin/python")
   expect_match(text, "does not exist")
   expect_false(grepl("Traceback", text))
+})
+
+test_that("R's seed default is the core's (NULL: sclibra.settings.seed), not a number of its own", {
+  for (method in c("RunLIBRA.default", "RunLIBRA.Seurat", "RunLIBRA.SingleCellExperiment",
+                   "TuneLIBRA.default", "TuneLIBRA.Seurat", "TuneLIBRA.SingleCellExperiment")) {
+    fn <- utils::getFromNamespace(method, "sclibra")
+    expect_true("seed" %in% names(formals(fn)), info = method)
+    expect_null(formals(fn)$seed, info = method)
+  }
+  need_core()
+  core_seed <- reticulate::py_to_r(sclibra_python_module()$settings$seed)
+  x <- toy_matrix(20, 40)
+  y <- toy_matrix(6, 40, prefix = "p", seed = 2)
+  args <- list(x, y, n.nodes = 16, max.epochs = 2, verbose = FALSE)
+  by_default <- do.call(RunLIBRA, args)
+  explicit <- do.call(RunLIBRA, c(args, list(seed = core_seed)))
+  expect_equal(by_default$embedding, explicit$embedding)
 })

@@ -1,0 +1,97 @@
+"""Raw counts and diverged training runs are errors before anything is saved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import sclibra
+from sclibra import SclibraError
+from sclibra._data import as_matrix, check_not_diverged, looks_like_counts, scan
+from sclibra._train import TrainResult
+from sclibra.cli import main
+
+
+@pytest.fixture(scope="module")
+def small_cite(cite):
+    rna, adt = cite
+    keep = np.r_[0:60, 400:420]  # training donor first, then held-out cells
+    return rna[keep].copy(), adt[keep].copy()
+
+
+def test_counts_are_recognised_and_normalised_or_binary_data_are_not(cite, multiome):
+    rna, adt = cite
+    is_counts, median = looks_like_counts(as_matrix(rna, layer="counts"))
+    assert is_counts and median > 1000
+    assert looks_like_counts(as_matrix(adt, layer="counts"))[0]
+    assert not looks_like_counts(as_matrix(rna))[0]  # log-normalised
+    assert not looks_like_counts(as_matrix(adt))[0]  # CLR
+    _, atac = multiome
+    assert not looks_like_counts(as_matrix(atac))[0]  # binarised ATAC: whole numbers, max 1
+    # small whole numbers (e.g. a toy Poisson matrix with a few features) are not counts
+    toy = np.random.default_rng(0).poisson(1.0, size=(50, 20)).astype(np.float32)
+    assert not looks_like_counts(as_matrix(toy))[0]
+
+
+def test_fit_on_raw_counts_is_an_error_naming_the_fix(small_cite):
+    rna, adt = small_cite
+    model = sclibra.LIBRA(**FAST)
+    with pytest.raises(SclibraError, match="raw counts") as err:
+        model.fit(rna, adt, layer_a="counts", train="is_train", max_epochs=2)
+    msg = str(err.value)
+    for fix in ("log1p", "NormalizeData()", "logcounts", "allow_counts=True"):
+        assert fix in msg
+    assert model.module is None and model.history is None
+    with pytest.raises(SclibraError, match="ADT: the output matrix looks like raw counts"):
+        sclibra.LIBRA(**FAST).fit(rna, adt, layer_b="counts", train="is_train", max_epochs=2)
+
+
+def test_allow_counts_trains_anyway(small_cite):
+    rna, adt = small_cite
+    model = sclibra.LIBRA(**FAST).fit(
+        rna, adt, layer_b="counts", train="is_train", max_epochs=2, allow_counts=True
+    )
+    assert model.n_epochs_ == 2
+    assert model.predict(rna).shape == (80, 134)
+
+
+def test_divergence_check():
+    stats = scan(as_matrix(np.random.default_rng(0).normal(size=(40, 5))))
+    baseline = float(np.mean(stats.var))
+    check_not_diverged(baseline * 2, stats, "B", "val_loss")  # worse than the mean, not diverged
+    with pytest.raises(SclibraError, match="training diverged"):
+        check_not_diverged(baseline * 1e3, stats, "B", "val_loss")
+    with pytest.raises(SclibraError, match="training diverged"):
+        check_not_diverged(float("inf"), stats, "B", "val_loss")
+
+
+def test_a_diverged_fit_keeps_no_model(small_cite, monkeypatch):
+    rna, adt = small_cite
+
+    def exploded(*args, **kwargs):
+        history = pd.DataFrame({"epoch": [1], "train_loss": [7e23], "val_loss": [7e23]})
+        return TrainResult(history, 1, 7e23, 1, "max_epochs", "val_loss")
+
+    monkeypatch.setattr(sclibra._model, "train_module", exploded)
+    model = sclibra.LIBRA(**FAST)
+    with pytest.raises(SclibraError, match=r"training diverged: the best val_loss \(7e\+23\)"):
+        model.fit(rna, adt, train="is_train", max_epochs=2)
+    assert model.module is None
+    with pytest.raises(sclibra.NotTrainedError):
+        model.predict(rna)
+
+
+def test_cli_refuses_counts_and_allow_counts_overrides(small_cite, tmp_path, capsys):
+    rna, adt = small_cite
+    rna.write_h5ad(tmp_path / "rna.h5ad")
+    adt.write_h5ad(tmp_path / "adt.h5ad")
+    args = ["train", "--input-a", str(tmp_path / "rna.h5ad"), "--input-b", str(tmp_path / "adt.h5ad"),
+            "--layer-a", "counts", "--n-nodes", "32", "--max-epochs", "2", "--quiet",
+            "--train-key", "is_train"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    assert "raw counts" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    assert main([*args, "--out", str(tmp_path / "model"), "--allow-counts"]) == 0
+    assert (tmp_path / "model").is_dir()

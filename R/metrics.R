@@ -423,13 +423,12 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
   if (!written) {
     return(.frame_from_py(res))
   }
-  files <- as.character(unlist(reticulate::py_to_r(
-    reticulate::py_eval("lambda fs: [str(f) for f in fs]", convert = FALSE)(res$files)
-  )))
-  reticulate::py_eval(
-    "lambda figs: [__import__('matplotlib.pyplot').pyplot.close(f) for f in figs.values() if f is not None]",
-    convert = FALSE
-  )(res$figures)
+  builtins <- reticulate::import_builtins(convert = FALSE)
+  files <- as.character(unlist(reticulate::py_to_r(builtins$list(builtins$map(builtins$str, res$files)))))
+  plt <- reticulate::import("matplotlib.pyplot", convert = FALSE)
+  for (figure in reticulate::py_to_r(builtins$list(res$figures$values()))) {
+    if (inherits(figure, "python.builtin.object")) plt$close(figure)
+  }
   table <- .frame_from_py(res$table)
   attr(table, "files") <- stats::setNames(files, basename(files))
   table

@@ -143,7 +143,9 @@
 # SeuratObject 5 object whose input assay is an Assay5, a v3 Assay otherwise.
 .new_assay <- function(object, like, data = NULL, counts = NULL) {
   if (.seurat_v5() && inherits(object[[like]], "Assay5")) {
-    args <- list(counts = counts, data = data)
+    # an Assay5 stores sparse layers (it would coerce a dense one itself, with a warning)
+    sparse <- function(x) if (is.null(x)) NULL else methods::as(x, "CsparseMatrix")
+    args <- list(counts = sparse(counts), data = sparse(data))
     return(do.call(.so5("CreateAssay5Object"), args[!vapply(args, is.null, TRUE)]))
   }
   if (is.null(counts)) {
@@ -188,7 +190,16 @@
   SeuratObject::Key(assay) <- .assay_key(new.assay.name)
   assay[["libra.feature"]] <- original
   assay@misc[["sclibra"]] <- list(reduction = reduction.name, input.assay = input.assay)
-  object[[new.assay.name]] <- assay
+  # SeuratObject 5 computes nCount_<assay> from a "counts" layer, which a prediction does not
+  # have, and warns that it found none: that warning is about its bookkeeping, not the data.
+  withCallingHandlers(
+    object[[new.assay.name]] <- assay,
+    warning = function(w) {
+      if (grepl("No layers found matching|Layer counts isn't present", conditionMessage(w))) {
+        invokeRestart("muffleWarning")
+      }
+    }
+  )
   object
 }
 

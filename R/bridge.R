@@ -55,12 +55,14 @@
     stop(e)
   }
   type <- info$type
-  value <- .r_syntax(trimws(info$value))
+  value <- trimws(info$value)
   user_error <- type %in% c(
     "SclibraError", "NotTrainedError", "FeatureMismatchError", "ValueError",
     "FileExistsError", "FileNotFoundError", "KeyError", "TypeError"
   )
-  header <- if (is.null(what)) "{type}: {value}" else "{what} failed. {type}: {value}"
+  # advice such as `overwrite=True` reads `overwrite = TRUE` in R; the field keeps the original
+  shown <- .r_syntax(value)
+  header <- if (is.null(what)) "{type}: {shown}" else "{what} failed. {type}: {shown}"
   rlang::abort(
     cli::format_inline(header),
     class = c(if (user_error) "sclibra_python_error", "sclibra_error"),

@@ -183,7 +183,10 @@
   original <- rownames(prediction)
   safe <- .seurat_features(original)
   if (!identical(safe, original)) {
-    .msg(verbose, "Feature names of {new.assay.name} changed for Seurat ('_' or '|' to '-'); originals are in the assay's meta.features column {.field libra.feature}.")
+    .msg(verbose, c(
+      "Feature names of {new.assay.name} changed for Seurat ('_' or '|' to '-').",
+      i = "The originals are in the assay's feature metadata column {.field libra.feature}."
+    ))
     rownames(prediction) <- safe
   }
   assay <- .new_assay(object, input.assay, data = prediction)

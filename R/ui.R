@@ -77,8 +77,9 @@
   line <- function(epoch, tl, vl) {
     loss <- if (is.null(vl) || is.na(vl)) tl else vl
     limit <- if (is.null(max.epochs)) "" else paste0("/", max.epochs)
-    stop_rule <- if (is.null(patience)) "" else {
-      sprintf(", stops at epoch %d at the latest without improvement", state$best.epoch + patience)
+    stop_rule <- ""
+    if (!is.null(patience)) {
+      stop_rule <- sprintf(", stops at epoch %d at the latest without improvement", state$best.epoch + patience)
     }
     sprintf(
       "%s: epoch %d%s, %s loss %.4g (best %.4g at epoch %d%s), %s",

@@ -66,7 +66,7 @@
 # `getOption("sclibra.progress.interval", 10)` seconds, and one at the end. The epoch limit
 # is shown with the early-stopping rule, not as an ETA that assumes every epoch will run.
 .progress <- function(verbose, what, max.epochs = NULL, patience = NULL) {
-  state <- new.env(parent = emptyenv())
+  state <- new.env(parent = baseenv()) # cli evaluates the bar's format in it
   state$start <- Sys.time()
   state$last <- state$start
   state$best <- Inf

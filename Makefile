@@ -27,9 +27,9 @@ PYARROW_PIN := pyarrow<20
 
 R_DEBS := r-base-core r-base-dev r-cran-seurat r-cran-reticulate r-cran-testthat r-cran-knitr \
           r-cran-rmarkdown r-bioc-biocstyle r-cran-roxygen2 pandoc r-bioc-singlecellexperiment \
-          r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-withr r-cran-matrix
+          r-cran-cli r-cran-rlang r-cran-jsonlite r-cran-withr r-cran-matrix r-cran-lintr
 R_PKGS := Seurat SeuratObject reticulate testthat knitr rmarkdown BiocStyle roxygen2 SingleCellExperiment \
-          cli rlang jsonlite withr Matrix
+          cli rlang jsonlite withr Matrix lintr
 
 # R and rpy2 find the project's Python through these
 export SCLIBRA_PYTHON    := $(PY)
@@ -40,7 +40,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test env r-deps env-r r-install lint test-python test-r test-crosslang vignettes tutorial \
+.PHONY: help demo test env r-deps env-r r-install lint lint-r test-python test-r test-crosslang vignettes tutorial \
         benchmarks clean test-core-copy test-wheel
 
 help:
@@ -96,6 +96,10 @@ lint: $(STAMPS)/env
 	$(VENV)/bin/ruff format --check python tests benchmarks tools
 	$(VENV)/bin/ruff check python tests benchmarks tools
 
+# R style and lint (lintr from Debian; rules in .lintr)
+lint-r: $(STAMPS)/r-deps
+	Rscript tools/r_lint.R
+
 test-python: $(STAMPS)/env-r
 	$(PY) -m pytest tests/python -q -p no:cacheprovider
 
@@ -122,7 +126,7 @@ test-core-copy: r-install
 test-wheel: $(STAMPS)/env
 	PY=$(PY) bash tools/check_wheel.sh
 
-test: lint test-python test-r test-crosslang tutorial test-core-copy test-wheel
+test: lint lint-r test-python test-r test-crosslang tutorial test-core-copy test-wheel
 	@echo "all test suites passed"
 
 benchmarks: $(STAMPS)/env r-install

@@ -25,8 +25,11 @@
 #'   (`input.assay` defaults to the default assay). SingleCellExperiment: assay names in the
 #'   main experiment or in the alternative experiments given by `input.altexp` /
 #'   `output.altexp` (default `"logcounts"`).
-#' @param input.slot,output.slot Seurat slot (layer in Seurat 5) to read: `"data"`
-#'   (normalised, default), `"counts"` or `"scale.data"`.
+#' @param input.slot,output.slot Seurat layer ("slot" in Seurat 4) to read: `"data"`
+#'   (normalised; `NULL` means `"data"`), `"counts"` or `"scale.data"`. Seurat spellings work
+#'   too: `assay =` for `input.assay`, `layer =` or `slot =` for `input.slot`, `input.layer =`
+#'   / `output.layer =`. In SeuratObject 5, a layer split by [split()] is read across all its
+#'   parts, in the object's cell order.
 #' @param input.altexp,output.altexp SingleCellExperiment: the alternative experiment holding
 #'   each modality, or `NULL` for the main experiment.
 #' @param features Input features to use. Seurat default: the variable features of the input
@@ -38,12 +41,15 @@
 #'   Default: all paired cells.
 #' @param n.layers,n.nodes,alpha,dropout,latent.dim Architecture: blocks in the encoder
 #'   (mirrored in the decoder), width of the first block (halved in each further block),
-#'   LeakyReLU negative slope, dropout rate and size of the shared latent space.
+#'   LeakyReLU negative slope, dropout rate and size of the shared latent space. `NULL` (the
+#'   default for every hyperparameter) means the core's default: see `sclibra.LIBRA` in the
+#'   Python documentation; the core checks every value.
 #' @param batch.size,learning.rate,max.epochs,validation.split,early.stopping.patience
 #'   Training: minibatch size, Adam learning rate, epoch limit, share of training cells held
-#'   out to monitor training, and epochs without improvement before stopping.
+#'   out to monitor training, and epochs without improvement before stopping (`NULL`: the
+#'   core's defaults, those of `LIBRA.fit()`).
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
-#'   `"relu"`, `"softplus"` or `"linear"`.
+#'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
 #' @param reduction.name Name of the stored latent space.
 #' @param reduction.key Prefix of the latent dimensions' names.
 #' @param new.assay.name Seurat: name of the predicted assay (default
@@ -52,119 +58,76 @@
 #'   (default `"predicted_<output>"`).
 #' @param keep.model Keep the trained weights in the returned object, so that the model can be
 #'   retrieved with [GetLIBRAModel()] even after [saveRDS()].
-#' @param seed Random seed (initialisation, validation split, shuffling, dropout). `NULL` (the
-#'   default) uses the core's default, `sclibra.settings.seed` (0), so the same call gives the
-#'   same model in R, Python and the command line.
+#' @param seed Random seed (initialisation, validation split, shuffling, dropout); `NULL` uses
+#'   the core's global seed (`sclibra.settings.seed`), as Python and the command line do.
 #' @param device Torch device (`"cpu"`, `"cuda"`, ...); `NULL` uses the core's setting
 #'   (`"auto"`).
-#' @param verbose Show messages and a progress bar.
-#' @param ... Further arguments passed to the Python `LIBRA.fit()` with their Python names
-#'   (e.g. `lr_patience = 10`, `n_top_genes = 2000`).
+#' @param verbose Show messages and progress (a progress line in interactive sessions, a
+#'   message every 10 seconds otherwise: `options(sclibra.progress.interval = )`). Every
+#'   message, including the core's, is an R message: [suppressMessages()] silences it too.
+#' @param ... Further arguments of the core's `LIBRA()` and `LIBRA.fit()`, in R or Python
+#'   spelling (e.g. `lr.patience = 10`, `n.top.genes = 2000`); Seurat spellings of the assay
+#'   and layer arguments (see `input.slot`). Any other name is an error.
 #' @return The object with the results added (see Details), or for a matrix a list with
 #'   `model` (a `LIBRAModel`), `embedding` and `prediction`.
 #' @seealso [LIBRAPredict()] for new cells, [GetLIBRAModel()], [SaveLIBRA()], [TuneLIBRA()].
 #' @export
-#' @examples
-#' \dontrun{
+#' @examplesIf sclibra_available()
 #' seu <- LIBRAExampleData("cite")
-#' seu <- RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", max.epochs = 50)
-#' Seurat::DimPlot(seu, reduction = "libra")
+#' seu <- RunLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", train.cells = "is_train",
+#'   n.nodes = 64, max.epochs = 20, verbose = FALSE
+#' )
 #' seu[["predicted_ADT"]]
-#' }
+#' head(SeuratObject::Embeddings(seu, "libra"))
 RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 
-# The hyperparameters of sclibra.LIBRA(), checked in R and typed for Python.
-.model_args <- function(n.layers, n.nodes, alpha, dropout, latent.dim, batch.size,
-                        learning.rate, output.activation, seed, device) {
-  output.activation <- match.arg(output.activation, c("auto", "relu", "softplus", "linear"))
-  list(
-    n_layers = .check_count(n.layers, "n.layers", min = 0),
-    n_nodes = .check_count(n.nodes, "n.nodes"),
-    alpha = .check_number(alpha, "alpha", 0, 1),
-    dropout = .check_number(dropout, "dropout", 0, 0.999),
-    latent_dim = .check_count(latent.dim, "latent.dim"),
-    output_activation = output.activation,
-    batch_size = .check_count(batch.size, "batch.size"),
-    learning_rate = .check_number(learning.rate, "learning.rate", 1e-12, 10),
-    seed = if (is.null(seed)) NULL else .check_count(seed, "seed", min = 0),
-    device = device
-  )
+# Formals of the RunLIBRA() methods that are the core's arguments (NULL: the core's default).
+.train_formals <- c(
+  "n.layers", "n.nodes", "alpha", "dropout", "latent.dim", "output.activation", "batch.size",
+  "learning.rate", "seed", "device", "max.epochs", "validation.split", "early.stopping.patience"
+)
+
+# Arguments of LIBRA.fit() that R sets itself.
+.fit_reserved <- c(
+  "a", "b", "mod_a", "mod_b", "layer_a", "layer_b", "obsm_a", "obsm_b", "train", "progress",
+  "callback"
+)
+
+# The core's training settings from a method's frame (`env`) and `...`: a list with `model`
+# (arguments of LIBRA()) and `fit` (of LIBRA.fit()), holding only what the user gave.
+.training_settings <- function(env, dots, fn) {
+  values <- c(mget(.train_formals, envir = env), dots)
+  .core_args(values, c("model", "fit"), fn, reserved = .fit_reserved)
 }
 
-# Training-schedule arguments of LIBRA.fit(), plus any extra Python arguments from `...`.
-.fit_args <- function(max.epochs, validation.split, early.stopping.patience, dots) {
-  args <- list(
-    max_epochs = .check_count(max.epochs, "max.epochs"),
-    validation_split = .check_number(validation.split, "validation.split", 0, 0.99),
-    early_stopping_patience = .check_count(early.stopping.patience, "early.stopping.patience",
-      min = 0
-    )
-  )
-  dots <- .dots_to_py(dots)
-  args[names(dots)] <- dots
-  args
-}
-
-# Extra arguments for the Python core (from `...`): named, whole numbers as integers.
-.dots_to_py <- function(dots) {
-  if (!length(dots)) {
-    return(list())
-  }
-  if (is.null(names(dots)) || any(!nzchar(names(dots)))) {
-    .abort("Extra arguments passed on to the Python core must be named.",
-      class = "sclibra_input_error"
-    )
-  }
-  # R spelling of the core's names (allow.counts -> allow_counts)
-  names(dots) <- chartr(".", "_", names(dots))
-  lapply(dots, .pyify)
-}
-
-# Whole numbers go to Python as int (the core checks types strictly).
-.pyify <- function(x) {
-  if (is.double(x) && length(x) == 1L && !is.na(x) && x == round(x) && abs(x) < .Machine$integer.max) {
-    return(as.integer(x))
-  }
-  x
-}
-
-# Run a Python call with the core's messages shown or silenced.
-.with_verbosity <- function(verbose, expr) {
-  settings <- .core()$settings
-  old <- reticulate::py_to_r(settings$verbosity)
-  settings$verbosity <- if (isTRUE(verbose)) "info" else "warning"
-  on.exit(settings$verbosity <- old, add = TRUE)
-  expr
-}
-
-# The shared path of every RunLIBRA() method: check, cross the bridge, train, bring back.
-.train_libra <- function(a, b, name_a, name_b, features, output.features, train.cells, meta,
-                         model_args, fit_args, key, keep.model, verbose, output.slot = NULL) {
+# The shared path of every RunLIBRA() method: model, pair, train, bring back.
+.train_libra <- function(pair_args, settings, key, keep.model, verbose, output.slot = NULL) {
   .check_flag(verbose)
   .check_flag(keep.model)
   .check_string(key, "reduction.key")
-  .validate_matrix(a, name_a)
-  .validate_matrix(b, name_b)
-  shared <- .shared_cells(a, b, name_a, name_b, verbose)
-  train <- .resolve_train_cells(train.cells, shared, meta)
-  fit_cells <- train %||% shared
-  a <- .select_features(a, features, name_a, fit_cells, verbose)
-  b <- .select_features(b, output.features, name_b, fit_cells, verbose)
-  ad_a <- .to_anndata(a, name_a)
-  ad_b <- .to_anndata(b, name_b)
-  py <- .py(do.call(.core()$LIBRA, model_args), "Creating the LIBRA model")
-  train_arg <- if (is.null(train)) NULL else as.list(train)
-  .msg(verbose, "Training LIBRA {name_a} ({nrow(a)} features) -> {name_b} ({nrow(b)} features) on {length(fit_cells)} cells.")
-  .with_verbosity(verbose, do.call(.py_call, c(
-    list(py$fit, ad_a, ad_b, train = train_arg, progress = verbose), fit_args,
-    list(.what = "Training LIBRA")
-  )))
-  pred <- .py_call(py$predict, ad_a, .what = "Predicting")
+  py <- .py(do.call(.core()$LIBRA, settings$model), "Creating the LIBRA model")
+  pair <- do.call(.prepare_pair, c(pair_args, list(verbose = verbose)))
+  fit_defaults <- .core_defaults("fit")
+  progress <- .progress(verbose, "LIBRA",
+    max.epochs = settings$fit$max_epochs %||% fit_defaults$max_epochs,
+    patience = settings$fit$early_stopping_patience %||% fit_defaults$early_stopping_patience
+  )
+  on.exit(progress$done(), add = TRUE)
+  do.call(.py_call, c(
+    list(py$fit, pair$ad_a, pair$ad_b, train = pair$train, progress = FALSE, callback = progress$update),
+    settings$fit,
+    list(.what = "Training LIBRA", .verbose = verbose)
+  ))
+  progress$done()
+  pred <- .py_call(py$predict, pair$ad_a, .what = "Predicting", .verbose = verbose)
+  name_a <- pair_args$name_a
+  name_b <- pair_args$name_b
   list(
     model = .new_model(py, list(input.assay = name_a, output.assay = name_b, output.slot = output.slot),
       keep = keep.model
     ),
-    embedding = .latent_from_py(pred$obsm$get("X_libra"), colnames(a), key),
+    embedding = .latent_from_py(pred$obsm$get("X_libra"), pair$cells, key),
     prediction = .prediction_from_py(pred)
   )
 }
@@ -172,10 +135,10 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 #' @rdname RunLIBRA
 #' @export
 RunLIBRA.default <- function(object, output, features = NULL, output.features = NULL,
-                             train.cells = NULL, n.layers = 2, n.nodes = 512, alpha = 0.3,
-                             dropout = 0.2, latent.dim = 10, batch.size = 128,
-                             learning.rate = 1e-3, max.epochs = 1500, validation.split = 0.1,
-                             early.stopping.patience = 20, output.activation = "auto",
+                             train.cells = NULL, n.layers = NULL, n.nodes = NULL, alpha = NULL,
+                             dropout = NULL, latent.dim = NULL, batch.size = NULL,
+                             learning.rate = NULL, max.epochs = NULL, validation.split = NULL,
+                             early.stopping.patience = NULL, output.activation = NULL,
                              reduction.key = "LIBRA_", keep.model = TRUE, seed = NULL,
                              device = NULL, verbose = TRUE, ...) {
   if (missing(output)) {
@@ -183,14 +146,13 @@ RunLIBRA.default <- function(object, output, features = NULL, output.features = 
       class = "sclibra_input_error"
     )
   }
-  model_args <- .model_args(
-    n.layers, n.nodes, alpha, dropout, latent.dim, batch.size, learning.rate,
-    output.activation, seed, device
-  )
-  fit_args <- .fit_args(max.epochs, validation.split, early.stopping.patience, list(...))
+  settings <- .training_settings(environment(), list(...), "RunLIBRA")
   res <- .train_libra(
-    object, output, "input", "output", features, output.features, train.cells,
-    meta = NULL, model_args, fit_args, reduction.key, keep.model, verbose
+    list(
+      a = object, b = output, name_a = "input", name_b = "output", features = features,
+      output.features = output.features, train.cells = train.cells, meta = NULL
+    ),
+    settings, reduction.key, keep.model, verbose
   )
   structure(res, class = "LIBRAResult")
 }
@@ -205,124 +167,23 @@ print.LIBRAResult <- function(x, ...) {
   invisible(x)
 }
 
-# Seurat helpers ------------------------------------------------------------------------------
-
-.seurat_v5 <- function() utils::packageVersion("SeuratObject") >= "4.9.0"
-
-.check_assay <- function(object, assay, what) {
-  .check_string(assay, what)
-  assays <- SeuratObject::Assays(object)
-  if (!assay %in% assays) {
-    .abort(c(
-      "Assay {.val {assay}} ({.arg {what}}) is not in the Seurat object.",
-      i = "Assays present: {.val {assays}}."
-    ), class = "sclibra_missing_assay")
-  }
-  invisible(assay)
-}
-
-# The features x cells matrix of an assay slot (layer in Seurat 5), checked for presence.
-.seurat_matrix <- function(object, assay, slot, what) {
-  .check_assay(object, assay, what)
-  .check_string(slot, paste0(sub("assay", "slot", what)))
-  valid <- c("counts", "data", "scale.data")
-  if (!.seurat_v5() && !slot %in% valid) {
-    .abort("Slot {.val {slot}} does not exist; use one of {.val {valid}}.",
-      class = "sclibra_missing_slot"
-    )
-  }
-  x <- if (.seurat_v5()) {
-    layer_data <- utils::getFromNamespace("LayerData", "SeuratObject")
-    tryCatch(layer_data(object, assay = assay, layer = slot), error = function(e) NULL)
-  } else {
-    SeuratObject::GetAssayData(object, assay = assay, slot = slot)
-  }
-  if (is.null(x) || nrow(x) == 0L || ncol(x) == 0L) {
-    hint <- switch(slot,
-      scale.data = "run {.fn Seurat::ScaleData} or use {.val data}",
-      data = "run {.fn Seurat::NormalizeData} first",
-      "fill it or choose another slot"
-    )
-    .abort(c(
-      "Slot {.val {slot}} of assay {.val {assay}} is empty.",
-      i = paste0("To use it, ", hint, ".")
-    ), class = "sclibra_missing_slot")
-  }
-  x
-}
-
-# Feature names Seurat accepts ('_' and '|' become '-', as CreateAssayObject would do).
-.seurat_features <- function(features) {
-  make.unique(gsub("[_|]", "-", features))
-}
-
-# Seurat keys must be unique across reductions and assays: a key already used by another
-# reduction (e.g. the default "LIBRA_" of a first run) becomes one derived from its name.
-.unique_key <- function(object, key, name, verbose) {
-  others <- setdiff(c(SeuratObject::Reductions(object), SeuratObject::Assays(object)), name)
-  used <- vapply(others, function(o) SeuratObject::Key(object[[o]]), "")
-  if (!key %in% used) {
-    return(key)
-  }
-  new <- paste0(toupper(gsub("[^[:alnum:]]", "", name)), "_")
-  .msg(verbose, "Key {.val {key}} is used by another reduction; {.val {name}} gets key {.val {new}}.")
-  new
-}
-
-# Variable features of an assay present in its matrix `x`, or NULL when none are set.
-.variable_features <- function(object, assay, x, verbose = FALSE) {
-  variable <- intersect(SeuratObject::VariableFeatures(object[[assay]]), rownames(x))
-  if (!length(variable)) {
-    return(NULL)
-  }
-  .msg(verbose, "Using the {length(variable)} variable features of assay {assay}.")
-  variable
-}
-
-.assay_key <- function(name) paste0(gsub("[^[:alnum:]]", "", tolower(name)), "_")
-
-# Store an embedding (cells x k) as a DimReduc and a prediction (features x cells) as an Assay.
-.seurat_store <- function(object, embedding, prediction, model, input.assay,
-                          reduction.name, reduction.key, new.assay.name, misc, verbose) {
-  emb <- matrix(NA_real_, ncol(object), ncol(embedding),
-    dimnames = list(colnames(object), colnames(embedding))
-  )
-  emb[rownames(embedding), ] <- embedding
-  if (anyNA(emb)) {
-    emb <- embedding
-  }
-  misc$model <- model
-  reduction.key <- .unique_key(object, reduction.key, reduction.name, verbose)
-  colnames(emb) <- paste0(reduction.key, seq_len(ncol(emb)))
-  object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
-    embeddings = emb, assay = input.assay, key = reduction.key, misc = misc
-  )
-  original <- rownames(prediction)
-  safe <- .seurat_features(original)
-  if (!identical(safe, original)) {
-    .msg(verbose, "Feature names of {new.assay.name} changed for Seurat ('_' or '|' to '-'); originals are in the assay's meta.features column {.field libra.feature}.")
-    rownames(prediction) <- safe
-  }
-  assay <- SeuratObject::CreateAssayObject(data = prediction)
-  SeuratObject::Key(assay) <- .assay_key(new.assay.name)
-  assay <- SeuratObject::AddMetaData(assay, metadata = original, col.name = "libra.feature")
-  assay@misc[["sclibra"]] <- list(reduction = reduction.name, input.assay = input.assay)
-  object[[new.assay.name]] <- assay
-  object
-}
-
 #' @rdname RunLIBRA
 #' @export
-RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot = "data",
-                            output.slot = "data", features = NULL, output.features = NULL,
-                            train.cells = NULL, n.layers = 2, n.nodes = 512, alpha = 0.3,
-                            dropout = 0.2, latent.dim = 10, batch.size = 128,
-                            learning.rate = 1e-3, max.epochs = 1500, validation.split = 0.1,
-                            early.stopping.patience = 20, output.activation = "auto",
+RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot = NULL,
+                            output.slot = NULL, features = NULL, output.features = NULL,
+                            train.cells = NULL, n.layers = NULL, n.nodes = NULL, alpha = NULL,
+                            dropout = NULL, latent.dim = NULL, batch.size = NULL,
+                            learning.rate = NULL, max.epochs = NULL, validation.split = NULL,
+                            early.stopping.patience = NULL, output.activation = NULL,
                             reduction.name = "libra", reduction.key = "LIBRA_",
                             new.assay.name = NULL, keep.model = TRUE, seed = NULL,
                             device = NULL, verbose = TRUE, ...) {
-  input.assay <- input.assay %||% SeuratObject::DefaultAssay(object)
+  al <- .seurat_aliases(list(...), list(
+    input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
+  ), "RunLIBRA")
+  input.assay <- al$values$input.assay %||% SeuratObject::DefaultAssay(object)
+  input.slot <- al$values$input.slot %||% "data"
+  output.slot <- al$values$output.slot %||% "data"
   if (missing(output.assay)) {
     .abort(c("{.arg output.assay} is missing: which assay should LIBRA reconstruct?",
       i = "Assays present: {.val {SeuratObject::Assays(object)}}."
@@ -338,26 +199,26 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
   .check_string(reduction.name)
   new.assay.name <- new.assay.name %||% paste0("predicted_", output.assay)
   .check_string(new.assay.name)
-  model_args <- .model_args(
-    n.layers, n.nodes, alpha, dropout, latent.dim, batch.size, learning.rate,
-    output.activation, seed, device
-  )
-  fit_args <- .fit_args(max.epochs, validation.split, early.stopping.patience, list(...))
+  settings <- .training_settings(environment(), al$dots, "RunLIBRA")
   a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
   b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
   features <- features %||% .variable_features(object, input.assay, a, verbose)
   res <- .train_libra(
-    a, b, input.assay, output.assay, features, output.features, train.cells,
-    meta = object[[]], model_args, fit_args, reduction.key, keep.model, verbose,
+    list(
+      a = a, b = b, name_a = input.assay, name_b = output.assay, features = features,
+      output.features = output.features, train.cells = train.cells, meta = .seurat_meta(object)
+    ),
+    settings, reduction.key, keep.model, verbose,
     output.slot = output.slot
   )
   params <- list(
     input.assay = input.assay, output.assay = output.assay, input.slot = input.slot,
     output.slot = output.slot, reduction.name = reduction.name,
     new.assay.name = new.assay.name, features = res$model$features.input,
-    output.features = res$model$features.output, model = model_args, fit = fit_args,
-    train.cells = res$model$train.cells, validation.cells = res$model$validation.cells,
-    n.epochs = res$model$n.epochs, best.val.loss = res$model$best.val.loss
+    output.features = res$model$features.output, model = settings$model, fit = settings$fit,
+    config = res$model$config, train.cells = res$model$train.cells,
+    validation.cells = res$model$validation.cells, n.epochs = res$model$n.epochs,
+    best.val.loss = res$model$best.val.loss
   )
   misc <- params[c("input.assay", "output.assay", "n.epochs", "best.val.loss")]
   misc$config <- res$model$config
@@ -372,71 +233,18 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
   .log_command(object, command, assay = input.assay, reduction = reduction.name)
 }
 
-# Record a SeuratCommand (from LogSeuratCommand(return.command = TRUE), which must be called in
-# the method itself) under "<Function>.<assay>.<reduction>", with the assay it used.
-.log_command <- function(object, command, assay, reduction) {
-  name <- paste(sub("\\..*$", "", command@name), assay, reduction, sep = ".")
-  command@name <- name
-  command@assay.used <- assay
-  object[[name]] <- command
-  object
-}
-
-# SingleCellExperiment helpers ---------------------------------------------------------------
-
-.need_sce <- function() {
-  for (pkg in c("SingleCellExperiment", "SummarizedExperiment", "S4Vectors")) {
-    if (!requireNamespace(pkg, quietly = TRUE)) {
-      .abort("Package {.pkg {pkg}} is needed for SingleCellExperiment input.",
-        class = "sclibra_input_error"
-      )
-    }
-  }
-}
-
-# The features x cells matrix of an assay in the main or an alternative experiment.
-.sce_matrix <- function(object, assay, altexp, what) {
-  .check_string(assay, what)
-  exp <- object
-  where <- "the main experiment"
-  if (!is.null(altexp)) {
-    .check_string(altexp, sub("assay", "altexp", what))
-    alts <- SingleCellExperiment::altExpNames(object)
-    if (!altexp %in% alts) {
-      .abort(c(
-        "Alternative experiment {.val {altexp}} is not in the SingleCellExperiment.",
-        i = if (length(alts)) "Alternative experiments present: {.val {alts}}." else "It has no alternative experiments."
-      ), class = "sclibra_missing_assay")
-    }
-    exp <- SingleCellExperiment::altExp(object, altexp)
-    where <- paste0("alternative experiment '", altexp, "'")
-  }
-  assays <- SummarizedExperiment::assayNames(exp)
-  if (!assay %in% assays) {
-    .abort(c(
-      "Assay {.val {assay}} is not in {where}.",
-      i = if (length(assays)) "Assays present: {.val {assays}}." else "It has no assays."
-    ), class = "sclibra_missing_slot")
-  }
-  x <- SummarizedExperiment::assay(exp, assay, withDimnames = TRUE)
-  if (is.null(colnames(x))) {
-    colnames(x) <- colnames(object)
-  }
-  x
-}
-
 #' @rdname RunLIBRA
 #' @export
 RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
                                           output.assay = "logcounts", input.altexp = NULL,
                                           output.altexp = NULL, features = NULL,
                                           output.features = NULL, train.cells = NULL,
-                                          n.layers = 2, n.nodes = 512, alpha = 0.3,
-                                          dropout = 0.2, latent.dim = 10, batch.size = 128,
-                                          learning.rate = 1e-3, max.epochs = 1500,
-                                          validation.split = 0.1,
-                                          early.stopping.patience = 20,
-                                          output.activation = "auto",
+                                          n.layers = NULL, n.nodes = NULL, alpha = NULL,
+                                          dropout = NULL, latent.dim = NULL, batch.size = NULL,
+                                          learning.rate = NULL, max.epochs = NULL,
+                                          validation.split = NULL,
+                                          early.stopping.patience = NULL,
+                                          output.activation = NULL,
                                           reduction.name = "LIBRA", reduction.key = "LIBRA_",
                                           new.altexp.name = NULL, keep.model = TRUE,
                                           seed = NULL, device = NULL, verbose = TRUE, ...) {
@@ -456,17 +264,15 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
   }
   new.altexp.name <- new.altexp.name %||% paste0("predicted_", output_name)
   .check_string(new.altexp.name)
-  model_args <- .model_args(
-    n.layers, n.nodes, alpha, dropout, latent.dim, batch.size, learning.rate,
-    output.activation, seed, device
-  )
-  fit_args <- .fit_args(max.epochs, validation.split, early.stopping.patience, list(...))
+  settings <- .training_settings(environment(), list(...), "RunLIBRA")
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
   b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
-  meta <- .sce_meta(object)
   res <- .train_libra(
-    a, b, input_name, output_name, features, output.features, train.cells,
-    meta = meta, model_args, fit_args, reduction.key, keep.model, verbose,
+    list(
+      a = a, b = b, name_a = input_name, name_b = output_name, features = features,
+      output.features = output.features, train.cells = train.cells, meta = .sce_meta(object)
+    ),
+    settings, reduction.key, keep.model, verbose,
     output.slot = output.assay
   )
   object <- .sce_store(
@@ -479,42 +285,11 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
       input.assay = input.assay, output.assay = output.assay, input.altexp = input.altexp,
       output.altexp = output.altexp, new.altexp.name = new.altexp.name,
       features = res$model$features.input, output.features = res$model$features.output,
-      model = model_args, fit = fit_args, train.cells = res$model$train.cells,
-      validation.cells = res$model$validation.cells, n.epochs = res$model$n.epochs,
-      best.val.loss = res$model$best.val.loss
+      model = settings$model, fit = settings$fit, config = res$model$config,
+      train.cells = res$model$train.cells, validation.cells = res$model$validation.cells,
+      n.epochs = res$model$n.epochs, best.val.loss = res$model$best.val.loss
     )
   )
   S4Vectors::metadata(object)[["sclibra"]] <- store
-  object
-}
-
-# Cell metadata of a SingleCellExperiment as a data.frame with cell names as row names.
-.sce_meta <- function(object) {
-  meta <- as.data.frame(SummarizedExperiment::colData(object))
-  rownames(meta) <- colnames(object)
-  meta
-}
-
-# Name of the main experiment (mainExpName(), e.g. "RNA"), or "main".
-.main_name <- function(object) {
-  name <- SingleCellExperiment::mainExpName(object)
-  if (is.null(name) || !nzchar(name)) "main" else name
-}
-
-# reducedDim (cells in the object's order) and the predicted altExp.
-.sce_store <- function(object, embedding, prediction, assay_name, reduction.name,
-                       new.altexp.name) {
-  cells <- colnames(object)
-  if (!all(cells %in% rownames(embedding))) {
-    .abort("The LIBRA results cover {nrow(embedding)} of the {length(cells)} cells; a SingleCellExperiment needs them all.",
-      class = "sclibra_input_error"
-    )
-  }
-  emb <- embedding[cells, , drop = FALSE]
-  SingleCellExperiment::reducedDim(object, reduction.name) <- emb
-  pred <- prediction[, cells, drop = FALSE]
-  assays <- stats::setNames(list(pred), assay_name)
-  SingleCellExperiment::altExp(object, new.altexp.name) <-
-    SummarizedExperiment::SummarizedExperiment(assays = assays)
   object
 }

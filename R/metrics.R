@@ -24,14 +24,17 @@
 #' @param cells Restrict the comparison to these cells (e.g. held-out cells).
 #' @param n.neighbors,resolution,seed k-NN graph size, Leiden resolution and random seed.
 #' @param details Return the clusters and the Jaccard matrix too.
-#' @param ... Unused.
+#' @param ... Unused: any argument here is an error.
 #' @return The PPJI (a number in (0, 1]); with `details = TRUE` a list with `ppji`, `clusters`
 #'   (a factor named by cell) and `jaccard` (reference x query clusters matrix).
 #' @export
-#' @examples
-#' \dontrun{
-#' PPJI(seu, reference = "cell_type", reduction = "libra")
-#' }
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
+#' seu <- RunLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", n.nodes = 64, max.epochs = 20,
+#'   verbose = FALSE
+#' )
+#' PPJI(seu, reference = "cell_type_coarse", reduction = "libra")
 PPJI <- function(object, ...) UseMethod("PPJI")
 
 .ppji <- function(reference, cells, query = NULL, embedding = NULL, subset = NULL,
@@ -75,6 +78,7 @@ PPJI <- function(object, ...) UseMethod("PPJI")
 #' @export
 PPJI.default <- function(object, reference, cells = NULL, n.neighbors = 10, resolution = 1,
                          seed = 0, details = FALSE, ...) {
+  .check_dots(list(...), character(), "PPJI")
   if (is.matrix(object)) {
     ids <- rownames(object)
     if (is.null(ids)) {
@@ -100,8 +104,9 @@ PPJI.default <- function(object, reference, cells = NULL, n.neighbors = 10, reso
 PPJI.Seurat <- function(object, reference = "cell_type", reduction = "libra", clusters = NULL,
                         dims = NULL, cells = NULL, n.neighbors = 10, resolution = 1, seed = 0,
                         details = FALSE, ...) {
+  .check_dots(list(...), character(), "PPJI")
   ids <- colnames(object)
-  meta <- object[[]]
+  meta <- .seurat_meta(object)
   reference <- .resolve_labels(reference, ids, meta, arg = "reference")
   if (!is.null(clusters)) {
     query <- .resolve_labels(clusters, ids, meta, arg = "clusters")
@@ -131,6 +136,7 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
                                       clusters = NULL, dims = NULL, cells = NULL,
                                       n.neighbors = 10, resolution = 1, seed = 0,
                                       details = FALSE, ...) {
+  .check_dots(list(...), character(), "PPJI")
   .need_sce()
   ids <- colnames(object)
   meta <- .sce_meta(object)
@@ -160,8 +166,8 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
     input.assay <- input.assay %||% model$input.assay
     output.assay <- output.assay %||% model$output.assay
     a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
-    b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
-    meta <- object[[]]
+    b <- .seurat_matrix(object, output.assay, output.slot %||% model$output.slot, "output.assay")
+    meta <- .seurat_meta(object)
   } else {
     .need_sce()
     a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
@@ -214,18 +220,22 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
 #' @param refit Retrain the second network even if the model has one.
 #' @param col.name Seurat / SingleCellExperiment: metadata column for the per-cell distance
 #'   (`<col.name>_mode` gets `"low"` / `"high"`).
-#' @param ... Unused.
+#' @param ... Seurat spellings (`assay`, `layer`, `slot`, `input.layer`, `output.layer`);
+#'   any other argument is an error.
 #' @return Seurat / SingleCellExperiment: the object with the distances and modes in its
 #'   cell metadata, the summary in `Misc()` of the reduction / `metadata()$sclibra`, and the
 #'   updated model. Matrix: a list with `distances` (named by cell), `mode`, `threshold`,
 #'   `is.bimodal`, `share.high`, `share.held.out.high`, `modes` (a data.frame), `summary` and
 #'   `model`.
 #' @export
-#' @examples
-#' \dontrun{
-#' seu <- LIBRAConsistency(seu, max.epochs = 50)
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
+#' seu <- RunLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", train.cells = "is_train", n.nodes = 64,
+#'   max.epochs = 20, verbose = FALSE
+#' )
+#' seu <- LIBRAConsistency(seu, max.epochs = 20, verbose = FALSE)
 #' table(seu$libra_consistency_mode)
-#' }
 LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
 
 .consistency <- function(model, a, b, name_a, name_b, held.out, meta, max.epochs, refit,
@@ -235,10 +245,11 @@ LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
   py <- .py_model(model)
   inputs <- .model_inputs(model, a, b, name_a, name_b)
   fit_kwargs <- if (is.null(max.epochs)) list() else list(max_epochs = .check_count(max.epochs, "max.epochs"))
-  res <- .with_verbosity(verbose, .py_call(.core()$metrics$nn_consistency, py, inputs$a, inputs$b,
+  res <- .py_call(.core()$metrics$nn_consistency, py, inputs$a, inputs$b,
     held_out = .resolve_held_out(held.out, inputs$cells, meta), refit = refit,
-    fit_kwargs = reticulate::dict(fit_kwargs), progress = verbose, .what = "nn_consistency"
-  ))
+    fit_kwargs = reticulate::dict(fit_kwargs), progress = FALSE, .what = "nn_consistency",
+    .verbose = verbose
+  )
   out <- reticulate::py_to_r(.bridge()$consistency_to_r(res))
   cells <- unlist(out$cells)
   modes <- .frame_from_parts(out$modes)
@@ -262,19 +273,27 @@ LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
 #' @export
 LIBRAConsistency.default <- function(object, output, model, held.out = NULL, max.epochs = NULL,
                                      refit = FALSE, verbose = TRUE, ...) {
+  .check_dots(list(...), character(), "LIBRAConsistency")
   .consistency(model, object, output, "input", "output", held.out, NULL, max.epochs, refit, verbose)
 }
 
 #' @rdname LIBRAConsistency
 #' @export
 LIBRAConsistency.Seurat <- function(object, model = NULL, reduction = "libra", input.assay = NULL,
-                                    output.assay = NULL, input.slot = "data",
-                                    output.slot = "data", held.out = NULL, max.epochs = NULL,
+                                    output.assay = NULL, input.slot = NULL,
+                                    output.slot = NULL, held.out = NULL, max.epochs = NULL,
                                     refit = FALSE, col.name = "libra_consistency",
                                     verbose = TRUE, ...) {
+  al <- .seurat_aliases(list(...), list(
+    input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
+  ), "LIBRAConsistency")
+  .check_dots(al$dots, character(), "LIBRAConsistency")
   stored <- is.null(model)
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
-  m <- .model_matrices(object, model, input.assay, output.assay, input.slot, output.slot)
+  m <- .model_matrices(
+    object, model, al$values$input.assay, output.assay, al$values$input.slot,
+    al$values$output.slot
+  )
   res <- .consistency(model, m$a, m$b, m$name_a, m$name_b, held.out, m$meta, max.epochs, refit, verbose)
   object[[col.name]] <- res$distances[colnames(object)]
   object[[paste0(col.name, "_mode")]] <- res$mode[colnames(object)]
@@ -298,6 +317,7 @@ LIBRAConsistency.SingleCellExperiment <- function(object, model = NULL, reductio
                                                   held.out = NULL, max.epochs = NULL,
                                                   refit = FALSE, col.name = "libra_consistency",
                                                   verbose = TRUE, ...) {
+  .check_dots(list(...), character(), "LIBRAConsistency")
   stored <- is.null(model)
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
   m <- .model_matrices(object, model, input.assay, output.assay, NULL, NULL, input.altexp, output.altexp)
@@ -325,22 +345,56 @@ LIBRAConsistency.SingleCellExperiment <- function(object, model = NULL, reductio
 #' @inheritParams LIBRAConsistency
 #' @param labels Cell labels (a metadata column name such as `"cell_type"`, or a vector over
 #'   the cells); without labels, label-based scores are skipped.
-#' @param baselines Baseline methods (`character()` for none).
-#' @param consistency Also compute nn_consistency (trains the second network: the slow part).
-#' @param seed Random seed of clustering and baselines.
+#' @param baselines Baseline methods (`character()` for none; `NULL`: the core's, mean, kNN
+#'   and ridge).
+#' @param consistency Also compute nn_consistency (trains the second network: the slow part;
+#'   `NULL`: the core's default, yes).
+#' @param seed Random seed of clustering and baselines (`NULL`: the core's).
+#' @param out.dir A folder to write the results to: `scores.csv`, `per_feature_mse.csv`,
+#'   `per_cell.csv` and, with `plots`, the figures (`loss.png`, `jaccard.png`,
+#'   `consistency.png`, `umap.png`, `predicted_vs_measured.png`).
+#' @param plots Draw the figures into `out.dir` (default: yes when `out.dir` is given).
+#' @param overwrite Replace files sclibra wrote before in `out.dir`.
+#' @param ... Further arguments of the core's `sclibra.evaluate()` in R or Python spelling
+#'   (e.g. `n.pcs = 30`, `resolution = 0.5`); Seurat spellings (`assay`, `layer`, `slot`);
+#'   any other argument is an error.
 #' @return A data.frame with one row per metric, split and method (columns as in the core's
-#'   table, e.g. `metric`, `split`, `method`, `value`).
+#'   table: `metric`, `value`, `split`, `method`, `reference`, `n_cells`). With `out.dir`, its
+#'   attribute `"files"` holds the paths of the files written, named by file name.
 #' @export
-#' @examples
-#' \dontrun{
-#' LIBRAEvaluate(seu, labels = "cell_type")
-#' }
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
+#' seu <- RunLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", train.cells = "is_train", n.nodes = 64,
+#'   max.epochs = 20, verbose = FALSE
+#' )
+#' scores <- LIBRAEvaluate(seu,
+#'   labels = "cell_type_coarse", consistency = FALSE, out.dir = tempfile("eval"),
+#'   verbose = FALSE
+#' )
+#' head(scores)
+#' basename(attr(scores, "files"))
 LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
 
-.evaluate <- function(model, a, b, name_a, name_b, labels, held.out, meta, baselines,
-                      consistency, max.epochs, seed, verbose) {
-  .check_flag(consistency)
+# Arguments of sclibra.evaluate() that R sets itself.
+.evaluate_reserved <- c(
+  "model", "adata_a", "adata_b", "labels", "held_out", "layer_a", "layer_b", "obsm_a",
+  "obsm_b", "consistency_kwargs", "progress", "details", "out_dir", "plots"
+)
+
+.evaluate <- function(model, a, b, name_a, name_b, labels, held.out, meta, max.epochs,
+                      out.dir, plots, verbose, values) {
   .check_flag(verbose)
+  settings <- .core_args(values, "evaluate", "LIBRAEvaluate", reserved = .evaluate_reserved)
+  .check_string(out.dir, "out.dir", null_ok = TRUE)
+  plots <- plots %||% !is.null(out.dir)
+  .check_flag(plots)
+  if (plots && is.null(out.dir)) {
+    .abort(c(
+      "{.code plots = TRUE} writes the figures to a folder: give {.arg out.dir}.",
+      i = "For example {.code out.dir = \"evaluation\"}."
+    ), class = "sclibra_input_error")
+  }
   py <- .py_model(model)
   inputs <- .model_inputs(model, a, b, name_a, name_b)
   # a metadata column keeps its name, so the table's rows read "labels:<column>" as in Python
@@ -350,38 +404,66 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
     pd <- reticulate::import("pandas", convert = FALSE)
     labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)), name = label_name)
   }
-  ckw <- if (is.null(max.epochs)) list() else list(fit_kwargs = list(max_epochs = .check_count(max.epochs, "max.epochs")))
-  res <- .with_verbosity(verbose, .py_call(.core()$evaluate, py, inputs$a, inputs$b,
-    labels = labels,
-    held_out = .resolve_held_out(held.out, inputs$cells, meta),
-    baselines = as.list(baselines), consistency = consistency,
-    consistency_kwargs = reticulate::dict(ckw),
-    seed = as.integer(.check_count(seed, "seed", min = 0)), plots = FALSE, progress = verbose,
-    .what = "LIBRA evaluation"
+  ckw <- if (is.null(max.epochs)) list() else list(fit_kwargs = list(max_epochs = .pyify(max.epochs)))
+  if (!is.null(settings$evaluate$baselines)) {
+    settings$evaluate$baselines <- as.list(settings$evaluate$baselines)
+  }
+  written <- !is.null(out.dir)
+  res <- do.call(.py_call, c(
+    list(.core()$evaluate, py, inputs$a, inputs$b,
+      labels = labels,
+      held_out = .resolve_held_out(held.out, inputs$cells, meta),
+      consistency_kwargs = reticulate::dict(ckw),
+      out_dir = if (written) path.expand(out.dir), plots = plots, progress = FALSE,
+      details = written
+    ),
+    settings$evaluate,
+    list(.what = "LIBRA evaluation", .verbose = verbose)
   ))
-  .frame_from_py(res)
+  if (!written) {
+    return(.frame_from_py(res))
+  }
+  builtins <- reticulate::import_builtins(convert = FALSE)
+  files <- as.character(unlist(reticulate::py_to_r(builtins$list(builtins$map(builtins$str, res$files)))))
+  plt <- reticulate::import("matplotlib.pyplot", convert = FALSE)
+  for (figure in reticulate::py_to_r(builtins$list(res$figures$values()))) {
+    if (inherits(figure, "python.builtin.object")) plt$close(figure)
+  }
+  table <- .frame_from_py(res$table)
+  attr(table, "files") <- stats::setNames(files, basename(files))
+  table
 }
 
 #' @rdname LIBRAEvaluate
 #' @export
 LIBRAEvaluate.default <- function(object, output, model, labels = NULL, held.out = NULL,
-                                  baselines = c("mean", "knn", "ridge"), consistency = TRUE,
-                                  max.epochs = NULL, seed = 0, verbose = TRUE, ...) {
-  .evaluate(model, object, output, "input", "output", labels, held.out, NULL, baselines,
-    consistency, max.epochs, seed, verbose)
+                                  baselines = NULL, consistency = NULL, max.epochs = NULL,
+                                  seed = NULL, out.dir = NULL, plots = NULL, overwrite = NULL,
+                                  verbose = TRUE, ...) {
+  values <- c(list(baselines = baselines, consistency = consistency, seed = seed, overwrite = overwrite), list(...))
+  .evaluate(model, object, output, "input", "output", labels, held.out, NULL, max.epochs,
+    out.dir, plots, verbose, values)
 }
 
 #' @rdname LIBRAEvaluate
 #' @export
 LIBRAEvaluate.Seurat <- function(object, model = NULL, reduction = "libra", labels = NULL,
-                                 input.assay = NULL, output.assay = NULL, input.slot = "data",
-                                 output.slot = "data", held.out = NULL,
-                                 baselines = c("mean", "knn", "ridge"), consistency = TRUE,
-                                 max.epochs = NULL, seed = 0, verbose = TRUE, ...) {
+                                 input.assay = NULL, output.assay = NULL, input.slot = NULL,
+                                 output.slot = NULL, held.out = NULL, baselines = NULL,
+                                 consistency = NULL, max.epochs = NULL, seed = NULL,
+                                 out.dir = NULL, plots = NULL, overwrite = NULL, verbose = TRUE,
+                                 ...) {
+  al <- .seurat_aliases(list(...), list(
+    input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
+  ), "LIBRAEvaluate")
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
-  m <- .model_matrices(object, model, input.assay, output.assay, input.slot, output.slot)
-  .evaluate(model, m$a, m$b, m$name_a, m$name_b, labels, held.out, m$meta, baselines,
-    consistency, max.epochs, seed, verbose)
+  m <- .model_matrices(
+    object, model, al$values$input.assay, output.assay, al$values$input.slot,
+    al$values$output.slot
+  )
+  values <- c(list(baselines = baselines, consistency = consistency, seed = seed, overwrite = overwrite), al$dots)
+  .evaluate(model, m$a, m$b, m$name_a, m$name_b, labels, held.out, m$meta, max.epochs,
+    out.dir, plots, verbose, values)
 }
 
 #' @rdname LIBRAEvaluate
@@ -390,11 +472,13 @@ LIBRAEvaluate.SingleCellExperiment <- function(object, model = NULL, reduction =
                                                labels = NULL, input.assay = "logcounts",
                                                output.assay = "logcounts", input.altexp = NULL,
                                                output.altexp = NULL, held.out = NULL,
-                                               baselines = c("mean", "knn", "ridge"),
-                                               consistency = TRUE, max.epochs = NULL,
-                                               seed = 0, verbose = TRUE, ...) {
+                                               baselines = NULL, consistency = NULL,
+                                               max.epochs = NULL, seed = NULL, out.dir = NULL,
+                                               plots = NULL, overwrite = NULL, verbose = TRUE,
+                                               ...) {
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
   m <- .model_matrices(object, model, input.assay, output.assay, NULL, NULL, input.altexp, output.altexp)
-  .evaluate(model, m$a, m$b, m$name_a, m$name_b, labels, held.out, m$meta, baselines,
-    consistency, max.epochs, seed, verbose)
+  values <- c(list(baselines = baselines, consistency = consistency, seed = seed, overwrite = overwrite), list(...))
+  .evaluate(model, m$a, m$b, m$name_a, m$name_b, labels, held.out, m$meta, max.epochs,
+    out.dir, plots, verbose, values)
 }

@@ -94,11 +94,16 @@
 #'   [saveRDS()].
 #' @return `SaveLIBRA()`: the path, invisibly. `LoadLIBRA()`: a `LIBRAModel`.
 #' @export
-#' @examples
-#' \dontrun{
-#' SaveLIBRA(GetLIBRAModel(seu), "cite_model")
-#' model <- LoadLIBRA("cite_model")
-#' }
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
+#' seu <- RunLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", n.nodes = 64, max.epochs = 10,
+#'   verbose = FALSE
+#' )
+#' path <- file.path(tempdir(), "cite_model")
+#' SaveLIBRA(GetLIBRAModel(seu), path, overwrite = TRUE)
+#' model <- LoadLIBRA(path)
+#' model
 SaveLIBRA <- function(model, path, overwrite = FALSE, reduction = NULL) {
   .check_string(path)
   .check_flag(overwrite)
@@ -137,11 +142,13 @@ LoadLIBRA <- function(path, device = NULL, keep.model = TRUE) {
 #' @param ... Unused.
 #' @return A `LIBRAModel`.
 #' @export
-#' @examples
-#' \dontrun{
-#' model <- GetLIBRAModel(seu, reduction = "libra")
-#' model
-#' }
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
+#' seu <- RunLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", n.nodes = 64, max.epochs = 10,
+#'   verbose = FALSE
+#' )
+#' GetLIBRAModel(seu, reduction = "libra")
 GetLIBRAModel <- function(object, ...) UseMethod("GetLIBRAModel")
 
 #' @rdname GetLIBRAModel

@@ -12,7 +12,8 @@
 #' @param input.assay Assay holding the input modality. Seurat: defaults to the model's input
 #'   assay name when the object has it, else the default assay. SingleCellExperiment: an
 #'   assay of the main experiment or of `input.altexp` (default `"logcounts"`).
-#' @param slot Seurat slot (layer) to read (default `"data"`).
+#' @param slot Seurat layer ("slot" in Seurat 4) to read (`NULL`: `"data"`); `layer =` and
+#'   `assay =` work too, as in Seurat.
 #' @param input.altexp SingleCellExperiment: alternative experiment holding the input
 #'   modality (`NULL`: the main experiment).
 #' @param reduction.name,reduction.key Name and key of the stored latent space.
@@ -22,18 +23,21 @@
 #' @param allow.missing Fill features missing from the input with zeros (with a warning from
 #'   the core) instead of failing.
 #' @param verbose Show messages.
-#' @param ... Unused.
+#' @param ... Seurat spellings (`assay`, `layer`); any other argument is an error.
 #' @return The object with the latent space and the predicted assay added (as in
 #'   [RunLIBRA()]); for a matrix, a list with `embedding` (cells x latent) and `prediction`
 #'   (features x cells).
 #' @export
-#' @examples
-#' \dontrun{
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
 #' train <- subset(seu, subset = is_train)
 #' test <- subset(seu, subset = is_train, invert = TRUE)
-#' train <- RunLIBRA(train, input.assay = "RNA", output.assay = "ADT")
+#' train <- RunLIBRA(train,
+#'   input.assay = "RNA", output.assay = "ADT", n.nodes = 64, max.epochs = 20,
+#'   verbose = FALSE
+#' )
 #' test <- LIBRAPredict(test, model = GetLIBRAModel(train), input.assay = "RNA")
-#' }
+#' test[["predicted_ADT"]]
 LIBRAPredict <- function(object, ...) UseMethod("LIBRAPredict")
 
 # Shared by every method: check the input, match features, predict, bring results back.
@@ -46,9 +50,9 @@ LIBRAPredict <- function(object, ...) UseMethod("LIBRAPredict")
   a <- .align_features(a, model$features.input, what, allow.missing)
   ad <- .to_anndata(a, what)
   .msg(verbose, "Predicting {model$output.assay} for {ncol(a)} cells from {what}.")
-  pred <- .with_verbosity(verbose, .py_call(py$predict, ad,
-    fill_missing = allow.missing, .what = "Predicting with the LIBRA model"
-  ))
+  pred <- .py_call(py$predict, ad,
+    fill_missing = allow.missing, .what = "Predicting with the LIBRA model", .verbose = verbose
+  )
   list(
     embedding = .latent_from_py(pred$obsm$get("X_libra"), colnames(a), key),
     prediction = .prediction_from_py(pred)
@@ -59,6 +63,7 @@ LIBRAPredict <- function(object, ...) UseMethod("LIBRAPredict")
 #' @export
 LIBRAPredict.default <- function(object, model, reduction.key = "LIBRA_", allow.missing = FALSE,
                                  verbose = TRUE, ...) {
+  .check_dots(list(...), character(), "LIBRAPredict")
   if (missing(model)) {
     .abort("{.arg model} is missing: pass a trained {.cls LIBRAModel}.", class = "sclibra_input_error")
   }
@@ -69,10 +74,14 @@ LIBRAPredict.default <- function(object, model, reduction.key = "LIBRA_", allow.
 
 #' @rdname LIBRAPredict
 #' @export
-LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot = "data",
+LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot = NULL,
                                 reduction.name = "libra", reduction.key = "LIBRA_",
                                 new.assay.name = NULL, allow.missing = FALSE, verbose = TRUE,
                                 ...) {
+  al <- .seurat_aliases(list(...), list(input.assay = input.assay, input.slot = slot), "LIBRAPredict")
+  .check_dots(al$dots, character(), "LIBRAPredict")
+  input.assay <- al$values$input.assay
+  slot <- al$values$input.slot %||% "data"
   model <- model %||% GetLIBRAModel(object, reduction = reduction.name)
   if (is.null(input.assay)) {
     input.assay <- if (isTRUE(model$input.assay %in% SeuratObject::Assays(object))) {
@@ -101,6 +110,7 @@ LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay 
                                               input.altexp = NULL, reduction.name = "LIBRA",
                                               reduction.key = "LIBRA_", new.altexp.name = NULL,
                                               allow.missing = FALSE, verbose = TRUE, ...) {
+  .check_dots(list(...), character(), "LIBRAPredict")
   .need_sce()
   model <- model %||% GetLIBRAModel(object, reduction = reduction.name)
   .check_string(reduction.name)

@@ -32,27 +32,32 @@
 #' @param overwrite Replace a different search already in `out.dir`.
 #' @param save.models Keep every trial's model in `out.dir`.
 #' @param output For the matrix method: features x cells matrix of the output modality.
-#' @param ... Further arguments of `LIBRA.fit()` for every trial, with Python names (e.g.
-#'   `validation_split = 0.2`).
+#' @param grid,objective,strategy,n.trials,max.epochs,grace.period,eta,n.jobs,backend,out.dir,overwrite,save.models
+#'   `NULL` (the default of each) means the core's default (`sclibra.tune()`).
+#' @param ... Further arguments of `sclibra.tune()` (e.g. `save.latent = TRUE`,
+#'   `cluster.resolution = 0.5`) or of `LIBRA.fit()` for every trial (e.g.
+#'   `validation.split = 0.2`), in R or Python spelling; Seurat spellings `assay`, `layer`,
+#'   `slot`. Any other name is an error.
 #' @return A `LIBRATuneResult`: a list with `trials` (a data.frame, one row per trial with
 #'   its status, hyperparameters, `val_loss`, `ppji`, epochs and time), `best.config` (a named
 #'   list), `best.trial` (the selected row), `model` (the selected model, trained, a
 #'   `LIBRAModel`), `objective` and `out.dir`.
 #' @seealso [LIBRAPredict()] to apply the tuned model to a Seurat object.
 #' @export
-#' @examples
-#' \dontrun{
-#' tuned <- TuneLIBRA(seu, input.assay = "RNA", output.assay = "ADT", train.cells = "is_train",
-#'   grid = list(n.nodes = c(64, 256), latent.dim = c(10, 20)), max.epochs = 30)
-#' tuned$trials
-#' seu <- LIBRAPredict(seu, model = tuned$model, reduction.name = "libra_tuned")
-#' }
+#' @examplesIf sclibra_available()
+#' seu <- LIBRAExampleData("cite")
+#' tuned <- TuneLIBRA(seu,
+#'   input.assay = "RNA", output.assay = "ADT", train.cells = "is_train",
+#'   grid = list(n.nodes = c(32, 64)), strategy = "grid", max.epochs = 5, verbose = FALSE
+#' )
+#' tuned$trials[, c("trial_id", "n_nodes", "val_loss")]
+#' seu <- LIBRAPredict(seu, model = tuned$model, reduction.name = "libra_tuned", verbose = FALSE)
 TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
 
 # An R grid as the core's search space: Python-style names, integers for whole numbers, and a
 # list for every set of candidates (so one value stays a list of one).
 .grid_to_py <- function(grid) {
-  if (is.character(grid) && length(grid) == 1L) {
+  if (is.null(grid) || (is.character(grid) && length(grid) == 1L)) {
     return(grid)
   }
   if (!is.list(grid) || is.null(names(grid)) || any(!nzchar(names(grid)))) {
@@ -75,90 +80,59 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
   out
 }
 
-# Labels over `cells`: a metadata column name or a vector (named by cell, or in cell order).
-.resolve_labels <- function(labels, cells, meta = NULL, arg = "labels") {
-  if (is.null(labels)) {
-    return(NULL)
-  }
-  if (is.character(labels) && length(labels) == 1L && !is.null(meta)) {
-    if (!labels %in% colnames(meta)) {
-      .abort(c(
-        "Metadata column {.val {labels}} ({.arg {arg}}) does not exist.",
-        i = "Columns: {.val {colnames(meta)}}."
-      ), class = "sclibra_input_error")
-    }
-    labels <- stats::setNames(meta[cells, labels], cells)
-  }
-  if (!is.null(names(labels)) && all(cells %in% names(labels))) {
-    labels <- labels[cells]
-  } else if (length(labels) != length(cells)) {
-    .abort("{.arg {arg}} must name a metadata column or give one label per cell ({length(cells)}), not {length(labels)}.",
-      class = "sclibra_input_error"
-    )
-  }
-  labels <- as.character(labels)
-  if (anyNA(labels)) {
-    .abort("{.arg {arg}} has {sum(is.na(labels))} missing (NA) label{?s}.", class = "sclibra_na_error")
-  }
-  stats::setNames(labels, cells)
-}
+# Formals of the TuneLIBRA() methods that are arguments of sclibra.tune() (NULL: its default).
+.tune_formals <- c(
+  "grid", "objective", "strategy", "n.trials", "max.epochs", "grace.period", "eta", "n.jobs",
+  "backend", "ray.address", "out.dir", "overwrite", "save.models", "seed", "device"
+)
 
-.tune_libra <- function(a, b, name_a, name_b, features, output.features, train.cells, meta,
-                        labels, grid, objective, strategy, n.trials, max.epochs, grace.period,
-                        eta, n.jobs, backend, ray.address, out.dir, overwrite, save.models,
-                        seed, device, verbose, dots) {
-  objective <- match.arg(objective, c("prediction", "integration", "both"))
-  strategy <- match.arg(strategy, c("asha", "random", "grid"))
-  backend <- match.arg(backend, c("local", "ray"))
-  .check_string(ray.address, "ray.address", null_ok = TRUE)
-  if (backend == "ray" && is.null(ray.address)) {
+# Arguments of sclibra.tune() that R sets itself.
+.tune_reserved <- c(
+  "a", "b", "mod_a", "mod_b", "layer_a", "layer_b", "obsm_a", "obsm_b", "train", "labels",
+  "fit_kwargs", "refit", "progress", "trainer"
+)
+
+# The search settings from a method's frame and `...`: `tune` (arguments of sclibra.tune())
+# and `fit` (LIBRA.fit() arguments for every trial), holding only what the user gave.
+.tune_settings <- function(env, dots, fn) {
+  values <- c(mget(.tune_formals, envir = env), dots)
+  values$grid <- .grid_to_py(values$grid)
+  if (!is.null(values$out.dir)) {
+    .check_string(values$out.dir, "out.dir")
+    values$out.dir <- path.expand(values$out.dir)
+  }
+  settings <- .core_args(values, c("tune", "fit"), fn, reserved = c(.tune_reserved, .fit_reserved))
+  settings$fit <- settings$fit[setdiff(names(settings$fit), names(settings$tune))]
+  if (identical(settings$tune$backend, "ray") && is.null(settings$tune$ray_address)) {
     .abort(c(
       "{.code backend = \"ray\"} needs a running Ray cluster: give its {.arg ray.address}.",
       i = "Start one in a shell with {.code ray start --head} and pass {.code ray.address = \"auto\"}.",
       i = "A local Ray instance cannot be started from inside an R session."
     ), class = "sclibra_input_error")
   }
-  .check_count(n.trials, "n.trials", null_ok = TRUE)
-  .check_count(max.epochs, "max.epochs")
-  .check_count(grace.period, "grace.period")
-  .check_number(eta, "eta", min = 1.01)
-  .check_count(n.jobs, "n.jobs")
-  .check_string(out.dir, "out.dir", null_ok = TRUE)
-  .check_flag(overwrite)
-  .check_flag(save.models)
+  settings
+}
+
+.tune_libra <- function(pair_args, labels, settings, verbose) {
   .check_flag(verbose)
-  .validate_matrix(a, name_a)
-  .validate_matrix(b, name_b)
-  shared <- .shared_cells(a, b, name_a, name_b, verbose)
-  train <- .resolve_train_cells(train.cells, shared, meta)
-  fit_cells <- train %||% shared
-  labels <- .resolve_labels(labels, colnames(a), meta)
-  if (objective != "prediction" && is.null(labels)) {
+  pair <- do.call(.prepare_pair, c(pair_args, list(verbose = verbose)))
+  labels <- .resolve_labels(labels, pair$cells, pair_args$meta)
+  objective <- settings$tune$objective %||% .core_defaults("tune")$objective
+  if (!identical(objective, "prediction") && is.null(labels)) {
     .msg(verbose, "No {.arg labels}: integration is scored against clusters of each modality alone.")
   }
-  a <- .select_features(a, features, name_a, fit_cells, verbose)
-  b <- .select_features(b, output.features, name_b, fit_cells, verbose)
-  ad_a <- .to_anndata(a, name_a)
-  ad_b <- .to_anndata(b, name_b)
-  fit_kwargs <- reticulate::dict(.dots_to_py(dots))
-  args <- list(
-    ad_a, ad_b,
-    train = if (is.null(train)) NULL else as.list(train),
-    grid = .grid_to_py(grid), objective = objective, strategy = strategy,
-    n_trials = if (is.null(n.trials)) NULL else as.integer(n.trials),
-    labels = if (is.null(labels)) NULL else as.list(unname(labels)),
-    max_epochs = as.integer(max.epochs), grace_period = as.integer(grace.period), eta = eta,
-    fit_kwargs = fit_kwargs, n_jobs = as.integer(n.jobs), device = device,
-    backend = backend, ray_address = ray.address,
-    out_dir = if (is.null(out.dir)) NULL else path.expand(out.dir), overwrite = overwrite,
-    save_models = save.models, refit = TRUE,
-    seed = if (is.null(seed)) NULL else .check_count(seed, "seed", min = 0),
-    progress = verbose
+  args <- c(
+    list(
+      .core()$tune, pair$ad_a, pair$ad_b,
+      train = pair$train,
+      labels = if (is.null(labels)) NULL else as.list(unname(labels)),
+      fit_kwargs = reticulate::dict(settings$fit), refit = TRUE,
+      progress = isTRUE(verbose) && interactive()
+    ),
+    settings$tune,
+    list(.what = "The aLIBRA search", .verbose = verbose)
   )
-  .msg(verbose, "aLIBRA search ({objective}, {strategy}) of {name_a} -> {name_b} on {length(fit_cells)} cells.")
-  res <- .with_verbosity(verbose, do.call(.py_call, c(list(.core()$tune), args,
-    list(.what = "The aLIBRA search")
-  )))
+  res <- do.call(.py_call, args)
   model <- .py(res$best_model, "Training the selected model")
   trials <- .frame_from_py(res$trials)
   best <- reticulate::py_to_r(res$best_config)
@@ -167,8 +141,8 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
     trials = trials,
     best.config = best,
     best.trial = trials[trials$trial_id == best_id, , drop = FALSE],
-    model = .new_model(model, list(input.assay = name_a, output.assay = name_b)),
-    objective = objective,
+    model = .new_model(model, list(input.assay = pair_args$name_a, output.assay = pair_args$name_b)),
+    objective = reticulate::py_to_r(res$objective),
     out.dir = reticulate::py_str(res$out_dir)
   ), class = "LIBRATuneResult")
 }
@@ -193,49 +167,57 @@ print.LIBRATuneResult <- function(x, ...) {
 
 #' @rdname TuneLIBRA
 #' @export
-TuneLIBRA.default <- function(object, output, grid = "prediction", objective = "prediction",
-                              strategy = "asha", n.trials = NULL, labels = NULL,
-                              train.cells = NULL, features = NULL, output.features = NULL,
-                              max.epochs = 1500, grace.period = 10, eta = 3, n.jobs = 1,
-                              backend = "local", ray.address = NULL, out.dir = NULL,
-                              overwrite = FALSE, save.models = FALSE,
-                              seed = NULL, device = NULL, verbose = TRUE, ...) {
+TuneLIBRA.default <- function(object, output, grid = NULL, objective = NULL, strategy = NULL,
+                              n.trials = NULL, labels = NULL, train.cells = NULL,
+                              features = NULL, output.features = NULL, max.epochs = NULL,
+                              grace.period = NULL, eta = NULL, n.jobs = NULL, backend = NULL,
+                              ray.address = NULL, out.dir = NULL, overwrite = NULL,
+                              save.models = NULL, seed = NULL, device = NULL, verbose = TRUE,
+                              ...) {
   if (missing(output)) {
     .abort("{.arg output} (the features x cells matrix of the modality to reconstruct) is missing.",
       class = "sclibra_input_error"
     )
   }
+  settings <- .tune_settings(environment(), list(...), "TuneLIBRA")
   .tune_libra(
-    object, output, "input", "output", features, output.features, train.cells, NULL,
-    labels, grid, objective, strategy, n.trials, max.epochs, grace.period, eta, n.jobs,
-    backend, ray.address, out.dir, overwrite, save.models, seed, device, verbose, list(...)
+    list(
+      a = object, b = output, name_a = "input", name_b = "output", features = features,
+      output.features = output.features, train.cells = train.cells, meta = NULL
+    ),
+    labels, settings, verbose
   )
 }
 
 #' @rdname TuneLIBRA
 #' @export
-TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot = "data",
-                             output.slot = "data", grid = "prediction",
-                             objective = "prediction", strategy = "asha", n.trials = NULL,
-                             labels = NULL, train.cells = NULL, features = NULL,
-                             output.features = NULL, max.epochs = 1500, grace.period = 10,
-                             eta = 3, n.jobs = 1, backend = "local", ray.address = NULL,
-                             out.dir = NULL, overwrite = FALSE,
-                             save.models = FALSE, seed = NULL, device = NULL, verbose = TRUE,
-                             ...) {
-  input.assay <- input.assay %||% SeuratObject::DefaultAssay(object)
+TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot = NULL,
+                             output.slot = NULL, grid = NULL, objective = NULL, strategy = NULL,
+                             n.trials = NULL, labels = NULL, train.cells = NULL, features = NULL,
+                             output.features = NULL, max.epochs = NULL, grace.period = NULL,
+                             eta = NULL, n.jobs = NULL, backend = NULL, ray.address = NULL,
+                             out.dir = NULL, overwrite = NULL, save.models = NULL, seed = NULL,
+                             device = NULL, verbose = TRUE, ...) {
+  al <- .seurat_aliases(list(...), list(
+    input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
+  ), "TuneLIBRA")
+  input.assay <- al$values$input.assay %||% SeuratObject::DefaultAssay(object)
+  output.slot <- al$values$output.slot %||% "data"
   if (missing(output.assay)) {
     .abort("{.arg output.assay} is missing: which assay should LIBRA reconstruct?",
       class = "sclibra_missing_assay"
     )
   }
-  a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
+  settings <- .tune_settings(environment(), al$dots, "TuneLIBRA")
+  a <- .seurat_matrix(object, input.assay, al$values$input.slot, "input.assay")
   b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
   features <- features %||% .variable_features(object, input.assay, a, verbose)
   res <- .tune_libra(
-    a, b, input.assay, output.assay, features, output.features, train.cells, object[[]],
-    labels, grid, objective, strategy, n.trials, max.epochs, grace.period, eta, n.jobs,
-    backend, ray.address, out.dir, overwrite, save.models, seed, device, verbose, list(...)
+    list(
+      a = a, b = b, name_a = input.assay, name_b = output.assay, features = features,
+      output.features = output.features, train.cells = train.cells, meta = .seurat_meta(object)
+    ),
+    labels, settings, verbose
   )
   res$model$output.slot <- output.slot
   res
@@ -245,24 +227,25 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
 #' @export
 TuneLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
                                            output.assay = "logcounts", input.altexp = NULL,
-                                           output.altexp = NULL, grid = "prediction",
-                                           objective = "prediction", strategy = "asha",
-                                           n.trials = NULL, labels = NULL, train.cells = NULL,
-                                           features = NULL, output.features = NULL,
-                                           max.epochs = 1500, grace.period = 10, eta = 3,
-                                           n.jobs = 1, backend = "local", ray.address = NULL,
-                                           out.dir = NULL, overwrite = FALSE,
-                                           save.models = FALSE, seed = NULL, device = NULL,
-                                           verbose = TRUE, ...) {
+                                           output.altexp = NULL, grid = NULL, objective = NULL,
+                                           strategy = NULL, n.trials = NULL, labels = NULL,
+                                           train.cells = NULL, features = NULL,
+                                           output.features = NULL, max.epochs = NULL,
+                                           grace.period = NULL, eta = NULL, n.jobs = NULL,
+                                           backend = NULL, ray.address = NULL, out.dir = NULL,
+                                           overwrite = NULL, save.models = NULL, seed = NULL,
+                                           device = NULL, verbose = TRUE, ...) {
   .need_sce()
+  settings <- .tune_settings(environment(), list(...), "TuneLIBRA")
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
   b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
-  meta <- .sce_meta(object)
   res <- .tune_libra(
-    a, b, input.altexp %||% .main_name(object), output.altexp %||% .main_name(object),
-    features, output.features, train.cells, meta, labels, grid, objective, strategy,
-    n.trials, max.epochs, grace.period, eta, n.jobs, backend, ray.address, out.dir, overwrite,
-    save.models, seed, device, verbose, list(...)
+    list(
+      a = a, b = b, name_a = input.altexp %||% .main_name(object),
+      name_b = output.altexp %||% .main_name(object), features = features,
+      output.features = output.features, train.cells = train.cells, meta = .sce_meta(object)
+    ),
+    labels, settings, verbose
   )
   res$model$output.slot <- output.assay
   res

@@ -15,7 +15,10 @@ Nothing here is public API; the functions keep the R code free of Python idioms.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -27,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._errors import SclibraError
+from ._settings import logger
 
 # reticulate (< 1.36) converts pandas objects with Index.format(), deprecated in pandas 2
 warnings.filterwarnings("ignore", message="Index.format is deprecated", category=FutureWarning)
@@ -157,11 +161,32 @@ def sparse_to_r(X) -> dict:
     }
 
 
-def call_capturing_warnings(fn, *args, **kwargs) -> dict:
+@contextlib.contextmanager
+def _logs_to(callback):
+    """Send the ``sclibra`` logger's records to ``callback(level, text)`` (an R function that
+    turns them into R conditions, so that ``suppressMessages()`` works) instead of stderr."""
+    if callback is None:
+        yield
+        return
+
+    class _ToR(logging.Handler):
+        def emit(self, record):
+            callback(int(record.levelno), record.getMessage())
+
+    saved = logger.handlers[:]
+    logger.handlers = [_ToR()]
+    try:
+        yield
+    finally:
+        logger.handlers = saved
+
+
+def call_capturing_warnings(fn, *args, _r_log=None, **kwargs) -> dict:
     """Call ``fn`` and return ``{"result": ..., "warnings": [...]}`` so that R can re-raise the
     core's warnings as R warnings (reticulate would only print them). Deprecation and
-    FutureWarnings from libraries are left out: they are not for the user."""
-    with warnings.catch_warnings(record=True) as caught:
+    FutureWarnings from libraries are left out: they are not for the user. ``_r_log``: an R
+    callback receiving the core's log records (see :func:`_logs_to`)."""
+    with warnings.catch_warnings(record=True) as caught, _logs_to(_r_log):
         warnings.simplefilter("always")
         result = fn(*args, **kwargs)
     skip = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -330,3 +355,33 @@ def environment_report() -> dict:
     if "torch" in sys.modules:
         report["torch_threads"] = str(sys.modules["torch"].get_num_threads())
     return report
+
+
+def core_arguments() -> dict:
+    """The core's public arguments and their defaults, by function, for R.
+
+    R passes only the arguments a user gave (its formals default to ``NULL``, "the core's
+    default"), so the core stays the one source of defaults and bounds: R reads the names to
+    refuse an unknown argument before any work starts, and the defaults to describe them
+    (e.g. the epoch limit in progress lines). A default that is not a plain value is ``None``.
+    """
+    from . import LIBRA, evaluate, tune
+    from .metrics import nn_consistency
+
+    def plain(value):
+        return value if isinstance(value, (bool, int, float, str)) else None
+
+    def arguments(fn):
+        return {
+            p.name: None if p.default is p.empty else plain(p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+        }
+
+    return {
+        "model": arguments(LIBRA.__init__),
+        "fit": arguments(LIBRA.fit),
+        "tune": arguments(tune),
+        "evaluate": arguments(evaluate),
+        "consistency": arguments(nn_consistency),
+    }

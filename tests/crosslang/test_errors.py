@@ -24,12 +24,23 @@ def _r_error(r, code: str) -> RError:
     return err
 
 
+def _in_r_syntax(message: str) -> str:
+    """The core's advice as R shows it: `overwrite=True` reads `overwrite = TRUE`."""
+    values = {"True": "TRUE", "False": "FALSE", "None": "NULL"}
+    return re.sub(
+        r"\b([a-z][a-z0-9_]*)=(True|False|None)\b",
+        lambda m: f"{m.group(1).replace('_', '.')} = {values[m.group(2)]}",
+        message,
+    )
+
+
 def _assert_surfaces(err: RError, exc: Exception) -> None:
-    """The R condition carries the core's exception: same type, same message."""
+    """The R condition carries the core's exception: same type, same message (its advice in
+    R syntax in the text, verbatim in the python_message field)."""
     assert "sclibra_python_error" in err.classes
     assert err.python_type == type(exc).__name__
     assert err.python_message == str(exc)
-    assert str(exc) in err.message
+    assert _in_r_syntax(str(exc)) in err.message
 
 
 def _first_clause(message: str) -> str:
@@ -82,6 +93,7 @@ def test_save_refuses_to_overwrite_same_message(r, cite_model, tmp_path):
     cite_model.save(tmp_path / "source")
     err = _r_error(r, f'SaveLIBRA(LoadLIBRA("{tmp_path / "source"}"), "{path}")')
     _assert_surfaces(err, info.value)
+    assert "overwrite = TRUE" in err.message and "overwrite=True" not in err.message
     assert (path / "keep.txt").read_text() == "user data"  # nothing was lost
 
 

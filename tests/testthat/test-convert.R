@@ -160,6 +160,6 @@ test_that("Python exceptions become R errors with the core's message, not a trac
   expect_equal(err$python_type, "SclibraError")
   expect_error(RunLIBRA(x, y, n.layers = -1, verbose = FALSE), "n.layers", class = "sclibra_error")
   expect_error(RunLIBRA(x, y, foo = 1, n.nodes = 8, max.epochs = 2, verbose = FALSE),
-    "unexpected keyword argument 'foo'", class = "sclibra_error"
+    "has no argument `foo`", class = "sclibra_unknown_argument"
   )
 })

@@ -126,7 +126,7 @@ test_that("missing assays and slots are clear errors, before Python is called", 
   )
   expect_error(RunLIBRA(seu, input.assay = "RNA"), "output.assay", class = "sclibra_missing_assay")
   expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", input.slot = "scale.data"),
-    "Slot \"scale.data\" of assay \"RNA\" is empty",
+    "Layer \"scale.data\" of assay \"RNA\" is empty",
     class = "sclibra_missing_slot"
   )
   expect_error(RunLIBRA(seu, input.assay = "RNA", output.assay = "ADT", output.slot = "normalised"),

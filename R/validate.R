@@ -1,12 +1,9 @@
-# Matrices across the bridge, and the checks made before they cross --------------------------
+# R-specific checks, made before anything crosses to Python ----------------------------------
 #
-# R containers hold features x cells; the core wants cells x features. A dgCMatrix goes to
-# Python as a scipy CSC matrix: reticulate's np_array() copies the x / i / p vectors once (it
-# sets a dim attribute) and NumPy borrows that copy; sclibra._r_bridge.anndata_from_r() then
-# transposes it into a CSR matrix without a copy. A dense double matrix is borrowed as is
-# (Fortran-ordered view, transposed into a C-ordered view).
-# Other sparse classes (dgTMatrix, dgRMatrix, lgCMatrix, DelayedArray) are converted to a
-# dgCMatrix first: that is the one copy. Results come back once, as dense matrices.
+# Only what R knows better than the core lives here: dimnames of R containers, coercion of R
+# matrix classes, cell selection by metadata column, and the types of R-only arguments. The
+# defaults and bounds of the core's own arguments (hyperparameters, training schedule) are
+# checked by the core alone (see .core_args() in bridge.R).
 
 # Coerce an R matrix-like object to something reticulate passes without copying.
 .as_bridge_matrix <- function(x, what) {
@@ -176,10 +173,18 @@
 }
 
 # train.cells: NULL, cell names, a logical vector over `cells`, or the name of a logical
-# metadata column (`meta` is a data.frame with cells as rows).
+# metadata column (`meta` is a data.frame with cells as rows). One string that is neither a
+# column nor a cell is reported as a missing column (the usual cause: a misspelt name).
 .resolve_train_cells <- function(train.cells, cells, meta = NULL, arg = "train.cells") {
   if (is.null(train.cells)) {
     return(NULL)
+  }
+  if (is.character(train.cells) && length(train.cells) == 1L && !is.null(meta) &&
+    !train.cells %in% colnames(meta) && !train.cells %in% cells) {
+    .abort(c(
+      "{.arg {arg}} = {.val {train.cells}} is not a metadata column (nor a cell name).",
+      i = "Logical metadata columns: {.val {(.logical_columns(meta))}}."
+    ), class = c("sclibra_missing_column", "sclibra_input_error"))
   }
   if (is.character(train.cells) && length(train.cells) == 1L && !is.null(meta) &&
     train.cells %in% colnames(meta)) {
@@ -223,37 +228,36 @@
   unique(train.cells)
 }
 
-# An R features x cells matrix as a Python AnnData (cells x features), sharing memory.
-.to_anndata <- function(x, what) {
-  x <- .as_bridge_matrix(x, what)
-  bridge <- .bridge() # first: checks and starts the right Python before reticulate converts
-  px <- reticulate::r_to_py(x)
-  .py(bridge$anndata_from_r(px, as.list(colnames(x)), as.list(rownames(x)), what))
+.logical_columns <- function(meta) {
+  names(meta)[vapply(meta, is.logical, TRUE)]
 }
 
-# A Python cells x latent array as an R matrix: cell names as rows, `key`1.. as columns.
-.latent_from_py <- function(z, cells, key) {
-  z <- reticulate::py_to_r(.bridge()$latent_to_r(z))
-  dimnames(z) <- list(cells, paste0(key, seq_len(ncol(z))))
-  z
-}
-
-# A Python prediction (AnnData, cells x features) as an R features x cells dense matrix.
-.prediction_from_py <- function(pred) {
-  x <- reticulate::py_to_r(.bridge()$dense_to_r(pred$X))
-  dimnames(x) <- list(
-    as.character(reticulate::py_to_r(pred$var_names$tolist())),
-    as.character(reticulate::py_to_r(pred$obs_names$tolist()))
-  )
-  x
-}
-
-# A dgCMatrix from the slots sent by sclibra._r_bridge.sparse_to_r().
-.dgc_from_slots <- function(slots, dimnames) {
-  methods::new("dgCMatrix",
-    x = as.double(slots$x), i = as.integer(slots$i), p = as.integer(slots$p),
-    Dim = as.integer(slots$dim), Dimnames = dimnames
-  )
+# Labels over `cells`: a metadata column name or a vector (named by cell, or in cell order).
+.resolve_labels <- function(labels, cells, meta = NULL, arg = "labels") {
+  if (is.null(labels)) {
+    return(NULL)
+  }
+  if (is.character(labels) && length(labels) == 1L && !is.null(meta)) {
+    if (!labels %in% colnames(meta)) {
+      .abort(c(
+        "Metadata column {.val {labels}} ({.arg {arg}}) does not exist.",
+        i = "Columns: {.val {colnames(meta)}}."
+      ), class = c("sclibra_missing_column", "sclibra_input_error"))
+    }
+    labels <- stats::setNames(meta[cells, labels], cells)
+  }
+  if (!is.null(names(labels)) && all(cells %in% names(labels))) {
+    labels <- labels[cells]
+  } else if (length(labels) != length(cells)) {
+    .abort("{.arg {arg}} must name a metadata column or give one label per cell ({length(cells)}), not {length(labels)}.",
+      class = "sclibra_input_error"
+    )
+  }
+  labels <- as.character(labels)
+  if (anyNA(labels)) {
+    .abort("{.arg {arg}} has {sum(is.na(labels))} missing (NA) label{?s}.", class = "sclibra_na_error")
+  }
+  stats::setNames(labels, cells)
 }
 
 # Match the rows of `x` to a model's features by name. Seurat turns '_' and '|' in feature
@@ -288,24 +292,63 @@
   x
 }
 
-# A pandas DataFrame as an R data.frame (through sclibra._r_bridge.frame_to_r()).
-.frame_from_py <- function(frame) {
-  .frame_from_parts(reticulate::py_to_r(.bridge()$frame_to_r(frame)))
+.check_flag <- function(x, arg = deparse(substitute(x))) {
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    .abort("{.arg {arg}} must be TRUE or FALSE, not {.obj_type_friendly {x}}.")
+  }
+  invisible(x)
 }
 
-.frame_from_parts <- function(parts) {
-  columns <- as.character(unlist(parts$columns))
-  out <- lapply(columns, function(col) {
-    v <- parts$data[[col]]
-    if (is.list(v)) {
-      v <- vapply(v, function(e) if (is.null(e)) NA_character_ else as.character(e), "")
-    }
-    as.vector(v)
-  })
-  names(out) <- columns
-  df <- as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE)
-  if (length(parts$index)) {
-    rownames(df) <- as.character(unlist(parts$index))
+.check_string <- function(x, arg = deparse(substitute(x)), null_ok = FALSE) {
+  if (is.null(x) && null_ok) {
+    return(invisible(x))
   }
-  df
+  if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x)) {
+    .abort("{.arg {arg}} must be a single non-empty string, not {.obj_type_friendly {x}}.")
+  }
+  invisible(x)
+}
+
+.check_count <- function(x, arg = deparse(substitute(x)), min = 1, null_ok = FALSE) {
+  if (is.null(x) && null_ok) {
+    return(invisible(x))
+  }
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x != round(x) || x < min) {
+    .abort("{.arg {arg}} must be a whole number >= {min}, not {.obj_type_friendly {x}}.")
+  }
+  invisible(as.integer(x))
+}
+
+.check_number <- function(x, arg = deparse(substitute(x)), min = -Inf, max = Inf,
+                          null_ok = FALSE) {
+  if (is.null(x) && null_ok) {
+    return(invisible(x))
+  }
+  if (!is.numeric(x) || length(x) != 1L || is.na(x) || x < min || x > max) {
+    .abort("{.arg {arg}} must be a number in [{min}, {max}], not {.obj_type_friendly {x}}.")
+  }
+  invisible(x)
+}
+
+# Named arguments in `...`: each must be one of `known` (R names, with dots, or the same names
+# in Python style); anything else is an error naming it before any work starts.
+.check_dots <- function(dots, known, fn) {
+  if (!length(dots)) {
+    return(invisible(dots))
+  }
+  nms <- names(dots) %||% rep("", length(dots))
+  if (any(!nzchar(nms))) {
+    .abort("Arguments in {.code ...} of {.fn {fn}} must be named.", class = "sclibra_input_error")
+  }
+  canon <- gsub("_", ".", nms, fixed = TRUE)
+  unknown <- nms[!canon %in% gsub("_", ".", known, fixed = TRUE)]
+  if (length(unknown)) {
+    hint <- if (length(known)) {
+      c(i = "Arguments passed on to the core: {.arg {sort(unique(gsub('_', '.', known, fixed = TRUE)))}}.")
+    }
+    .abort(c("{.fn {fn}} has no argument{?s} {.arg {unknown}}.", hint),
+      class = c("sclibra_unknown_argument", "sclibra_input_error"), unknown = unknown
+    )
+  }
+  invisible(dots)
 }

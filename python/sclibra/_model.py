@@ -25,6 +25,15 @@ from ._data import (
 )
 from ._errors import NotTrainedError, SclibraError, format_names
 from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
+from ._recipe import (
+    FIT_KEYS,
+    LOSSES,
+    EnsembleNet,
+    choose_loss,
+    resolve_preset,
+    split_by_batch,
+    target_is_binary,
+)
 from ._settings import logger, resolve_device, settings
 from ._train import apply_module, train_module, use_sparse_path
 
@@ -112,30 +121,63 @@ class LIBRA:
 
     def __init__(
         self,
-        n_layers: int = 2,
-        n_nodes: int = 512,
-        alpha: float = 0.3,
-        dropout: float = 0.2,
-        latent_dim: int = 10,
-        output_activation: str = "auto",
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
+        n_layers: int | None = None,
+        n_nodes: int | None = None,
+        alpha: float | None = None,
+        dropout: float | None = None,
+        latent_dim: int | None = None,
+        output_activation: str | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
         seed: int | None = None,
         device=None,
+        *,
+        preset: str = "default",
+        n_models: int | None = None,
+        loss: str | None = None,
+        weight_decay: float | None = None,
     ):
-        self.n_layers = _check_int("n_layers", n_layers, 0)
-        self.n_nodes = _check_int("n_nodes", n_nodes)
-        self.alpha = _check_float("alpha", alpha, 0.0, 1.0)
-        self.dropout = _check_float("dropout", dropout, 0.0, 1.0, hi_open=True)
-        self.latent_dim = _check_int("latent_dim", latent_dim)
+        given = {
+            "n_layers": n_layers,
+            "n_nodes": n_nodes,
+            "alpha": alpha,
+            "dropout": dropout,
+            "latent_dim": latent_dim,
+            "output_activation": output_activation,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "n_models": n_models,
+            "loss": loss,
+            "weight_decay": weight_decay,
+        }
+        values = resolve_preset(preset)
+        values.update({k: v for k, v in given.items() if v is not None})
+        self.preset = preset
+        #: fit() schedule defaults of the preset (explicit fit() arguments win)
+        self.fit_defaults = {k: values[k] for k in FIT_KEYS}
+        self.n_layers = _check_int("n_layers", values["n_layers"], 0)
+        self.n_nodes = _check_int("n_nodes", values["n_nodes"])
+        self.alpha = _check_float("alpha", values["alpha"], 0.0, 1.0)
+        self.dropout = _check_float("dropout", values["dropout"], 0.0, 1.0, hi_open=True)
+        self.latent_dim = _check_int("latent_dim", values["latent_dim"])
+        output_activation = values["output_activation"]
         if output_activation not in (*OUTPUT_ACTIVATIONS, "auto"):
             raise SclibraError(
                 f"output_activation must be one of 'auto', {', '.join(map(repr, OUTPUT_ACTIVATIONS))}; "
                 f"got {output_activation!r}"
             )
         self.output_activation = output_activation
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.learning_rate = _check_float("learning_rate", learning_rate, 0.0, 10.0, lo_open=True)
+        self.batch_size = _check_int("batch_size", values["batch_size"])
+        self.learning_rate = _check_float(
+            "learning_rate", values["learning_rate"], 0.0, 10.0, lo_open=True
+        )
+        self.n_models = _check_int("n_models", values["n_models"])
+        if values["loss"] not in LOSSES:
+            raise SclibraError(
+                f"loss must be one of {', '.join(map(repr, LOSSES))}; got {values['loss']!r}"
+            )
+        self.loss = values["loss"]
+        self.weight_decay = _check_float("weight_decay", values["weight_decay"], 0.0, 10.0)
         if seed is not None:
             seed = _check_int("seed", seed, 0)
         self.seed = seed
@@ -152,6 +194,7 @@ class LIBRA:
         self.n_epochs_: int = 0
         self.stopped_by_: str | None = None
         self.output_activation_: str | None = None
+        self.loss_: str | None = None
         self.names_: tuple[str, str] = ("A", "B")
         self._seed_used: int | None = None
 
@@ -160,6 +203,12 @@ class LIBRA:
     def is_trained(self) -> bool:
         """Whether the model has been fitted or loaded."""
         return self.module is not None
+
+    @property
+    def latent_width_(self) -> int:
+        """Columns of the latent space: ``latent_dim`` per ensemble member (concatenated)."""
+        members = getattr(self.module, "members", None)
+        return self.latent_dim * (len(members) if members is not None else 1)
 
     @property
     def config(self) -> dict:
@@ -174,6 +223,10 @@ class LIBRA:
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "seed": self.seed,
+            "preset": self.preset,
+            "n_models": self.n_models,
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
         }
 
     def __repr__(self) -> str:
@@ -231,12 +284,13 @@ class LIBRA:
         obsm_a: str | None = None,
         obsm_b: str | None = None,
         train=None,
-        validation_split: float = 0.1,
-        max_epochs: int = 1500,
-        early_stopping_patience: int = 20,
-        lr_patience: int = 15,
-        lr_factor: float = 0.1,
-        min_lr: float = 1e-5,
+        validation_split: float | None = None,
+        max_epochs: int | None = None,
+        early_stopping_patience: int | None = None,
+        lr_patience: int | None = None,
+        lr_factor: float | None = None,
+        min_lr: float | None = None,
+        batch_key: str | None = None,
         n_top_genes: int | None = None,
         n_top_genes_b: int | None = None,
         progress: bool | None = None,
@@ -261,6 +315,12 @@ class LIBRA:
         max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
             Schedule: stop after ``early_stopping_patience`` epochs without improvement;
             multiply the learning rate by ``lr_factor`` after ``lr_patience`` such epochs.
+            ``None`` (every schedule argument): the value of the model's ``preset``.
+        batch_key
+            An ``obs`` column naming each cell's batch or donor: the validation cells are then
+            whole batches (about ``validation_split`` of the cells), so early stopping measures
+            what prediction on a new donor needs. With a single training batch the split is
+            random (with a warning).
         n_top_genes, n_top_genes_b
             Keep only this many highly variable features of A (resp. B), chosen by scanpy on the
             training cells (the paper used 2000 genes for RNA).
@@ -274,6 +334,14 @@ class LIBRA:
         -------
         The fitted model (``self``).
         """
+        fd = self.fit_defaults
+        validation_split = fd["validation_split"] if validation_split is None else validation_split
+        max_epochs = fd["max_epochs"] if max_epochs is None else max_epochs
+        if early_stopping_patience is None:
+            early_stopping_patience = fd["early_stopping_patience"]
+        lr_patience = fd["lr_patience"] if lr_patience is None else lr_patience
+        lr_factor = fd["lr_factor"] if lr_factor is None else lr_factor
+        min_lr = fd["min_lr"] if min_lr is None else min_lr
         _check_int("max_epochs", max_epochs)
         _check_int("early_stopping_patience", early_stopping_patience, 0)
         _check_int("lr_patience", lr_patience, 0)
@@ -295,83 +363,125 @@ class LIBRA:
         if len(cells) == 0:
             raise SclibraError(f"train={train!r} selects no cells")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
+        batches = None
+        if batch_key is not None:
+            batches = _batch_labels(batch_key, ma, mb)
         if n_top_genes is not None:
             ma = _select_hvg(ma, n_top_genes)
         if n_top_genes_b is not None:
             mb = _select_hvg(mb, n_top_genes_b)
         validate(ma, role="input")
         stats_b = validate(mb, role="output")
-        out_act = self._resolve_output_activation(stats_b.min, mb.name)
+        loss = choose_loss(
+            self.loss, target_is_binary(mb) if self.loss != "mse" else False, mb.name
+        )
+        if loss == "bce":
+            out_act = "sigmoid"
+        else:
+            out_act = self._resolve_output_activation(stats_b.min, mb.name)
 
         seed = self.seed if self.seed is not None else settings.seed
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         self._seed_used = int(seed)
         n = ma.n_obs
-        train_idx, val_idx = _split_validation(n, validation_split, seed)
+        split = None
+        if batches is not None:
+            split = split_by_batch(batches, validation_split, seed)
+            if split is None and validation_split > 0:
+                logger.warning(
+                    "batch_key=%r: the training cells hold a single batch; the validation "
+                    "cells are a random %.0f %% of them instead of whole batches",
+                    batch_key,
+                    100 * validation_split,
+                )
+        train_idx, val_idx = (
+            split if split is not None else _split_validation(n, validation_split, seed)
+        )
         n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
         device = self._device()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = LIBRANet(
-                ma.n_vars,
-                mb.n_vars,
-                self.n_layers,
-                self.n_nodes,
-                self.alpha,
-                self.dropout,
-                self.latent_dim,
-                out_act,
-            )
-            module.decoder.init_output_bias(stats_b.mean)
         logger.info(
-            "training LIBRA %s (%d features) -> %s (%d features) on %d cells (%d for validation)%s",
+            "training LIBRA %s (%d features) -> %s (%d features) on %d cells (%d for validation)"
+            ", %s loss%s%s",
             ma.name,
             ma.n_vars,
             mb.name,
             mb.n_vars,
             n - n_val,
             n_val,
+            loss.upper(),
+            f", {self.n_models} models" if self.n_models > 1 else "",
             " [sparse input]" if use_sparse_path(ma, device) else "",
         )
-        self.module = module
         on_epoch = None
         if callback is not None:
 
             def on_epoch(epoch, tl, vl):
                 return bool(callback(self, epoch, tl, vl))
 
-        try:
-            result = train_module(
-                module,
-                ma,
-                mb,
-                train_idx,
-                val_idx,
-                batch_size=batch_size,
-                learning_rate=self.learning_rate,
-                max_epochs=max_epochs,
-                early_stopping_patience=early_stopping_patience,
-                lr_patience=lr_patience,
-                lr_factor=lr_factor,
-                min_lr=min_lr,
-                seed=seed,
-                device=device,
-                progress=settings.progress if progress is None else progress,
-                desc="LIBRA",
-                on_epoch=on_epoch,
+        members, results = [], []
+        for k in range(self.n_models):
+            member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(member_seed)
+                module = LIBRANet(
+                    ma.n_vars,
+                    mb.n_vars,
+                    self.n_layers,
+                    self.n_nodes,
+                    self.alpha,
+                    self.dropout,
+                    self.latent_dim,
+                    out_act,
+                )
+                module.decoder.init_output_bias(stats_b.mean)
+            self.module = module
+            try:
+                result = train_module(
+                    module,
+                    ma,
+                    mb,
+                    train_idx,
+                    val_idx,
+                    batch_size=batch_size,
+                    learning_rate=self.learning_rate,
+                    max_epochs=max_epochs,
+                    early_stopping_patience=early_stopping_patience,
+                    lr_patience=lr_patience,
+                    lr_factor=lr_factor,
+                    min_lr=min_lr,
+                    seed=member_seed,
+                    device=device,
+                    progress=settings.progress if progress is None else progress,
+                    desc="LIBRA" if self.n_models == 1 else f"LIBRA {k + 1}/{self.n_models}",
+                    on_epoch=on_epoch,
+                    loss=loss,
+                    weight_decay=self.weight_decay,
+                )
+            except Exception:
+                self.module = None
+                raise
+            members.append(module)
+            results.append(result)
+            if result.stopped_by == "callback":
+                break
+        self.module = members[0] if len(members) == 1 else EnsembleNet(members)
+        if len(results) == 1:
+            result = results[0]
+            history = result.history
+        else:
+            history = pd.concat(
+                [r.history.assign(member=i) for i, r in enumerate(results)], ignore_index=True
             )
-        except Exception:
-            self.module = None
-            raise
+        self.loss_ = loss
         self.output_activation_ = out_act
         self.features_a, self.features_b = pd.Index(ma.features), pd.Index(mb.features)
         self.names_ = (ma.name, mb.name)
-        self.history = result.history
-        self.n_epochs_ = result.n_epochs
-        self.best_val_loss_ = result.best_loss
-        self.stopped_by_ = result.stopped_by
+        self.history = history
+        self.n_epochs_ = int(sum(r.n_epochs for r in results))
+        self.best_val_loss_ = float(np.mean([r.best_loss for r in results]))
+        self.stopped_by_ = results[-1].stopped_by
         self.train_cells_ = pd.Index(ma.cells[train_idx])
         self.val_cells_ = pd.Index(ma.cells[val_idx])
         self.b_encoder = None
@@ -421,7 +531,7 @@ class LIBRA:
         """
         self._check_trained()
         m = self._input_matrix(a, layer, obsm, mod, fill_missing)
-        return self._apply(self.module.encode, m, batch_size, self.latent_dim)
+        return self._apply(self.module.encode, m, batch_size, self.latent_width_)
 
     def _apply(self, fn, m: Matrix, batch_size, width) -> np.ndarray:
         device = self._device()
@@ -470,7 +580,7 @@ class LIBRA:
                 pred.append(self.module.decode(z).cpu().numpy())
         X = np.concatenate(pred) if pred else np.zeros((0, len(self.features_b)), np.float32)
         _check_finite_output(X, m)
-        Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_dim), np.float32)
+        Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_width_), np.float32)
         obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
         if m.obs is not None:
             obs = m.obs.reindex(m.cells).copy()
@@ -541,13 +651,18 @@ class LIBRA:
             cells = resolve_cells(train, ma, what="train")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         validate(mb, role="input")
-        target = self._apply(self.module.encode, ma, None, self.latent_dim)
+        target = self._apply(self.module.encode, ma, None, self.latent_width_)
         seed = self._seed_used if self._seed_used is not None else (settings.seed or 0)
         train_idx, val_idx = _split_validation(mb.n_obs, validation_split, seed + 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             net = LatentNet(
-                mb.n_vars, self.n_layers, self.n_nodes, self.alpha, self.dropout, self.latent_dim
+                mb.n_vars,
+                self.n_layers,
+                self.n_nodes,
+                self.alpha,
+                self.dropout,
+                self.latent_width_,
             )
         result = train_module(
             net,
@@ -593,7 +708,7 @@ class LIBRA:
         m = self._input_matrix(
             b, layer, obsm, mod, fill_missing, features=self.features_b, name=self.names_[1]
         )
-        return self._apply(self.b_encoder.forward, m, batch_size, self.latent_dim)
+        return self._apply(self.b_encoder.forward, m, batch_size, self.latent_width_)
 
     # ------------------------------------------------------------------------------------------
     def save(self, path, overwrite: bool = False) -> Path:
@@ -631,6 +746,8 @@ class LIBRA:
                 "stopped_by": self.stopped_by_,
                 "seed_used": self._seed_used,
                 "has_b_encoder": self.b_encoder is not None,
+                "n_members": len(getattr(self.module, "members", [None])),
+                "loss_": self.loss_,
             }
             (tmp / "config.json").write_text(json.dumps(meta, indent=2))
             (tmp / "features.json").write_text(
@@ -708,22 +825,33 @@ class LIBRA:
             raise SclibraError(
                 f"{path}: features.json does not match config.json (feature counts differ)"
             )
-        model = cls(**{**meta["config"], "device": device})
+        # a model saved before presets existed has the 0.1.0 recipe
+        model = cls(**{"preset": "0.1.0", **meta["config"], "device": device})
         out_act = meta.get("output_activation_") or "relu"
-        module = LIBRANet(
-            len(fa),
-            len(fb),
-            model.n_layers,
-            model.n_nodes,
-            model.alpha,
-            model.dropout,
-            model.latent_dim,
-            out_act,
-        )
+        members = [
+            LIBRANet(
+                len(fa),
+                len(fb),
+                model.n_layers,
+                model.n_nodes,
+                model.alpha,
+                model.dropout,
+                model.latent_dim,
+                out_act,
+            )
+            for _ in range(int(meta.get("n_members", 1)))
+        ]
+        module = members[0] if len(members) == 1 else EnsembleNet(members)
         model.module = _load_state(module, path / "weights.pt")
+        model.loss_ = meta.get("loss_", "mse")
         if meta.get("has_b_encoder") and (path / "b_encoder.pt").is_file():
             net = LatentNet(
-                len(fb), model.n_layers, model.n_nodes, model.alpha, model.dropout, model.latent_dim
+                len(fb),
+                model.n_layers,
+                model.n_nodes,
+                model.alpha,
+                model.dropout,
+                model.latent_width_,
             )
             model.b_encoder = _load_state(net, path / "b_encoder.pt")
             if (path / "b_encoder_history.csv").is_file():
@@ -745,6 +873,26 @@ class LIBRA:
         if adata is not None:
             model._input_matrix(adata, None, None, None, False)
         return model
+
+
+def _batch_labels(batch_key, ma: Matrix, mb: Matrix) -> np.ndarray:
+    """The ``batch_key`` column of the training cells, checked before any work starts."""
+    if not isinstance(batch_key, str):
+        raise SclibraError(f"batch_key must be the name of an obs column, got {batch_key!r}")
+    for m in (ma, mb):
+        if m.obs is not None and batch_key in m.obs.columns:
+            col = m.obs[batch_key].reindex(ma.cells)
+            if col.isna().any():
+                raise SclibraError(
+                    f"batch_key={batch_key!r}: {int(col.isna().sum())} training cells have no batch "
+                    f"({format_names(ma.cells[col.isna().to_numpy()])})"
+                )
+            return col.astype(str).to_numpy()
+    cols = ma.obs.columns if ma.obs is not None else []
+    raise SclibraError(
+        f"batch_key={batch_key!r}: no such obs column in {ma.name} or {mb.name}"
+        + (f"; available: {format_names(list(cols), 8)}" if len(cols) else "")
+    )
 
 
 def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

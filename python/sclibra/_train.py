@@ -75,15 +75,18 @@ def _targets(y, idx, device):
 
 
 @torch.no_grad()
-def evaluate_loss(module, x: Matrix, y, idx, *, batch_size, device, sparse) -> float:
-    """Mean squared error over ``idx`` in eval mode (dropout off)."""
+def evaluate_loss(module, x: Matrix, y, idx, *, batch_size, device, sparse, loss="mse") -> float:
+    """Mean training loss (``loss``, default squared error) over ``idx`` in eval mode."""
+    from ._recipe import loss_function
+
+    loss_fn = loss_function(loss)
     module.eval()
     total, count = 0.0, 0
     for start in range(0, len(idx), batch_size):
         b = idx[start : start + batch_size]
         out = module(to_tensor(x, b, device, sparse))
         tgt = _targets(y, b, device)
-        total += float(torch.sum((out - tgt) ** 2))
+        total += float(loss_fn(out, tgt)) * tgt.numel()
         count += tgt.numel()
     return total / max(count, 1)
 
@@ -119,8 +122,12 @@ def train_module(
     progress: bool,
     desc: str = "training",
     on_epoch: Callable[[int, float, float], bool] | None = None,
+    loss: str = "mse",
+    weight_decay: float = 0.0,
 ) -> TrainResult:
-    """Train ``module`` to map rows of ``x`` to rows of ``y`` with MSE.
+    """Train ``module`` to map rows of ``x`` to rows of ``y`` with ``loss`` (``"mse"``/``"bce"``).
+
+    ``weight_decay > 0`` uses AdamW (decoupled weight decay) instead of Adam.
 
     ``y`` is a :class:`Matrix` (modality B) or an array of targets (latent coordinates).
     Validation loss is monitored when ``val_idx`` is not empty; otherwise training loss is
@@ -130,7 +137,15 @@ def train_module(
 
     sparse = use_sparse_path(x, device)
     module.to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
+    from ._recipe import loss_function
+
+    loss_name, loss_fn = loss, loss_function(loss)
+    if weight_decay > 0:
+        optimizer = torch.optim.AdamW(
+            module.parameters(), lr=learning_rate, weight_decay=weight_decay
+        )
+    else:
+        optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr
     )
@@ -158,7 +173,7 @@ def train_module(
                 xb = to_tensor(x, b, device, sparse)
                 yb = _targets(y, b, device)
                 optimizer.zero_grad(set_to_none=True)
-                loss = torch.mean((module(xb) - yb) ** 2)
+                loss = loss_fn(module(xb), yb)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the training loss became {float(loss)} at epoch {epoch}; try a lower "
@@ -178,6 +193,7 @@ def train_module(
                     batch_size=max(batch_size, 1024),
                     device=device,
                     sparse=sparse,
+                    loss=loss_name,
                 )
                 if len(val_idx)
                 else float("nan")

@@ -385,19 +385,32 @@ class LIBRA:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         self._seed_used = int(seed)
         n = ma.n_obs
-        split = None
-        if batches is not None:
-            split = split_by_batch(batches, validation_split, seed)
-            if split is None and validation_split > 0:
-                logger.warning(
-                    "batch_key=%r: the training cells hold a single batch; the validation "
-                    "cells are a random %.0f %% of them instead of whole batches",
-                    batch_key,
-                    100 * validation_split,
-                )
-        train_idx, val_idx = (
-            split if split is not None else _split_validation(n, validation_split, seed)
-        )
+        if batches is not None and len(np.unique(batches)) < 2 and validation_split > 0:
+            logger.warning(
+                "batch_key=%r: the training cells hold a single batch; the validation "
+                "cells are a random %.0f %% of them instead of whole batches",
+                batch_key,
+                100 * validation_split,
+            )
+
+        def member_split(k):
+            # each ensemble member holds out its own validation cells: the next block of one
+            # seeded permutation (disjoint while n_models * validation_split <= 1), or other
+            # whole batches with batch_key, so together the members learn from every cell
+            if batches is not None:
+                split = split_by_batch(batches, validation_split, seed + 1000 * k)
+                if split is not None:
+                    return split
+            if k == 0:
+                return _split_validation(n, validation_split, seed)
+            n_val = len(_split_validation(n, validation_split, seed)[1])
+            perm = np.random.default_rng(seed).permutation(n)
+            start = (k * n_val) % max(n - n_val + 1, 1)
+            is_val = np.zeros(n, dtype=bool)
+            is_val[perm[start : start + n_val]] = True
+            return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+        train_idx, val_idx = member_split(0)
         n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
         device = self._device()
@@ -420,9 +433,11 @@ class LIBRA:
             def on_epoch(epoch, tl, vl):
                 return bool(callback(self, epoch, tl, vl))
 
-        members, results = [], []
+        members, results, trained = [], [], np.zeros(n, dtype=bool)
         for k in range(self.n_models):
             member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
+            if k > 0:
+                train_idx, val_idx = member_split(k)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(member_seed)
                 module = LIBRANet(
@@ -464,6 +479,7 @@ class LIBRA:
                 raise
             members.append(module)
             results.append(result)
+            trained[train_idx] = True
             if result.stopped_by == "callback":
                 break
         self.module = members[0] if len(members) == 1 else EnsembleNet(members)
@@ -482,8 +498,9 @@ class LIBRA:
         self.n_epochs_ = int(sum(r.n_epochs for r in results))
         self.best_val_loss_ = float(np.mean([r.best_loss for r in results]))
         self.stopped_by_ = results[-1].stopped_by
-        self.train_cells_ = pd.Index(ma.cells[train_idx])
-        self.val_cells_ = pd.Index(ma.cells[val_idx])
+        # training cells: those any member trained on; validation: those none trained on
+        self.train_cells_ = pd.Index(ma.cells[trained])
+        self.val_cells_ = pd.Index(ma.cells[~trained])
         self.b_encoder = None
         self.b_encoder_history = None
         return self

@@ -392,7 +392,9 @@ VARIANTS = {
     "bce": {"preset": "0.1.0", "loss": "auto"},
     "wd": {"preset": "0.1.0", "weight_decay": 0.05},
     "latent32": {"preset": "0.1.0", "latent_dim": 32},
-    "ens5": {"preset": "0.1.0", "n_models": 5},
+    "latent_pca": {"preset": "0.1.0", "latent_pca": 1.0},
+    "ens3": {"preset": "0.1.0", "n_models": 3},
+    "patience10": {"preset": "0.1.0", "_fit": {"early_stopping_patience": 10, "lr_patience": 5}},
     "default": {},
 }
 

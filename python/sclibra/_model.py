@@ -27,9 +27,12 @@ from ._errors import NotTrainedError, SclibraError, format_names
 from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
 from ._recipe import (
     FIT_KEYS,
+    LATENT_PCA_COMPONENTS,
     LOSSES,
     EnsembleNet,
+    LatentPCARegularised,
     choose_loss,
+    input_pc_scores,
     resolve_preset,
     split_by_batch,
     target_is_binary,
@@ -83,6 +86,8 @@ class LIBRA:
     The encoder maps A (e.g. ATAC peaks, RNA) into a small shared latent space (integration);
     the decoder maps that space to B (e.g. RNA, ADT) (cross-modal prediction).
 
+    Every argument left at ``None`` takes the value of ``preset``; explicit arguments win.
+
     Parameters
     ----------
     n_layers
@@ -94,11 +99,12 @@ class LIBRA:
     dropout
         Dropout rate after each block.
     latent_dim
-        Size of the bottleneck, the shared latent space.
+        Size of the bottleneck, the shared latent space (per ensemble member).
     output_activation
         ``"auto"`` (ReLU when the training target is non-negative, linear when it is signed),
-        ``"relu"`` (published), ``"softplus"`` or ``"linear"``. A rectified output is refused
-        for a target with negative values rather than silently clipping it.
+        ``"relu"`` (published), ``"softplus"``, ``"linear"`` or ``"sigmoid"``. A rectified output
+        is refused for a target with negative values rather than silently clipping it. With
+        the BCE loss the output is always a sigmoid.
     batch_size
         Minibatch size. The published 7000 means one step per epoch on most data; 128 trains
         better per second (see ``benchmarks/bench_batch_size.py``).
@@ -109,6 +115,24 @@ class LIBRA:
         uses ``sclibra.settings.seed``.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ... ``None`` uses ``sclibra.settings.device``.
+    preset
+        The recipe the other arguments default to (:data:`sclibra._recipe.PRESETS`):
+        ``"default"`` (the current recipe, see the README's table), ``"published"`` (the paper's
+        model and schedule exactly: batch 7000, ReLU output, MSE, Adam 1e-3, no validation
+        split) or ``"0.1.0"`` (sclibra 0.1.0's defaults).
+    n_models
+        Ensemble size: ``n_models`` networks trained from different seeds, each holding out its
+        own validation cells; predictions are their average and the latent space is their
+        latent spaces side by side (``n_models * latent_dim`` columns).
+    loss
+        ``"auto"`` (binary cross-entropy with a sigmoid output for a 0/1 target such as
+        binarised peaks, mean squared error otherwise), ``"mse"`` or ``"bce"``.
+    weight_decay
+        Decoupled weight decay (AdamW) when > 0.
+    latent_pca
+        Weight of a latent regulariser: during training a linear map of the latent space must
+        also predict the top 50 principal components of the input, so the latent space keeps
+        the input's main structure (clusters) and not only what predicts the target. 0: off.
 
     Examples
     --------
@@ -136,6 +160,7 @@ class LIBRA:
         n_models: int | None = None,
         loss: str | None = None,
         weight_decay: float | None = None,
+        latent_pca: float | None = None,
     ):
         given = {
             "n_layers": n_layers,
@@ -149,6 +174,7 @@ class LIBRA:
             "n_models": n_models,
             "loss": loss,
             "weight_decay": weight_decay,
+            "latent_pca": latent_pca,
         }
         values = resolve_preset(preset)
         values.update({k: v for k, v in given.items() if v is not None})
@@ -178,6 +204,7 @@ class LIBRA:
             )
         self.loss = values["loss"]
         self.weight_decay = _check_float("weight_decay", values["weight_decay"], 0.0, 10.0)
+        self.latent_pca = _check_float("latent_pca", values["latent_pca"], 0.0, 100.0)
         if seed is not None:
             seed = _check_int("seed", seed, 0)
         self.seed = seed
@@ -227,6 +254,7 @@ class LIBRA:
             "n_models": self.n_models,
             "loss": self.loss,
             "weight_decay": self.weight_decay,
+            "latent_pca": self.latent_pca,
         }
 
     def __repr__(self) -> str:
@@ -433,6 +461,9 @@ class LIBRA:
             def on_epoch(epoch, tl, vl):
                 return bool(callback(self, epoch, tl, vl))
 
+        pc_scores = None
+        if self.latent_pca > 0:
+            pc_scores = input_pc_scores(ma, LATENT_PCA_COMPONENTS, seed)
         members, results, trained = [], [], np.zeros(n, dtype=bool)
         for k in range(self.n_models):
             member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
@@ -451,10 +482,13 @@ class LIBRA:
                     out_act,
                 )
                 module.decoder.init_output_bias(stats_b.mean)
+                trained_net = module
+                if pc_scores is not None:
+                    trained_net = LatentPCARegularised(module, pc_scores, self.latent_pca)
             self.module = module
             try:
                 result = train_module(
-                    module,
+                    trained_net,
                     ma,
                     mb,
                     train_idx,

@@ -27,6 +27,7 @@ MODEL_KEYS = (
     "n_models",
     "loss",
     "weight_decay",
+    "latent_pca",
 )
 #: schedule arguments of ``LIBRA.fit()``
 FIT_KEYS = (
@@ -55,6 +56,7 @@ _PUBLISHED = {
     "n_models": 1,
     "loss": "mse",
     "weight_decay": 0.0,
+    "latent_pca": 0.0,
     "validation_split": 0.0,
     "max_epochs": 1500,
     "early_stopping_patience": 20,
@@ -175,3 +177,66 @@ def split_by_batch(batches: np.ndarray, validation_split: float, seed: int):
             break
     is_val = np.isin(batches, val_levels)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+#: principal components of the input the latent space must predict (``latent_pca > 0``)
+LATENT_PCA_COMPONENTS = 50
+#: cells used to fit the input PCA of the latent regulariser (a subsample on large data)
+PCA_MAX_CELLS = 20000
+
+
+def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
+    """Top ``n_pcs`` principal-component scores of every row of ``m`` (float32, rows of ``m``).
+
+    The PCA (implicitly centred for sparse input, never densified) is fitted on at most
+    :data:`PCA_MAX_CELLS` rows and applied block by block. Scores are divided by the standard
+    deviation of the first component, so the regulariser's scale does not depend on the data's.
+    """
+    import scipy.sparse as sp
+
+    from .metrics._utils import pca_scores, pca_transform
+
+    rng = np.random.default_rng(seed)
+    fit_rows = np.sort(rng.permutation(m.n_obs)[:PCA_MAX_CELLS])
+    sample = m.sparse_rows(fit_rows) if m.is_sparse else m.dense_rows(fit_rows)
+    est, _ = pca_scores(sample, n_pcs, seed=seed)
+    blocks = []
+    for start in range(0, m.n_obs, 4096):
+        idx = np.arange(start, min(start + 4096, m.n_obs))
+        x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
+        blocks.append(pca_transform(est, x if sp.issparse(x) else np.asarray(x)))
+    scores = np.concatenate(blocks).astype(np.float32)
+    return scores / max(float(scores[:, 0].std()), 1e-8)
+
+
+class LatentPCARegularised(nn.Module):
+    """Training wrapper: a LIBRA network whose latent space must also predict the input's PCs.
+
+    ``auxiliary_loss(rows)`` is ``weight`` x the MSE of a linear map of the latent coordinates of
+    the last training minibatch to the precomputed PC scores of those rows. The wrapper exists
+    only during training; the fitted network (``.net``) is what the model keeps.
+    """
+
+    def __init__(self, net: nn.Module, scores: np.ndarray, weight: float):
+        super().__init__()
+        self.net = net
+        self.head = nn.Linear(net.encoder.net[-1].out_features, scores.shape[1])
+        self.register_buffer("scores", torch.from_numpy(scores), persistent=False)
+        self.weight = float(weight)
+        self._z = None
+
+    def encode(self, x):  # noqa: D102
+        return self.net.encode(x)
+
+    def decode(self, z):  # noqa: D102
+        return self.net.decode(z)
+
+    def forward(self, x):  # noqa: D102
+        z = self.net.encode(x)
+        self._z = z if self.training else None
+        return self.net.decode(z)
+
+    def auxiliary_loss(self, rows) -> torch.Tensor:
+        """Weighted MSE of the latent's linear prediction of the rows' PC scores."""
+        idx = torch.as_tensor(np.asarray(rows), device=self.scores.device)
+        return self.weight * torch.mean((self.head(self._z) - self.scores[idx]) ** 2)

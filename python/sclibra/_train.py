@@ -174,6 +174,8 @@ def train_module(
                 yb = _targets(y, b, device)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(module(xb), yb)
+                if hasattr(module, "auxiliary_loss"):  # e.g. the latent PCA regulariser
+                    loss = loss + module.auxiliary_loss(b)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the training loss became {float(loss)} at epoch {epoch}; try a lower "

@@ -120,6 +120,7 @@ benchmarks: $(STAMPS)/env
 	$(PY) benchmarks/bench_accuracy.py
 	$(PY) benchmarks/bench_batch_size.py
 	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/bench_peers.py
 
 clean:
 	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output

@@ -395,6 +395,8 @@ VARIANTS = {
     "latent_pca": {"preset": "0.1.0", "latent_pca": 1.0},
     "ens3": {"preset": "0.1.0", "n_models": 3},
     "patience10": {"preset": "0.1.0", "_fit": {"early_stopping_patience": 10, "lr_patience": 5}},
+    "start_at_mean": {"preset": "0.1.0", "start_at_mean": True},
+    "bce_start_at_mean": {"preset": "0.1.0", "loss": "auto", "start_at_mean": True},
     "default": {},
 }
 
@@ -410,7 +412,9 @@ def ablation(args) -> None:
         row = [v, f"`{json.dumps(VARIANTS[v])}`"]
         for s, a, b in dirs:
             key = f"{s} {a}->{b}"
-            runs = [run_sclibra(s, a, b, seed, VARIANTS[v], {}, f"abl_{v}") for seed in args.seeds]
+            kw = dict(VARIANTS[v])
+            fit_kw = kw.pop("_fit", {})
+            runs = [run_sclibra(s, a, b, seed, kw, fit_kw, f"abl_{v}") for seed in args.seeds]
             raw.setdefault(v, {})[key] = runs
             rm = [r["rmse"] for r in runs]
             cell = _fmt(rm)

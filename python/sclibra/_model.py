@@ -133,6 +133,10 @@ class LIBRA:
         Weight of a latent regulariser: during training a linear map of the latent space must
         also predict the top 50 principal components of the input, so the latent space keeps
         the input's main structure (clusters) and not only what predicts the target. 0: off.
+    start_at_mean
+        Start training from the mean baseline: the output layer's weights start at zero and
+        its bias at the per-feature training mean (peak popularity for ATAC), so the network
+        only moves away from the mean where that lowers the validation loss.
 
     Examples
     --------
@@ -161,6 +165,7 @@ class LIBRA:
         loss: str | None = None,
         weight_decay: float | None = None,
         latent_pca: float | None = None,
+        start_at_mean: bool | None = None,
     ):
         given = {
             "n_layers": n_layers,
@@ -175,6 +180,7 @@ class LIBRA:
             "loss": loss,
             "weight_decay": weight_decay,
             "latent_pca": latent_pca,
+            "start_at_mean": start_at_mean,
         }
         values = resolve_preset(preset)
         values.update({k: v for k, v in given.items() if v is not None})
@@ -205,6 +211,11 @@ class LIBRA:
         self.loss = values["loss"]
         self.weight_decay = _check_float("weight_decay", values["weight_decay"], 0.0, 10.0)
         self.latent_pca = _check_float("latent_pca", values["latent_pca"], 0.0, 100.0)
+        if not isinstance(values["start_at_mean"], (bool, np.bool_)):
+            raise SclibraError(
+                f"start_at_mean must be True or False, got {values['start_at_mean']!r}"
+            )
+        self.start_at_mean = bool(values["start_at_mean"])
         if seed is not None:
             seed = _check_int("seed", seed, 0)
         self.seed = seed
@@ -255,6 +266,7 @@ class LIBRA:
             "loss": self.loss,
             "weight_decay": self.weight_decay,
             "latent_pca": self.latent_pca,
+            "start_at_mean": self.start_at_mean,
         }
 
     def __repr__(self) -> str:
@@ -482,6 +494,8 @@ class LIBRA:
                     out_act,
                 )
                 module.decoder.init_output_bias(stats_b.mean)
+                if self.start_at_mean:  # the untrained network predicts the training mean
+                    torch.nn.init.zeros_(module.decoder.net[-1].weight)
                 trained_net = module
                 if pc_scores is not None:
                     trained_net = LatentPCARegularised(module, pc_scores, self.latent_pca)

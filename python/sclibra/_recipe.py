@@ -28,6 +28,7 @@ MODEL_KEYS = (
     "loss",
     "weight_decay",
     "latent_pca",
+    "start_at_mean",
 )
 #: schedule arguments of ``LIBRA.fit()``
 FIT_KEYS = (
@@ -57,6 +58,7 @@ _PUBLISHED = {
     "loss": "mse",
     "weight_decay": 0.0,
     "latent_pca": 0.0,
+    "start_at_mean": False,
     "validation_split": 0.0,
     "max_epochs": 1500,
     "early_stopping_patience": 20,

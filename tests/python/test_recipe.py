@@ -159,3 +159,20 @@ def test_presets_are_complete():
     for name, values in PRESETS.items():
         m = sclibra.LIBRA(preset=name)
         assert set(values) == set(m.config) - {"seed", "preset"} | set(m.fit_defaults)
+
+
+def test_latent_pca_regulariser_trains_and_leaves_a_plain_network(tmp_path, cite):
+    from sclibra._data import as_matrix
+    from sclibra._module import LIBRANet
+    from sclibra._recipe import input_pc_scores
+
+    rna, adt = cite
+    scores = input_pc_scores(as_matrix(rna, name="RNA"), 50, 0)
+    assert scores.shape == (rna.n_obs, 50) and abs(scores[:, 0].std() - 1) < 1e-4
+    m = sclibra.LIBRA(**FAST, latent_pca=1.0).fit(rna, adt, train="is_train", max_epochs=3)
+    assert type(m.module) is LIBRANet  # the PCA head was only used in training
+    off = sclibra.LIBRA(**FAST, latent_pca=0.0).fit(rna, adt, train="is_train", max_epochs=3)
+    assert not np.allclose(m.get_latent(rna), off.get_latent(rna))
+    back = sclibra.LIBRA.load(m.save(tmp_path / "m"))
+    assert back.latent_pca == 1.0
+    np.testing.assert_allclose(back.get_latent(rna), m.get_latent(rna), rtol=1e-5, atol=1e-6)

@@ -136,6 +136,7 @@ benchmarks: $(STAMPS)/env r-install
 	$(PY) benchmarks/bench_r_path.py
 	$(PY) benchmarks/bench_speed.py
 	$(PY) benchmarks/bench_keras.py
+	$(PY) benchmarks/bench_peers.py
 
 clean:
 	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output inst/core

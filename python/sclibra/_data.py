@@ -614,13 +614,21 @@ def select_cells(spec, cells, *, obs=(), all_cells=None, what: str = "train") ->
 DIVERGENCE_FACTOR = 10.0
 
 
-def check_not_diverged(best_loss: float, stats: MatrixStats, name: str, monitor: str) -> None:
+def check_not_diverged(
+    best_loss: float, stats: MatrixStats, name: str, monitor: str, loss: str = "mse"
+) -> None:
     """Raise :class:`SclibraError` when training ended far above the mean baseline's error.
 
     ``stats`` are the output's training statistics (:func:`validate`): the mean baseline's MSE
-    is the mean per-feature variance.
+    is the mean per-feature variance; its binary cross-entropy (``loss="bce"``, binary targets)
+    the mean per-feature entropy of the feature's frequency.
     """
-    baseline = float(np.mean(stats.var)) if len(stats.var) else 0.0
+    if loss == "bce":
+        p = np.clip(np.asarray(stats.mean, dtype=np.float64), 1e-6, 1 - 1e-6)
+        entropy = -(p * np.log(p) + (1 - p) * np.log1p(-p))
+        baseline = float(np.mean(entropy)) if len(p) else 0.0
+    else:
+        baseline = float(np.mean(stats.var)) if len(stats.var) else 0.0
     if np.isfinite(best_loss) and (baseline <= 0 or best_loss <= DIVERGENCE_FACTOR * baseline):
         return
     raise SclibraError(

@@ -23,6 +23,18 @@ from ._data import (
 )
 from ._errors import ModelFileError, NotTrainedError, SclibraError, format_names
 from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
+from ._recipe import (
+    FIT_KEYS,
+    LATENT_PCA_COMPONENTS,
+    LOSSES,
+    EnsembleNet,
+    LatentPCARegularised,
+    choose_loss,
+    input_pc_scores,
+    resolve_preset,
+    split_by_batch,
+    target_is_binary,
+)
 from ._settings import logger, resolve_device, settings
 from ._train import apply_module, train_module, use_sparse_path
 
@@ -71,6 +83,8 @@ class LIBRA:
     The encoder maps A (e.g. ATAC peaks, RNA) into a small shared latent space (integration);
     the decoder maps that space to B (e.g. RNA, ADT) (cross-modal prediction).
 
+    Every argument left at ``None`` takes the value of ``preset``; explicit arguments win.
+
     Parameters
     ----------
     n_layers
@@ -82,11 +96,12 @@ class LIBRA:
     dropout
         Dropout rate after each block.
     latent_dim
-        Size of the bottleneck, the shared latent space.
+        Size of the bottleneck, the shared latent space (per ensemble member).
     output_activation
         ``"auto"`` (ReLU when the training target is non-negative, linear when it is signed),
-        ``"relu"`` (published), ``"softplus"`` or ``"linear"``. A rectified output is refused
-        for a target with negative values rather than silently clipping it.
+        ``"relu"`` (published), ``"softplus"``, ``"linear"`` or ``"sigmoid"``. A rectified output
+        is refused for a target with negative values rather than silently clipping it. With
+        the BCE loss the output is always a sigmoid.
     batch_size
         Minibatch size. The published 7000 means one step per epoch on most data; 128 trains
         better per second (see ``benchmarks/bench_batch_size.py``).
@@ -97,6 +112,28 @@ class LIBRA:
         uses ``sclibra.settings.seed``.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ... ``None`` uses ``sclibra.settings.device``.
+    preset
+        The recipe the other arguments default to (:data:`sclibra._recipe.PRESETS`):
+        ``"default"`` (the current recipe, see the README's table), ``"published"`` (the paper's
+        model and schedule exactly: batch 7000, ReLU output, MSE, Adam 1e-3, no validation
+        split) or ``"0.1.0"`` (sclibra 0.1.0's defaults).
+    n_models
+        Ensemble size: ``n_models`` networks trained from different seeds, each holding out its
+        own validation cells; predictions are their average and the latent space is their
+        latent spaces side by side (``n_models * latent_dim`` columns).
+    loss
+        ``"auto"`` (binary cross-entropy with a sigmoid output for a 0/1 target such as
+        binarised peaks, mean squared error otherwise), ``"mse"`` or ``"bce"``.
+    weight_decay
+        Decoupled weight decay (AdamW) when > 0.
+    latent_pca
+        Weight of a latent regulariser: during training a linear map of the latent space must
+        also predict the top 50 principal components of the input, so the latent space keeps
+        the input's main structure (clusters) and not only what predicts the target. 0: off.
+    start_at_mean
+        Start training from the mean baseline: the output layer's weights start at zero and
+        its bias at the per-feature training mean (peak popularity for ATAC), so the network
+        only moves away from the mean where that lowers the validation loss.
 
     Examples
     --------
@@ -109,30 +146,73 @@ class LIBRA:
 
     def __init__(
         self,
-        n_layers: int = 2,
-        n_nodes: int = 512,
-        alpha: float = 0.3,
-        dropout: float = 0.2,
-        latent_dim: int = 10,
-        output_activation: str = "auto",
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
+        n_layers: int | None = None,
+        n_nodes: int | None = None,
+        alpha: float | None = None,
+        dropout: float | None = None,
+        latent_dim: int | None = None,
+        output_activation: str | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
         seed: int | None = None,
         device=None,
+        *,
+        preset: str = "default",
+        n_models: int | None = None,
+        loss: str | None = None,
+        weight_decay: float | None = None,
+        latent_pca: float | None = None,
+        start_at_mean: bool | None = None,
     ):
-        self.n_layers = _check_int("n_layers", n_layers, 0)
-        self.n_nodes = _check_int("n_nodes", n_nodes)
-        self.alpha = _check_float("alpha", alpha, 0.0, 1.0)
-        self.dropout = _check_float("dropout", dropout, 0.0, 1.0, hi_open=True)
-        self.latent_dim = _check_int("latent_dim", latent_dim)
+        given = {
+            "n_layers": n_layers,
+            "n_nodes": n_nodes,
+            "alpha": alpha,
+            "dropout": dropout,
+            "latent_dim": latent_dim,
+            "output_activation": output_activation,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "n_models": n_models,
+            "loss": loss,
+            "weight_decay": weight_decay,
+            "latent_pca": latent_pca,
+            "start_at_mean": start_at_mean,
+        }
+        values = resolve_preset(preset)
+        values.update({k: v for k, v in given.items() if v is not None})
+        self.preset = preset
+        #: fit() schedule defaults of the preset (explicit fit() arguments win)
+        self.fit_defaults = {k: values[k] for k in FIT_KEYS}
+        self.n_layers = _check_int("n_layers", values["n_layers"], 0)
+        self.n_nodes = _check_int("n_nodes", values["n_nodes"])
+        self.alpha = _check_float("alpha", values["alpha"], 0.0, 1.0)
+        self.dropout = _check_float("dropout", values["dropout"], 0.0, 1.0, hi_open=True)
+        self.latent_dim = _check_int("latent_dim", values["latent_dim"])
+        output_activation = values["output_activation"]
         if output_activation not in (*OUTPUT_ACTIVATIONS, "auto"):
             raise SclibraError(
                 f"output_activation must be one of 'auto', {', '.join(map(repr, OUTPUT_ACTIVATIONS))}; "
                 f"got {output_activation!r}"
             )
         self.output_activation = output_activation
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.learning_rate = _check_float("learning_rate", learning_rate, 0.0, 10.0, lo_open=True)
+        self.batch_size = _check_int("batch_size", values["batch_size"])
+        self.learning_rate = _check_float(
+            "learning_rate", values["learning_rate"], 0.0, 10.0, lo_open=True
+        )
+        self.n_models = _check_int("n_models", values["n_models"])
+        if values["loss"] not in LOSSES:
+            raise SclibraError(
+                f"loss must be one of {', '.join(map(repr, LOSSES))}; got {values['loss']!r}"
+            )
+        self.loss = values["loss"]
+        self.weight_decay = _check_float("weight_decay", values["weight_decay"], 0.0, 10.0)
+        self.latent_pca = _check_float("latent_pca", values["latent_pca"], 0.0, 100.0)
+        if not isinstance(values["start_at_mean"], (bool, np.bool_)):
+            raise SclibraError(
+                f"start_at_mean must be True or False, got {values['start_at_mean']!r}"
+            )
+        self.start_at_mean = bool(values["start_at_mean"])
         if seed is not None:
             seed = _check_int("seed", seed, 0)
         self.seed = seed
@@ -149,6 +229,7 @@ class LIBRA:
         self.n_epochs_: int = 0
         self.stopped_by_: str | None = None
         self.output_activation_: str | None = None
+        self.loss_: str | None = None
         self.names_: tuple[str, str] = ("A", "B")
         self._seed_used: int | None = None
 
@@ -157,6 +238,12 @@ class LIBRA:
     def is_trained(self) -> bool:
         """Whether the model has been fitted or loaded."""
         return self.module is not None
+
+    @property
+    def latent_width_(self) -> int:
+        """Columns of the latent space: ``latent_dim`` per ensemble member (concatenated)."""
+        members = getattr(self.module, "members", None)
+        return self.latent_dim * (len(members) if members is not None else 1)
 
     @property
     def config(self) -> dict:
@@ -171,6 +258,12 @@ class LIBRA:
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "seed": self.seed,
+            "preset": self.preset,
+            "n_models": self.n_models,
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
+            "latent_pca": self.latent_pca,
+            "start_at_mean": self.start_at_mean,
         }
 
     def __repr__(self) -> str:
@@ -228,12 +321,13 @@ class LIBRA:
         obsm_a: str | None = None,
         obsm_b: str | None = None,
         train=None,
-        validation_split: float = 0.1,
-        max_epochs: int = 1500,
-        early_stopping_patience: int = 20,
-        lr_patience: int = 15,
-        lr_factor: float = 0.1,
-        min_lr: float = 1e-5,
+        validation_split: float | None = None,
+        max_epochs: int | None = None,
+        early_stopping_patience: int | None = None,
+        lr_patience: int | None = None,
+        lr_factor: float | None = None,
+        min_lr: float | None = None,
+        batch_key: str | None = None,
         n_top_genes: int | None = None,
         n_top_genes_b: int | None = None,
         progress: bool | None = None,
@@ -259,6 +353,12 @@ class LIBRA:
         max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
             Schedule: stop after ``early_stopping_patience`` epochs without improvement;
             multiply the learning rate by ``lr_factor`` after ``lr_patience`` such epochs.
+            ``None`` (every schedule argument): the value of the model's ``preset``.
+        batch_key
+            An ``obs`` column naming each cell's batch or donor: the validation cells are then
+            whole batches (about ``validation_split`` of the cells), so early stopping measures
+            what prediction on a new donor needs. With a single training batch the split is
+            random (with a warning).
         n_top_genes, n_top_genes_b
             Keep only this many highly variable features of A (resp. B), chosen by scanpy on the
             training cells (the paper used 2000 genes for RNA).
@@ -275,6 +375,14 @@ class LIBRA:
         -------
         The fitted model (``self``).
         """
+        fd = self.fit_defaults
+        validation_split = fd["validation_split"] if validation_split is None else validation_split
+        max_epochs = fd["max_epochs"] if max_epochs is None else max_epochs
+        if early_stopping_patience is None:
+            early_stopping_patience = fd["early_stopping_patience"]
+        lr_patience = fd["lr_patience"] if lr_patience is None else lr_patience
+        lr_factor = fd["lr_factor"] if lr_factor is None else lr_factor
+        min_lr = fd["min_lr"] if min_lr is None else min_lr
         _check_int("max_epochs", max_epochs)
         _check_int("early_stopping_patience", early_stopping_patience, 0)
         _check_int("lr_patience", lr_patience, 0)
@@ -289,91 +397,159 @@ class LIBRA:
         if len(cells) == 0:
             raise SclibraError(f"train={train!r} selects no cells")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
+        batches = None
+        if batch_key is not None:
+            batches = _batch_labels(batch_key, ma, mb)
         if n_top_genes is not None:
             ma = _select_hvg(ma, n_top_genes)
         if n_top_genes_b is not None:
             mb = _select_hvg(mb, n_top_genes_b)
         validate(ma, role="input", allow_counts=allow_counts)
         stats_b = validate(mb, role="output", allow_counts=allow_counts)
-        out_act = self._resolve_output_activation(stats_b.min, mb.name)
+        loss = choose_loss(
+            self.loss, target_is_binary(mb) if self.loss != "mse" else False, mb.name
+        )
+        if loss == "bce":
+            out_act = "sigmoid"
+        else:
+            out_act = self._resolve_output_activation(stats_b.min, mb.name)
 
         seed = self.seed if self.seed is not None else settings.seed
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         self._seed_used = int(seed)
         n = ma.n_obs
-        train_idx, val_idx = _split_validation(n, validation_split, seed)
+        if batches is not None and len(np.unique(batches)) < 2 and validation_split > 0:
+            logger.warning(
+                "batch_key=%r: the training cells hold a single batch; the validation "
+                "cells are a random %.0f %% of them instead of whole batches",
+                batch_key,
+                100 * validation_split,
+            )
+
+        def member_split(k):
+            # each ensemble member holds out its own validation cells: the next block of one
+            # seeded permutation (disjoint while n_models * validation_split <= 1), or other
+            # whole batches with batch_key, so together the members learn from every cell
+            if batches is not None:
+                split = split_by_batch(batches, validation_split, seed + 1000 * k)
+                if split is not None:
+                    return split
+            if k == 0:
+                return _split_validation(n, validation_split, seed)
+            n_val = len(_split_validation(n, validation_split, seed)[1])
+            perm = np.random.default_rng(seed).permutation(n)
+            start = (k * n_val) % max(n - n_val + 1, 1)
+            is_val = np.zeros(n, dtype=bool)
+            is_val[perm[start : start + n_val]] = True
+            return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+        train_idx, val_idx = member_split(0)
         n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
         device = self._device()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = LIBRANet(
-                ma.n_vars,
-                mb.n_vars,
-                self.n_layers,
-                self.n_nodes,
-                self.alpha,
-                self.dropout,
-                self.latent_dim,
-                out_act,
-            )
-            module.decoder.init_output_bias(stats_b.mean)
         logger.info(
-            "training LIBRA %s (%d features) -> %s (%d features) on %d cells (%d for validation)%s",
+            "training LIBRA %s (%d features) -> %s (%d features) on %d cells (%d for validation)"
+            ", %s loss%s%s",
             ma.name,
             ma.n_vars,
             mb.name,
             mb.n_vars,
             n - n_val,
             n_val,
+            loss.upper(),
+            f", {self.n_models} models" if self.n_models > 1 else "",
             " [sparse input]" if use_sparse_path(ma, device) else "",
         )
-        self.module = module
         on_epoch = None
         if callback is not None:
 
             def on_epoch(epoch, tl, vl):
                 return bool(callback(self, epoch, tl, vl))
 
-        try:
-            result = train_module(
-                module,
-                ma,
-                mb,
-                train_idx,
-                val_idx,
-                batch_size=batch_size,
-                learning_rate=self.learning_rate,
-                max_epochs=max_epochs,
-                early_stopping_patience=early_stopping_patience,
-                lr_patience=lr_patience,
-                lr_factor=lr_factor,
-                min_lr=min_lr,
-                seed=seed,
-                device=device,
-                progress=settings.progress if progress is None else progress,
-                desc="LIBRA",
-                on_epoch=on_epoch,
+        pc_scores = None
+        if self.latent_pca > 0:
+            pc_scores = input_pc_scores(ma, LATENT_PCA_COMPONENTS, seed)
+        members, results, trained = [], [], np.zeros(n, dtype=bool)
+        for k in range(self.n_models):
+            member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
+            if k > 0:
+                train_idx, val_idx = member_split(k)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(member_seed)
+                module = LIBRANet(
+                    ma.n_vars,
+                    mb.n_vars,
+                    self.n_layers,
+                    self.n_nodes,
+                    self.alpha,
+                    self.dropout,
+                    self.latent_dim,
+                    out_act,
+                )
+                module.decoder.init_output_bias(stats_b.mean)
+                if self.start_at_mean:  # the untrained network predicts the training mean
+                    torch.nn.init.zeros_(module.decoder.net[-1].weight)
+                trained_net = module
+                if pc_scores is not None:
+                    trained_net = LatentPCARegularised(module, pc_scores, self.latent_pca)
+            self.module = module
+            try:
+                result = train_module(
+                    trained_net,
+                    ma,
+                    mb,
+                    train_idx,
+                    val_idx,
+                    batch_size=batch_size,
+                    learning_rate=self.learning_rate,
+                    max_epochs=max_epochs,
+                    early_stopping_patience=early_stopping_patience,
+                    lr_patience=lr_patience,
+                    lr_factor=lr_factor,
+                    min_lr=min_lr,
+                    seed=member_seed,
+                    device=device,
+                    progress=settings.progress if progress is None else progress,
+                    desc="LIBRA" if self.n_models == 1 else f"LIBRA {k + 1}/{self.n_models}",
+                    on_epoch=on_epoch,
+                    loss=loss,
+                    weight_decay=self.weight_decay,
+                )
+            except Exception:
+                self.module = None
+                raise
+            members.append(module)
+            results.append(result)
+            trained[train_idx] = True
+            if result.stopped_by == "callback":
+                break
+        self.module = members[0] if len(members) == 1 else EnsembleNet(members)
+        if len(results) == 1:
+            result = results[0]
+            history = result.history
+        else:
+            history = pd.concat(
+                [r.history.assign(member=i) for i, r in enumerate(results)], ignore_index=True
             )
-        except Exception:
-            self.module = None
-            raise
         # -- divergence: a loss far above the mean baseline's is an error, not a model --------
         try:
-            check_not_diverged(result.best_loss, stats_b, mb.name, result.monitor)
+            for r in results:
+                check_not_diverged(r.best_loss, stats_b, mb.name, r.monitor, loss)
         except SclibraError:
             self.module = None
             raise
+        self.loss_ = loss
         self.output_activation_ = out_act
         self.features_a, self.features_b = pd.Index(ma.features), pd.Index(mb.features)
         self.names_ = (ma.name, mb.name)
-        self.history = result.history
-        self.n_epochs_ = result.n_epochs
-        self.best_val_loss_ = result.best_loss
-        self.stopped_by_ = result.stopped_by
-        self.train_cells_ = pd.Index(ma.cells[train_idx])
-        self.val_cells_ = pd.Index(ma.cells[val_idx])
+        self.history = history
+        self.n_epochs_ = int(sum(r.n_epochs for r in results))
+        self.best_val_loss_ = float(np.mean([r.best_loss for r in results]))
+        self.stopped_by_ = results[-1].stopped_by
+        # training cells: those any member trained on; validation: those none trained on
+        self.train_cells_ = pd.Index(ma.cells[trained])
+        self.val_cells_ = pd.Index(ma.cells[~trained])
         self.b_encoder = None
         self.b_encoder_history = None
         return self
@@ -421,7 +597,7 @@ class LIBRA:
         """
         self._check_trained()
         m = self._input_matrix(a, layer, obsm, mod, fill_missing)
-        return self._apply(self.module.encode, m, batch_size, self.latent_dim)
+        return self._apply(self.module.encode, m, batch_size, self.latent_width_)
 
     def _apply(self, fn, m: Matrix, batch_size, width) -> np.ndarray:
         device = self._device()
@@ -470,7 +646,7 @@ class LIBRA:
                 pred.append(self.module.decode(z).cpu().numpy())
         X = np.concatenate(pred) if pred else np.zeros((0, len(self.features_b)), np.float32)
         _check_finite_output(X, m, self.module)
-        Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_dim), np.float32)
+        Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_width_), np.float32)
         obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
         if m.obs is not None:
             obs = m.obs.reindex(m.cells).copy()
@@ -541,13 +717,18 @@ class LIBRA:
             cells = select_pair_cells(train, ma, mb, what="train")
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         validate(mb, role="input")
-        target = self._apply(self.module.encode, ma, None, self.latent_dim)
+        target = self._apply(self.module.encode, ma, None, self.latent_width_)
         seed = self._seed_used if self._seed_used is not None else (settings.seed or 0)
         train_idx, val_idx = _split_validation(mb.n_obs, validation_split, seed + 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             net = LatentNet(
-                mb.n_vars, self.n_layers, self.n_nodes, self.alpha, self.dropout, self.latent_dim
+                mb.n_vars,
+                self.n_layers,
+                self.n_nodes,
+                self.alpha,
+                self.dropout,
+                self.latent_width_,
             )
         result = train_module(
             net,
@@ -593,7 +774,7 @@ class LIBRA:
         m = self._input_matrix(
             b, layer, obsm, mod, fill_missing, features=self.features_b, name=self.names_[1]
         )
-        return self._apply(self.b_encoder.forward, m, batch_size, self.latent_dim)
+        return self._apply(self.b_encoder.forward, m, batch_size, self.latent_width_)
 
     # ------------------------------------------------------------------------------------------
     def save(self, path, overwrite: bool = False) -> Path:
@@ -650,7 +831,8 @@ class LIBRA:
         folder = _persist.read(path, known)
         path, meta = folder.path, folder.meta
         try:
-            model = cls(**{**meta["config"], "device": device})
+            # a model saved before presets existed has the 0.1.0 recipe
+            model = cls(**{"preset": "0.1.0", **meta["config"], "device": device})
         except SclibraError as err:
             raise ModelFileError(f"{path / 'config.json'}: {err}") from None
         out_act = meta.get("output_activation_") or "relu"
@@ -660,20 +842,30 @@ class LIBRA:
                 f"{', '.join(OUTPUT_ACTIVATIONS)}; got {out_act!r}"
             )
         fa, fb = folder.features_a, folder.features_b
-        module = LIBRANet(
-            len(fa),
-            len(fb),
-            model.n_layers,
-            model.n_nodes,
-            model.alpha,
-            model.dropout,
-            model.latent_dim,
-            out_act,
-        )
+        members = [
+            LIBRANet(
+                len(fa),
+                len(fb),
+                model.n_layers,
+                model.n_nodes,
+                model.alpha,
+                model.dropout,
+                model.latent_dim,
+                out_act,
+            )
+            for _ in range(int(meta.get("n_members", 1)))
+        ]
+        module = members[0] if len(members) == 1 else EnsembleNet(members)
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
+        model.loss_ = meta.get("loss_", "mse")
         if folder.b_encoder is not None:
             net = LatentNet(
-                len(fb), model.n_layers, model.n_nodes, model.alpha, model.dropout, model.latent_dim
+                len(fb),
+                model.n_layers,
+                model.n_nodes,
+                model.alpha,
+                model.dropout,
+                model.latent_width_,
             )
             model.b_encoder = _persist.load_state(net, folder.b_encoder, path / "b_encoder.pt")
             model.b_encoder_history = folder.b_encoder_history
@@ -690,6 +882,26 @@ class LIBRA:
         if adata is not None:
             model._input_matrix(adata, None, None, None, False)
         return model
+
+
+def _batch_labels(batch_key, ma: Matrix, mb: Matrix) -> np.ndarray:
+    """The ``batch_key`` column of the training cells, checked before any work starts."""
+    if not isinstance(batch_key, str):
+        raise SclibraError(f"batch_key must be the name of an obs column, got {batch_key!r}")
+    for m in (ma, mb):
+        if m.obs is not None and batch_key in m.obs.columns:
+            col = m.obs[batch_key].reindex(ma.cells)
+            if col.isna().any():
+                raise SclibraError(
+                    f"batch_key={batch_key!r}: {int(col.isna().sum())} training cells have no batch "
+                    f"({format_names(ma.cells[col.isna().to_numpy()])})"
+                )
+            return col.astype(str).to_numpy()
+    cols = ma.obs.columns if ma.obs is not None else []
+    raise SclibraError(
+        f"batch_key={batch_key!r}: no such obs column in {ma.name} or {mb.name}"
+        + (f"; available: {format_names(list(cols), 8)}" if len(cols) else "")
+    )
 
 
 def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

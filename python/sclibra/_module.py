@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-OUTPUT_ACTIVATIONS = ("relu", "softplus", "linear")
+OUTPUT_ACTIVATIONS = ("relu", "softplus", "linear", "sigmoid")
 
 
 def layer_widths(n_layers: int, n_nodes: int) -> list[int]:
@@ -160,6 +160,8 @@ class Decoder(nn.Module):
         mean = torch.as_tensor(target_mean, dtype=last.bias.dtype)
         if self.output_activation == "softplus":
             mean = torch.where(mean > 20, mean, torch.log(torch.expm1(mean.clamp_min(1e-4))))
+        elif self.output_activation == "sigmoid":  # start at the logit of the mean (popularity)
+            mean = torch.logit(mean.clamp(1e-4, 1 - 1e-4))
         with torch.no_grad():
             last.bias.copy_(mean)
 
@@ -169,6 +171,8 @@ class Decoder(nn.Module):
             return F.relu(y)
         if self.output_activation == "softplus":
             return F.softplus(y)
+        if self.output_activation == "sigmoid":
+            return torch.sigmoid(y)
         return y
 
 

@@ -58,6 +58,8 @@ META_KEYS = {
     "stopped_by": ((str, type(None)), False),
     "seed_used": ((int, type(None)), False),
     "has_b_encoder": ((bool,), False),
+    "n_members": (_INT, False),
+    "loss_": ((str,), False),
 }
 
 
@@ -93,6 +95,8 @@ def model_files(model) -> dict[str, bytes]:
         "stopped_by": model.stopped_by_,
         "seed_used": model._seed_used,
         "has_b_encoder": model.b_encoder is not None,
+        "n_members": len(getattr(model.module, "members", [None])),
+        "loss_": model.loss_,
     }
     files = {
         "config.json": json.dumps(meta, indent=2, default=_json_default).encode(),

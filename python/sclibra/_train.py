@@ -26,10 +26,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ._data import Matrix
 from ._module import SparseRows
+from ._recipe import loss_function
 from ._settings import logger, training_threads
 
 #: below this density, sparse minibatches go through the sparse first layer instead of being densified
@@ -169,11 +169,14 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None) -> float:
-    """Mean squared error over ``idx`` in eval mode (dropout off).
+def evaluate_loss(
+    module, x, y, idx, *, batch_size, device=None, sparse=None, loss: str = "mse"
+) -> float:
+    """Mean training loss (``loss``: squared error or BCE) over ``idx`` in eval mode.
 
     ``x`` and ``y`` are :class:`RowSource` objects (or a Matrix / target array, wrapped here).
     """
+    loss_fn = loss_function(loss)
     if not isinstance(x, RowSource):
         x = RowSource(x, device, sparse=bool(sparse))
     if not isinstance(y, RowSource):
@@ -183,7 +186,7 @@ def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None) ->
     for start in range(0, len(idx), batch_size):
         b = idx[start : start + batch_size]
         tgt = y(b)
-        total += float(F.mse_loss(module(x(b)), tgt, reduction="sum"))
+        total += float(loss_fn(module(x(b)), tgt)) * tgt.numel()
         count += tgt.numel()
     return total / max(count, 1)
 
@@ -219,8 +222,13 @@ def train_module(
     progress: bool,
     desc: str = "training",
     on_epoch: Callable[[int, float, float], bool] | None = None,
+    loss: str = "mse",
+    weight_decay: float = 0.0,
 ) -> TrainResult:
-    """Train ``module`` to map rows of ``x`` to rows of ``y`` with MSE.
+    """Train ``module`` to map rows of ``x`` to rows of ``y`` with ``loss`` (``"mse"``/``"bce"``).
+
+    ``weight_decay > 0`` uses AdamW (decoupled weight decay) instead of Adam. A module with an
+    ``auxiliary_loss(rows)`` method (e.g. the latent PCA regulariser) adds it to each step's loss.
 
     ``y`` is a :class:`Matrix` (modality B) or an array of targets (latent coordinates).
     Validation loss is monitored when ``val_idx`` is not empty; otherwise training loss is
@@ -249,6 +257,8 @@ def train_module(
             progress=progress,
             desc=desc,
             on_epoch=on_epoch,
+            loss=loss,
+            weight_decay=weight_decay,
         )
 
 
@@ -271,10 +281,16 @@ def _train(
     progress,
     desc,
     on_epoch,
+    loss,
+    weight_decay,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
-    optimizer = make_optimizer(module.parameters(), learning_rate=learning_rate, device=device)
+    loss_name, loss_fn = loss, loss_function(loss)
+    auxiliary = getattr(module, "auxiliary_loss", None)
+    optimizer = make_optimizer(
+        module.parameters(), learning_rate=learning_rate, device=device, weight_decay=weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr
     )
@@ -305,7 +321,9 @@ def _train(
                 xb = xs(b)
                 yb = ys(b)
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.mse_loss(module(xb), yb)
+                loss = loss_fn(module(xb), yb)
+                if auxiliary is not None:
+                    loss = loss + auxiliary(b)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * yb.numel()  # no host sync per step (CUDA)
@@ -317,7 +335,9 @@ def _train(
                     "learning_rate or check the input scale (e.g. log-normalise counts)"
                 )
             val_loss = (
-                evaluate_loss(module, xs, ys, val_idx, batch_size=max(batch_size, 1024))
+                evaluate_loss(
+                    module, xs, ys, val_idx, batch_size=max(batch_size, 1024), loss=loss_name
+                )
                 if len(val_idx)
                 else float("nan")
             )

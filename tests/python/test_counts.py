@@ -67,6 +67,21 @@ def test_divergence_check():
         check_not_diverged(float("inf"), stats, "B", "val_loss")
 
 
+def test_divergence_check_bce_uses_the_entropy_of_rare_features():
+    # rare binary features (1 in 40,000 cells): the mean baseline's BCE is ~12x its MSE, so an
+    # MSE yardstick would call a model that merely matches the peak frequencies diverged
+    x = np.zeros((40000, 3))
+    x[0, :] = 1.0
+    stats = scan(as_matrix(x))
+    p = stats.mean
+    entropy = float(np.mean(-(p * np.log(p) + (1 - p) * np.log1p(-p))))
+    check_not_diverged(entropy, stats, "ATAC", "val_loss", "bce")
+    with pytest.raises(SclibraError, match="training diverged"):
+        check_not_diverged(entropy, stats, "ATAC", "val_loss", "mse")
+    with pytest.raises(SclibraError, match="training diverged"):
+        check_not_diverged(entropy * 100, stats, "ATAC", "val_loss", "bce")
+
+
 def test_a_diverged_fit_keeps_no_model(small_cite, monkeypatch):
     rna, adt = small_cite
 

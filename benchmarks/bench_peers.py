@@ -1,0 +1,534 @@
+"""sclibra against the tools users already run, on the same held-out cells, every direction.
+
+What it measures
+----------------
+Four real paired sets, both directions each (8 directions):
+
+* ``bmmc_cite`` (bundled, RNA <-> ADT) and ``bmmc_multiome`` (bundled, RNA <-> ATAC): train on
+  ``is_train`` (donor s1d1), score the held-out donor s1d2;
+* ``pbmc5k_cite`` (``/work/shared/data``, RNA <-> ADT): its ``is_train`` (random 70/30);
+* ``scicar_a549`` (``/work/shared/data``, RNA <-> ATAC): it has no split, so a seeded random
+  70/30 split is defined here (``numpy.random.default_rng(0).random(n) < 0.7``).
+
+Predictors, all fitted on the training cells only and scored on the held-out cells' normalised
+target (``X``):
+
+``mean``   per-feature training mean (for ATAC targets: peak popularity);
+``knn``    average of the 15 nearest training cells in a 50-component PCA (centred SVD) of A;
+``ridge``  ridge regression on that PCA (``sclibra.metrics.baseline_predictions``);
+``seurat`` Seurat v4 ``FindTransferAnchors`` + ``TransferData`` (``benchmarks/peers/seurat_transfer.R``,
+           run by ``Rscript``; skipped with a note when R/Seurat are missing);
+``sclibra`` ``sclibra.LIBRA()`` defaults (3 seeds, mean ± sd).
+
+Scores: RMSE, mean per-cell and per-feature Pearson; for ATAC targets also per-cell AUROC and
+AUPRC (target > 0 is a positive); for the latent space of held-out cells, Leiden ARI/NMI against
+labels (``cell_type`` in the bmmc sets, ``time_h`` in sci-CAR; pbmc5k has none) of sclibra's
+latent, of a 50-component PCA of the input and of Seurat's projected PCA, each the best over the
+same resolution grid; and fit seconds of every method (one thread each, same run).
+
+Peers do not change when sclibra changes: their scores are cached under ``benchmarks/_work/peers``
+(``--refresh-peers`` recomputes them). ``--variant NAME --model-kwargs JSON`` scores another
+sclibra configuration (used for the ablation, ``bench_peers_ablation``).
+
+Run ``python benchmarks/bench_peers.py`` (results: ``benchmarks/results/bench_peers.{md,json,csv}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import log, markdown_table, parse_args, write_results
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work" / "peers"
+SHARED = Path(os.environ.get("SCLIBRA_SHARED_DATA", HERE.parent.parent.parent / "shared" / "data"))
+if not SHARED.is_dir():
+    SHARED = Path("/work/shared/data")
+SEEDS = (0, 1, 2)
+RESOLUTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0)
+SCICAR_SPLIT_SEED = 0
+
+#: set -> (modality names, label column or None)
+SETS = {
+    "bmmc_cite": (("RNA", "ADT"), "cell_type"),
+    "bmmc_multiome": (("RNA", "ATAC"), "cell_type"),
+    "pbmc5k_cite": (("RNA", "ADT"), None),
+    "scicar_a549": (("RNA", "ATAC"), "time_h"),
+}
+
+
+def directions(sets):
+    for s in sets:
+        (m1, m2), _ = SETS[s]
+        yield s, m1, m2
+        yield s, m2, m1
+
+
+def load_set(name: str):
+    """``{modality: AnnData}`` with the same cells in the same order and ``obs['is_train']``."""
+    import anndata as ad
+
+    import sclibra
+
+    if name == "bmmc_cite":
+        rna, other = sclibra.datasets.bmmc_cite()
+    elif name == "bmmc_multiome":
+        rna, other = sclibra.datasets.bmmc_multiome()
+    else:
+        folder = SHARED / name
+        rna = ad.read_h5ad(folder / "rna.h5ad")
+        other = ad.read_h5ad(folder / ("adt.h5ad" if "cite" in name else "atac.h5ad"))
+    for x in (rna, other):
+        x.var_names_make_unique()
+    other = other[rna.obs_names].copy()
+    if "is_train" not in rna.obs:
+        is_train = np.random.default_rng(SCICAR_SPLIT_SEED).random(rna.n_obs) < 0.7
+        rna.obs["is_train"] = is_train
+    other.obs["is_train"] = rna.obs["is_train"].to_numpy(dtype=bool)
+    names = SETS[name][0]
+    return {names[0]: rna, names[1]: other}
+
+
+def _split(data, a, b):
+    is_train = data[a].obs["is_train"].to_numpy(dtype=bool)
+    A, B = data[a], data[b]
+    return A[is_train], B[is_train], A[~is_train], B[~is_train]
+
+
+def _dense(x) -> np.ndarray:
+    import scipy.sparse as sp
+
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# scores
+def per_cell_auc(pred: np.ndarray, truth, chunk: int = 64) -> tuple[float, float]:
+    """Mean per-cell AUROC and AUPRC of ``pred`` for ``truth > 0`` (cells with both classes)."""
+    from scipy.stats import rankdata
+    from sklearn.metrics import average_precision_score
+
+    truth = _dense(truth) > 0
+    aurocs, auprcs = [], []
+    for start in range(0, pred.shape[0], chunk):
+        p = pred[start : start + chunk].astype(np.float64)
+        t = truth[start : start + chunk]
+        ranks = rankdata(p, axis=1)
+        n_pos = t.sum(axis=1)
+        n_neg = t.shape[1] - n_pos
+        ok = (n_pos > 0) & (n_neg > 0)
+        auc = ((ranks * t).sum(axis=1) - n_pos * (n_pos + 1) / 2) / np.maximum(n_pos * n_neg, 1)
+        aurocs += list(auc[ok])
+        auprcs += [average_precision_score(t[i], p[i]) for i in np.flatnonzero(ok)]
+    return float(np.mean(aurocs)), float(np.mean(auprcs))
+
+
+def prediction_scores(pred: np.ndarray, truth, atac: bool) -> dict:
+    import sclibra
+
+    s = sclibra.metrics.prediction_scores(pred, _dense(truth), spearman=False)
+    out = {
+        "rmse": s["rmse"],
+        "pearson_cell": s["pearson_cell_mean"],
+        "pearson_feature": s["pearson_feature_mean"],
+    }
+    if atac:
+        out["auroc_cell"], out["auprc_cell"] = per_cell_auc(pred, truth)
+    return out
+
+
+def latent_scores(latent: np.ndarray, labels) -> dict:
+    """Best Leiden ARI and NMI over :data:`RESOLUTIONS` (15-NN graph, seed 0)."""
+    import sclibra
+
+    best = {"ari": -1.0, "nmi": -1.0}
+    lab = pd.Series(np.asarray(labels).astype(str))
+    for res in RESOLUTIONS:
+        cl = sclibra.metrics.cluster_latent(
+            np.asarray(latent, dtype=np.float32), n_neighbors=15, resolution=res, seed=0
+        )
+        s = sclibra.metrics.clustering_scores(cl.to_numpy(), lab.to_numpy())
+        best = {k: max(best[k], s[k]) for k in best}
+    return best
+
+
+# ----------------------------------------------------------------------------------------------
+# peers (cached)
+def _export(tmp: Path, a_train, b_train, a_test, n_var: int) -> None:
+    import scipy.io
+    import scipy.sparse as sp
+
+    def w(name, x):
+        m = sp.csr_matrix(x).T.tocoo()
+        scipy.io.mmwrite(str(tmp / name), m, precision=7)
+
+    w("ref_a.mtx", a_train.X)
+    w("query_a.mtx", a_test.X)
+    w("ref_b.mtx", b_train.X)
+    (tmp / "features_a.txt").write_text("\n".join(map(str, a_train.var_names)) + "\n")
+    (tmp / "features_b.txt").write_text("\n".join(map(str, b_train.var_names)) + "\n")
+    (tmp / "ref_cells.txt").write_text("\n".join(map(str, a_train.obs_names)) + "\n")
+    (tmp / "query_cells.txt").write_text("\n".join(map(str, a_test.obs_names)) + "\n")
+    (tmp / "n_var.txt").write_text(f"{n_var}\n")
+
+
+def run_seurat(a_train, b_train, a_test) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Seurat predictions of B (test cells x B features), projected PCA and seconds."""
+    import scipy.io
+
+    if shutil.which("Rscript") is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="seurat_", dir=WORK) as d:
+        tmp = Path(d)
+        _export(tmp, a_train, b_train, a_test, n_var=2000)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        r = subprocess.run(
+            ["Rscript", str(HERE / "peers" / "seurat_transfer.R"), str(tmp)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if r.returncode != 0:
+            log(f"Seurat failed: {r.stderr[-2000:]}")
+            return None
+        pred = scipy.io.mmread(str(tmp / "pred_b.mtx")).toarray().T.astype(np.float32)
+        feats = (tmp / "pred_features.txt").read_text().split()
+        want = [str(f) for f in b_train.var_names]
+        if feats != want:  # Seurat renames "_" to "-"; map back by position when it did
+            if len(feats) != len(want):
+                log("Seurat returned a different number of features")
+                return None
+        emb = pd.read_csv(tmp / "query_pca.csv", index_col=0).to_numpy(dtype=np.float32)
+        seconds = float((tmp / "seconds.txt").read_text())
+    return pred, emb, seconds
+
+
+def peers(set_name: str, a: str, b: str, refresh: bool) -> dict:
+    """Scores of mean/kNN/ridge/Seurat and of the input PCA's latent, cached as JSON."""
+    import sclibra
+    from sclibra.metrics._utils import pca_scores, pca_transform
+
+    cache = WORK / f"{set_name}_{a}_to_{b}.json"
+    if cache.is_file() and not refresh:
+        return json.loads(cache.read_text())
+    data = load_set(set_name)
+    a_train, b_train, a_test, b_test = _split(data, a, b)
+    atac = b == "ATAC"
+    label_key = SETS[set_name][1]
+    out = {"n_train": a_train.n_obs, "n_test": a_test.n_obs, "methods": {}}
+    for method in ("mean", "knn", "ridge"):
+        t0 = time.perf_counter()
+        pred = sclibra.metrics.baseline_predictions(
+            a_train.X, b_train.X, a_test.X, methods=(method,)
+        )[method]
+        secs = time.perf_counter() - t0
+        out["methods"][method] = {**prediction_scores(pred, b_test.X, atac), "seconds": secs}
+        log(f"{set_name} {a}->{b} {method}: {out['methods'][method]}")
+    labels = a_test.obs[label_key].to_numpy() if label_key else None
+    if labels is not None:
+        est, _ = pca_scores(a_train.X, 50, seed=0)
+        out["latent_input_pca50"] = latent_scores(pca_transform(est, a_test.X), labels)
+    res = run_seurat(a_train, b_train, a_test)
+    if res is not None:
+        pred, emb, secs = res
+        out["methods"]["seurat"] = {**prediction_scores(pred, b_test.X, atac), "seconds": secs}
+        if labels is not None:
+            out["latent_seurat_pcaproject"] = latent_scores(emb, labels)
+        log(f"{set_name} {a}->{b} seurat: {out['methods']['seurat']}")
+    WORK.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out, indent=2))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# sclibra
+def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, variant="default"):
+    """Fit ``LIBRA(**model_kwargs)`` on the training cells; scores, latent scores, seconds, epochs."""
+    import sclibra
+
+    cache = WORK / "sclibra" / variant / f"{set_name}_{a}_to_{b}_seed{seed}.json"
+    if cache.is_file() and variant != "default":
+        return json.loads(cache.read_text())
+    data = load_set(set_name)
+    a_train, b_train, a_test, b_test = _split(data, a, b)
+    label_key = SETS[set_name][1]
+    model = sclibra.LIBRA(seed=seed, **(model_kwargs or {}))
+    t0 = time.perf_counter()
+    model.fit(a_train, b_train, progress=False, **(fit_kwargs or {}))
+    secs = time.perf_counter() - t0
+    res = model.predict(a_test)
+    out = {
+        **prediction_scores(np.asarray(res.X, dtype=np.float32), b_test.X, b == "ATAC"),
+        "seconds": secs,
+        "epochs": int(model.n_epochs_),
+        "seed": seed,
+    }
+    if label_key:
+        out["latent"] = latent_scores(res.obsm["X_libra"], a_test.obs[label_key].to_numpy())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out, indent=2))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+def _fmt(vals, digits=3):
+    v = np.asarray(vals, dtype=float)
+    if v.size == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
+    """Markdown report and a long CSV-ready frame from ``results[direction]``."""
+    rows_csv = []
+    head = ["set", "direction", "metric", "sclibra", "mean", "knn", "ridge", "seurat"]
+    md_rows = []
+    for key, r in results.items():
+        set_name, direction = key.split(" ", 1)
+        runs = r["sclibra"]
+        metrics = ["rmse", "pearson_cell", "pearson_feature"]
+        if "auroc_cell" in r["peers"]["methods"]["mean"]:
+            metrics += ["auroc_cell", "auprc_cell"]
+        for m in metrics + ["seconds"]:
+            lower = m in ("rmse", "seconds")
+            peer_vals = {p: v[m] for p, v in r["peers"]["methods"].items()}
+            mine = [x[m] for x in runs]
+            best_peer = (min if lower else max)(peer_vals.values())
+            cells = [set_name, direction, m, _fmt(mine, 2 if m == "seconds" else 3)]
+            for p in ("mean", "knn", "ridge", "seurat"):
+                v = peer_vals.get(p)
+                if v is None:
+                    cells.append("-")
+                else:
+                    s = f"{v:.2f}" if m == "seconds" else f"{v:.3f}"
+                    cells.append(f"**{s}**" if (v == best_peer and m != "seconds") else s)
+            md_rows.append(cells)
+            for p, v in peer_vals.items():
+                rows_csv.append(
+                    {"set": set_name, "direction": direction, "metric": m, "method": p, "value": v}
+                )
+            for x in runs:
+                rows_csv.append(
+                    {
+                        "set": set_name,
+                        "direction": direction,
+                        "metric": m,
+                        "method": f"sclibra_seed{x['seed']}",
+                        "value": x[m],
+                    }
+                )
+    md = markdown_table(head, md_rows)
+
+    # summary vs targets
+    srows = []
+    for key, r in results.items():
+        set_name, direction = key.split(" ", 1)
+        runs = r["sclibra"]
+        pm = r["peers"]["methods"]
+        rm = np.array([x["rmse"] for x in runs])
+        best_name = min(pm, key=lambda p: pm[p]["rmse"])
+        gain = 100 * (1 - rm.mean() / pm[best_name]["rmse"])
+        row = [
+            set_name,
+            direction,
+            _fmt(rm),
+            f"{best_name} {pm[best_name]['rmse']:.3f}",
+            f"{gain:+.1f} %",
+            "yes" if rm.mean() <= pm["mean"]["rmse"] else "NO",
+        ]
+        if "auroc_cell" in pm["mean"]:
+            au = np.array([x["auroc_cell"] for x in runs])
+            row.append(f"{_fmt(au)} vs {pm['mean']['auroc_cell']:.3f}")
+        else:
+            row.append("-")
+        if "latent_input_pca50" in r["peers"]:
+            lat = r["peers"]["latent_input_pca50"]
+            ari = [x["latent"]["ari"] for x in runs]
+            nmi = [x["latent"]["nmi"] for x in runs]
+            sl = r["peers"].get("latent_seurat_pcaproject")
+            row += [
+                f"{_fmt(ari)} / {_fmt(nmi)}",
+                f"{lat['ari']:.3f} / {lat['nmi']:.3f}",
+                f"{sl['ari']:.3f} / {sl['nmi']:.3f}" if sl else "-",
+            ]
+        else:
+            row += ["-", "-", "-"]
+        sec = np.mean([x["seconds"] for x in runs])
+        ep = np.mean([x["epochs"] for x in runs])
+        seu = pm.get("seurat", {}).get("seconds")
+        row += [f"{sec:.1f} s ({ep:.0f} ep)", f"{sec / seu:.2f}" if seu else "-"]
+        srows.append(row)
+    summary = markdown_table(
+        [
+            "set",
+            "direction",
+            "sclibra RMSE",
+            "best peer RMSE",
+            "sclibra vs best peer",
+            "<= mean",
+            "per-cell AUROC sclibra vs mean",
+            "latent ARI / NMI sclibra",
+            "input PCA50",
+            "Seurat pcaproject",
+            "sclibra fit",
+            "fit time / Seurat",
+        ],
+        srows,
+    )
+    return summary, md, pd.DataFrame(rows_csv)
+
+
+#: the ablation: each recipe change of the default, alone and together (variant -> LIBRA kwargs)
+VARIANTS = {
+    "v0.1.0": {"preset": "0.1.0"},
+    "bce": {"preset": "0.1.0", "loss": "auto"},
+    "wd": {"preset": "0.1.0", "weight_decay": 0.05},
+    "latent32": {"preset": "0.1.0", "latent_dim": 32},
+    "latent_pca": {"preset": "0.1.0", "latent_pca": 1.0},
+    "ens3": {"preset": "0.1.0", "n_models": 3},
+    "patience10": {"preset": "0.1.0", "_fit": {"early_stopping_patience": 10, "lr_patience": 5}},
+    "start_at_mean": {"preset": "0.1.0", "start_at_mean": True},
+    "bce_start_at_mean": {"preset": "0.1.0", "loss": "auto", "start_at_mean": True},
+    "default": {},
+}
+
+
+def ablation(args) -> None:
+    """Every variant of :data:`VARIANTS` on every direction (cached per variant and seed)."""
+    names = args.ablation_variants or list(VARIANTS)
+    skip = set(args.skip or [])
+    rows, raw = [], {}
+    dirs = [d for d in directions(args.sets) if f"{d[0]} {d[1]}->{d[2]}" not in skip]
+    peer = {f"{s} {a}->{b}": peers(s, a, b, False) for s, a, b in dirs}
+    for v in names:
+        row = [v, f"`{json.dumps(VARIANTS[v])}`"]
+        for s, a, b in dirs:
+            key = f"{s} {a}->{b}"
+            kw = dict(VARIANTS[v])
+            fit_kw = kw.pop("_fit", {})
+            runs = [run_sclibra(s, a, b, seed, kw, fit_kw, f"abl_{v}") for seed in args.seeds]
+            raw.setdefault(v, {})[key] = runs
+            rm = [r["rmse"] for r in runs]
+            cell = _fmt(rm)
+            if b == "ATAC":
+                cell += f"; AUROC {_fmt([r['auroc_cell'] for r in runs])}"
+            if "latent" in runs[0]:
+                cell += f"; ARI {_fmt([r['latent']['ari'] for r in runs], 2)}"
+            cell += f"; {np.mean([r['seconds'] for r in runs]):.0f} s"
+            row.append(cell)
+            log(f"ablation {v} {key}: {cell}")
+        rows.append(row)
+    best = ["best peer", "-"]
+    for s, a, b in dirs:
+        pm = peer[f"{s} {a}->{b}"]
+        name = min(pm["methods"], key=lambda p: pm["methods"][p]["rmse"])
+        cell = f"{name} {pm['methods'][name]['rmse']:.3f}"
+        if b == "ATAC":
+            cell += f"; mean AUROC {pm['methods']['mean']['auroc_cell']:.3f}"
+        if "latent_input_pca50" in pm:
+            cell += f"; PCA50 ARI {pm['latent_input_pca50']['ari']:.2f}"
+        best.append(cell)
+    rows.append(best)
+    table = markdown_table(["variant", "LIBRA(...)", *[f"{s} {a}->{b}" for s, a, b in dirs]], rows)
+    md = f"""# Ablation of the default recipe
+
+Held-out RMSE (mean ± sd over seeds {list(args.seeds)}), per-cell AUROC for ATAC targets, best
+Leiden ARI of the latent space where the set has labels, and fit seconds, for each recipe change
+alone on top of sclibra 0.1.0 (`preset="0.1.0"`) and for the new default. Same splits and peers
+as `bench_peers.md`.
+
+{table}
+"""
+    args.quick = False
+    write_results("bench_peers_ablation", args, md, {"variants": VARIANTS, "runs": raw})
+
+
+def _extra(parser):
+    parser.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
+    parser.add_argument("--refresh-peers", action="store_true")
+    parser.add_argument("--variant", default="default", help="name of the sclibra configuration")
+    parser.add_argument("--model-kwargs", default="{}", help="JSON of LIBRA(...) arguments")
+    parser.add_argument("--fit-kwargs", default="{}", help="JSON of LIBRA.fit(...) arguments")
+    parser.add_argument("--ablation", action="store_true", help="run the recipe ablation")
+    parser.add_argument("--ablation-variants", nargs="*", help="subset of the variants")
+    parser.add_argument(
+        "--skip", nargs="*", help='directions to leave out, e.g. "scicar_a549 RNA->ATAC"'
+    )
+
+
+def main() -> None:
+    args = parse_args(__doc__, _extra)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    WORK.mkdir(parents=True, exist_ok=True)
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    fit_kwargs = json.loads(args.fit_kwargs)
+    if args.quick:
+        fit_kwargs.setdefault("max_epochs", 20)
+    model_kwargs = json.loads(args.model_kwargs)
+    if args.ablation:
+        ablation(args)
+        return
+    results = {}
+    for set_name, a, b in directions(args.sets):
+        key = f"{set_name} {a}->{b}"
+        p = peers(set_name, a, b, args.refresh_peers)
+        runs = []
+        for seed in seeds:
+            run = run_sclibra(set_name, a, b, seed, model_kwargs, fit_kwargs, args.variant)
+            runs.append(run)
+            log(
+                f"{key} sclibra[{args.variant}] seed {seed}: RMSE {run['rmse']:.4f} "
+                f"(best peer {min(v['rmse'] for v in p['methods'].values()):.4f}), "
+                f"{run['epochs']} epochs, {run['seconds']:.1f} s"
+            )
+        results[key] = {"peers": p, "sclibra": runs}
+    if not seeds:  # --seeds with no value: fill the peer cache only
+        return
+    summary, table, frame = build_tables(results)
+    name = "bench_peers" if args.variant == "default" else f"bench_peers_{args.variant}"
+    md = f"""# sclibra vs peers: held-out prediction and latent clustering
+
+Variant `{args.variant}`: `LIBRA({model_kwargs or ""})`, fit arguments `{fit_kwargs or {}}`, seeds {seeds}.
+Train on the training cells, score held-out cells (bmmc: donor s1d2; pbmc5k: its `is_train`;
+sci-CAR: seeded random 70/30). Peers: per-feature mean, kNN (k=15) and ridge on a 50-PC PCA of
+the input, Seurat v4 FindTransferAnchors + TransferData (PCA of the reference, 30 dims,
+`pcaproject`). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
+of held-out cells vs `cell_type` (bmmc) or `time_h` (sci-CAR). AUROC/AUPRC: per cell, target > 0
+is positive. Seconds: fit (+ predict for the peers) wall time, one thread each; load average
+recorded below.
+
+## Summary against the targets of issue 11
+
+{summary}
+
+## Every score (sclibra: mean ± sd over seeds; best peer in bold)
+
+{table}
+"""
+    write_results(
+        name,
+        args,
+        md,
+        {
+            "variant": args.variant,
+            "model_kwargs": model_kwargs,
+            "fit_kwargs": fit_kwargs,
+            "seeds": seeds,
+            "results": results,
+        },
+    )
+    stem = f"{name}_quick" if args.quick else name
+    frame.to_csv(args.out / f"{stem}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The training recipe: presets, loss choice, ensembles, batch-aware validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import FAST
+
+import sclibra
+from sclibra._errors import SclibraError
+from sclibra._recipe import PRESETS, EnsembleNet, split_by_batch
+
+#: sclibra 0.1.0's LIBRA() and LIBRA.fit() defaults, written out by hand (not read from PRESETS)
+V010 = {
+    "n_layers": 2,
+    "n_nodes": 512,
+    "alpha": 0.3,
+    "dropout": 0.2,
+    "latent_dim": 10,
+    "output_activation": "auto",
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+}
+V010_FIT = {
+    "validation_split": 0.1,
+    "max_epochs": 1500,
+    "early_stopping_patience": 20,
+    "lr_patience": 15,
+    "lr_factor": 0.1,
+    "min_lr": 1e-5,
+}
+
+
+def test_published_preset_is_the_paper_model():
+    m = sclibra.LIBRA(preset="published")
+    assert {k: m.config[k] for k in V010} == {
+        **V010,
+        "output_activation": "relu",
+        "batch_size": 7000,
+    }
+    assert (m.n_models, m.loss, m.weight_decay) == (1, "mse", 0.0)
+    assert m.fit_defaults == {**V010_FIT, "validation_split": 0.0}
+
+
+def test_010_preset_equals_the_010_defaults_and_explicit_arguments_win():
+    m = sclibra.LIBRA(preset="0.1.0")
+    assert {k: m.config[k] for k in V010} == V010
+    assert m.fit_defaults == V010_FIT
+    assert (m.n_models, m.loss, m.weight_decay) == (1, "mse", 0.0)
+    m = sclibra.LIBRA(preset="published", batch_size=64, n_models=2)
+    assert (m.batch_size, m.n_models, m.n_nodes) == (64, 2, 512)
+
+
+def test_unknown_preset_and_bad_recipe_values():
+    with pytest.raises(SclibraError, match="unknown preset 'paper'"):
+        sclibra.LIBRA(preset="paper")
+    with pytest.raises(SclibraError, match="loss must be one of"):
+        sclibra.LIBRA(loss="poisson")
+    with pytest.raises(SclibraError, match="n_models must be an integer >= 1"):
+        sclibra.LIBRA(n_models=0)
+    with pytest.raises(SclibraError, match="weight_decay"):
+        sclibra.LIBRA(weight_decay=-1)
+
+
+def test_config_is_json_and_rebuilds_the_same_model():
+    m = sclibra.LIBRA(n_models=3, weight_decay=0.01, seed=1)
+    cfg = json.loads(json.dumps(m.config))
+    again = sclibra.LIBRA(**cfg)
+    assert again.config == m.config and again.fit_defaults == m.fit_defaults
+
+
+def test_binary_target_gets_bce_and_sigmoid(multiome):
+    rna, atac = multiome
+    m = sclibra.LIBRA(**FAST).fit(rna, atac, train="is_train", max_epochs=3)
+    assert m.loss_ == "bce" and m.output_activation_ == "sigmoid"
+    pred = m.predict(rna[~rna.obs["is_train"]]).X
+    assert pred.min() > 0 and pred.max() < 1
+    # a non-binary target keeps MSE; asking BCE for it is refused before training
+    m2 = sclibra.LIBRA(**FAST).fit(atac, rna, train="is_train", max_epochs=2)
+    assert m2.loss_ == "mse"
+    with pytest.raises(SclibraError, match="loss='bce' needs a binary target"):
+        sclibra.LIBRA(**FAST, loss="bce").fit(atac, rna, train="is_train", max_epochs=2)
+    # the 0.1.0 recipe stays MSE on binary targets
+    m3 = sclibra.LIBRA(**FAST, preset="0.1.0").fit(rna, atac, train="is_train", max_epochs=2)
+    assert m3.loss_ == "mse"
+
+
+def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
+    rna, adt = cite
+    m = sclibra.LIBRA(**FAST, n_models=3).fit(rna, adt, train="is_train", max_epochs=3)
+    assert isinstance(m.module, EnsembleNet) and len(m.module.members) == 3
+    test = rna[~rna.obs["is_train"]]
+    out = m.predict(test)
+    x = torch.from_numpy(np.asarray(test[:, m.features_a].X.toarray(), dtype=np.float32))
+    with torch.no_grad():
+        members = [mm(x).numpy() for mm in m.module.members]
+        latents = [mm.encode(x).numpy() for mm in m.module.members]
+    np.testing.assert_allclose(out.X, np.mean(members, axis=0), rtol=1e-4, atol=1e-5)
+    # the latent space is the members' latent spaces side by side
+    assert out.obsm["X_libra"].shape == (test.n_obs, 3 * FAST["latent_dim"])
+    np.testing.assert_allclose(out.obsm["X_libra"], np.hstack(latents), rtol=1e-4, atol=1e-5)
+    # members trained with their own validation cells, so every training cell was used
+    assert len(m.train_cells_) == int(rna.obs["is_train"].sum())
+    assert set(m.history["member"]) == {0, 1, 2}
+    path = m.save(tmp_path / "ens")
+    back = sclibra.LIBRA.load(path)
+    assert back.n_models == 3 and isinstance(back.module, EnsembleNet)
+    np.testing.assert_allclose(back.predict(test).X, out.X, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(back.get_latent(test), out.obsm["X_libra"], rtol=1e-5, atol=1e-6)
+
+
+def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite, cite_model):
+    path = cite_model.save(tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    for k in ("preset", "n_models", "loss", "weight_decay"):
+        meta["config"].pop(k)
+    meta.pop("n_members")
+    (path / "config.json").write_text(json.dumps(meta))
+    back = sclibra.LIBRA.load(path)
+    assert back.preset == "0.1.0" and back.n_models == 1
+    rna = cite[0]
+    np.testing.assert_allclose(back.predict(rna).X, cite_model.predict(rna).X, rtol=1e-5)
+
+
+def test_batch_split_holds_out_whole_batches():
+    batches = np.repeat(["d1", "d2", "d3", "d4", "d5"], [30, 20, 25, 15, 10])
+    for seed in range(5):
+        tr, va = split_by_batch(batches, 0.2, seed)
+        assert len(tr) + len(va) == len(batches) and len(va) > 0
+        assert not set(batches[tr]) & set(batches[va])  # no batch on both sides
+        assert set(batches[tr])  # training keeps at least one batch
+    assert split_by_batch(np.array(["a"] * 10), 0.2, 0) is None
+
+
+def test_fit_with_batch_key(cite):
+    rna, adt = cite
+    rna = rna.copy()
+    rng = np.random.default_rng(0)
+    rna.obs["donor"] = pd.Categorical(rng.choice(["a", "b", "c", "d"], rna.n_obs))
+    m = sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="donor", max_epochs=2)
+    donors = rna.obs["donor"].astype(str)
+    assert not set(donors[m.train_cells_]) & set(donors[m.val_cells_])
+    with pytest.raises(SclibraError, match="batch_key='nope': no such obs column"):
+        sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="nope", max_epochs=2)
+
+
+def test_weight_decay_uses_adamw_and_changes_training(cite):
+    rna, adt = cite
+    a = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=2)
+    b = sclibra.LIBRA(**FAST, weight_decay=0.5).fit(rna, adt, train="is_train", max_epochs=2)
+    assert not np.allclose(a.predict(rna).X, b.predict(rna).X)
+
+
+def test_presets_are_complete():
+    for name, values in PRESETS.items():
+        m = sclibra.LIBRA(preset=name)
+        assert set(values) == set(m.config) - {"seed", "preset"} | set(m.fit_defaults)
+
+
+def test_latent_pca_regulariser_trains_and_leaves_a_plain_network(tmp_path, cite):
+    from sclibra._data import as_matrix
+    from sclibra._module import LIBRANet
+    from sclibra._recipe import input_pc_scores
+
+    rna, adt = cite
+    scores = input_pc_scores(as_matrix(rna, name="RNA"), 50, 0)
+    assert scores.shape == (rna.n_obs, 50) and abs(scores[:, 0].std() - 1) < 1e-4
+    m = sclibra.LIBRA(**FAST, latent_pca=1.0).fit(rna, adt, train="is_train", max_epochs=3)
+    assert type(m.module) is LIBRANet  # the PCA head was only used in training
+    off = sclibra.LIBRA(**FAST, latent_pca=0.0).fit(rna, adt, train="is_train", max_epochs=3)
+    assert not np.allclose(m.get_latent(rna), off.get_latent(rna))
+    back = sclibra.LIBRA.load(m.save(tmp_path / "m"))
+    assert back.latent_pca == 1.0
+    np.testing.assert_allclose(back.get_latent(rna), m.get_latent(rna), rtol=1e-5, atol=1e-6)

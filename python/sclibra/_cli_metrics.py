@@ -38,10 +38,10 @@ def _headline(table) -> list[str]:
 
 
 def _metrics(args) -> int:
+    from ._cli_common import apply_common, check_output, read_input
     from ._model import LIBRA
     from ._persist import foreign_entries
     from ._report import evaluate
-    from .cli import apply_common, check_output, read_input
 
     apply_common(args)
     check_output(args.out_dir, args.overwrite, folder=True)
@@ -87,7 +87,7 @@ def _metrics(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra metrics``."""
-    from .cli import add_common_args, add_input_args
+    from ._cli_common import add_common_args, add_input_args
 
     p = sub.add_parser(
         "metrics",

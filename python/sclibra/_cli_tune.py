@@ -43,8 +43,8 @@ def load_grid(spec: str):
 
 
 def _tune(args) -> int:
+    from ._cli_common import apply_common, check_output, read_input
     from ._tune import tune
-    from .cli import apply_common, check_output, read_input
 
     apply_common(args)
     check_output(args.out_dir, args.overwrite, folder=True)
@@ -110,7 +110,7 @@ def _tune(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra tune``."""
-    from .cli import add_common_args, add_input_args
+    from ._cli_common import add_common_args, add_input_args
 
     p = sub.add_parser(
         "tune",

@@ -120,7 +120,7 @@ def _print_summary(out: Path) -> None:
 
 
 def _cmd(args) -> int:
-    from .cli import apply_common, check_output
+    from ._cli_common import apply_common, check_output
 
     apply_common(args)
     check_output(args.out, args.overwrite, folder=True, owned=_foreign, what="demo output")
@@ -131,7 +131,7 @@ def _cmd(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra demo``."""
-    from .cli import add_common_args
+    from ._cli_common import add_common_args
 
     p = sub.add_parser(
         "demo",

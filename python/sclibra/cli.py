@@ -8,111 +8,30 @@ as one line (``error: ...``) with exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-import warnings
-from pathlib import Path
 
-#: modules that contribute sub-commands through a ``register(subparsers)`` function
-_SUBCOMMANDS = ["sclibra.cli", "sclibra._demo", "sclibra._cli_tune", "sclibra._cli_metrics"]
+from . import _cli_metrics, _cli_tune, _demo
+from ._cli_common import (
+    add_common_args,
+    add_input_args,
+    apply_common,
+    check_output,
+    read_input,
+    write_h5ad,
+)
 
-
-# ----------------------------------------------------------------------------------------------
-# shared helpers for sub-commands
-# ----------------------------------------------------------------------------------------------
-def check_output(
-    path, overwrite: bool, *, folder: bool = False, owned=None, what: str = "output"
-) -> Path:
-    """Check an output location before any work: writable, and no clobbering unless asked.
-
-    A file output that exists is refused without ``--overwrite``. A folder output (``folder``)
-    is replaced only when ``owned(path)`` names nothing in it that sclibra did not write.
-    """
-    from ._fs import check_output_location, check_replaceable
-
-    path = Path(path).expanduser()
-    check_output_location(path, overwrite=overwrite, folder=folder)
-    if folder and owned is not None:
-        check_replaceable(path, overwrite=overwrite, owned=owned, what=what, flag="--overwrite")
-    return path
+__all__ = [
+    "main",
+    "build_parser",
+    "add_common_args",
+    "add_input_args",
+    "apply_common",
+    "check_output",
+    "read_input",
+    "write_h5ad",
+]
 
 
-def write_h5ad(adata, path, overwrite: bool = False) -> Path:
-    """Write ``adata`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    from ._fs import atomic_file
-
-    path = check_output(path, overwrite)
-    with atomic_file(path, suffix=".h5ad") as tmp:
-        adata.write_h5ad(tmp)
-    return path
-
-
-def read_input(path, mod=None, backed=False):
-    """Read one modality from a file (a MuData modality with ``mod``).
-
-    Unreadable files (truncated, damaged, non-numeric values) raise one
-    :class:`~sclibra.SclibraError` naming the file.
-    """
-    from ._errors import SclibraError
-    from .io import read
-
-    try:
-        with warnings.catch_warnings():  # the readers' deprecation notes are not for users
-            warnings.simplefilter("ignore", FutureWarning)
-            data = read(path, backed=backed)
-    except SclibraError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if isinstance(err, OSError) and ("truncated" in msg or "signature" in msg):
-            why = "the file is truncated or damaged"
-        elif isinstance(err, ValueError) and "convert" in msg:
-            why = "it holds values that are not numbers"
-        else:
-            why = "it is not in a format sclibra reads"
-        raise SclibraError(f"cannot read {path}: {why} ({msg})") from None
-    if mod is not None:
-        if not hasattr(data, "mod"):
-            raise SclibraError(f"--mod {mod!r} given but {path} is not a MuData (.h5mu)")
-        if mod not in data.mod:
-            raise SclibraError(f"{path}: no modality {mod!r}; available: {', '.join(data.mod)}")
-        return data.mod[mod]
-    if hasattr(data, "mod"):
-        raise SclibraError(f"{path} is a MuData: name the modality with --mod-a/--mod-b/--mod")
-    return data
-
-
-def add_input_args(p, suffix: str, label: str, required: bool = True) -> None:
-    flag = f"-{suffix}" if suffix else ""
-    p.add_argument(
-        f"--input{flag}", required=required, help=f"{label} (h5ad, h5mu, 10x h5/mtx, csv, mtx)"
-    )
-    p.add_argument(f"--mod{flag}", default=None, help=f"modality of {label} in a .h5mu file")
-    p.add_argument(f"--layer{flag}", default=None, help=f"layer of {label} to read instead of X")
-    p.add_argument(f"--obsm{flag}", default=None, help=f"obsm key of {label} to read instead of X")
-
-
-def add_common_args(p) -> None:
-    p.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', 'cuda:N' (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-
-
-def apply_common(args) -> None:
-    from ._settings import settings
-
-    settings.seed = args.seed
-    if args.device:
-        settings.device = args.device
-    if args.quiet:
-        settings.progress = False
-        settings.verbosity = "warning"
-
-
-# ----------------------------------------------------------------------------------------------
-# train / predict / embed
-# ----------------------------------------------------------------------------------------------
 def _train(args) -> int:
     from ._model import LIBRA
     from ._persist import foreign_entries
@@ -269,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sclibra {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for modname in _SUBCOMMANDS:
-        importlib.import_module(modname).register(sub)
+    register(sub)
+    for module in (_demo, _cli_tune, _cli_metrics):
+        module.register(sub)
     return parser
 
 

@@ -119,6 +119,9 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite, cite_mod
     for k in ("preset", "n_models", "loss", "weight_decay"):
         meta["config"].pop(k)
     meta.pop("n_members")
+    meta.pop("loss_")
+    meta["format_version"] = 1  # as sclibra 0.1.0 wrote it: format 1, no manifest
+    (path / "manifest.json").unlink()
     (path / "config.json").write_text(json.dumps(meta))
     back = sclibra.LIBRA.load(path)
     assert back.preset == "0.1.0" and back.n_models == 1

@@ -73,7 +73,7 @@ def run(page: Path, out: Path) -> int:
             try:
                 with contextlib.redirect_stdout(tee):
                     exec(compile(code, f"{page}:{line}", "exec"), namespace)
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure of a block is reported with its place
                 print(
                     f"\nThe tutorial failed in block {i}, {page}:{line}:",
                     file=sys.stderr,

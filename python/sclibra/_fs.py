@@ -76,7 +76,8 @@ def _write_fd(fd: int, data: bytes) -> None:
 
 def write_file(path, data: bytes) -> None:
     """Write ``data`` to file ``path`` and fsync it (not atomic: for files inside a temporary
-    folder of :func:`replace_dir`)."""
+    folder of :func:`replace_dir`).
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _default_mode())
     try:
         _write_fd(fd, data)
@@ -110,7 +111,8 @@ _ACTIVE: set[str] = set()
 
 def _owner_is_dead(info: dict, target: Path | None = None) -> bool:
     """True when ``info`` names a process on this host that no longer runs (or this process,
-    when it is not writing ``target`` any more: an earlier save that failed half-way)."""
+    when it is not writing ``target`` any more: an earlier save that failed half-way).
+    """
     if not isinstance(info, dict) or not info:
         return True  # torn or empty: its writer died while writing it
     if info.get("host") != socket.gethostname():
@@ -283,7 +285,8 @@ def check_replaceable(
     flag: str = "overwrite=True",
 ) -> None:
     """Raise unless folder ``path`` is absent, or may be replaced (``overwrite`` and nothing in it
-    that ``owned`` names as foreign; see :func:`replace_dir`)."""
+    that ``owned`` names as foreign; see :func:`replace_dir`).
+    """
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
         return

@@ -164,7 +164,8 @@ def sparse_to_r(X) -> dict:
 @contextlib.contextmanager
 def _logs_to(callback):
     """Send the ``sclibra`` logger's records to ``callback(level, text)`` (an R function that
-    turns them into R conditions, so that ``suppressMessages()`` works) instead of stderr."""
+    turns them into R conditions, so that ``suppressMessages()`` works) instead of stderr.
+    """
     if callback is None:
         yield
         return
@@ -185,7 +186,8 @@ def call_capturing_warnings(fn, *args, _r_log=None, **kwargs) -> dict:
     """Call ``fn`` and return ``{"result": ..., "warnings": [...]}`` so that R can re-raise the
     core's warnings as R warnings (reticulate would only print them). Deprecation and
     FutureWarnings from libraries are left out: they are not for the user. ``_r_log``: an R
-    callback receiving the core's log records (see :func:`_logs_to`)."""
+    callback receiving the core's log records (see :func:`_logs_to`).
+    """
     with warnings.catch_warnings(record=True) as caught, _logs_to(_r_log):
         warnings.simplefilter("always")
         result = fn(*args, **kwargs)
@@ -203,7 +205,8 @@ def call_capturing_warnings(fn, *args, _r_log=None, **kwargs) -> dict:
 def frame_to_r(df, keep_index: bool | None = None) -> dict:
     """A DataFrame as plain columns for R: numbers as float64 (NaN for missing), booleans
     as bool, anything else as a list of str / None. ``index`` holds the row names when the
-    index is not a default RangeIndex (or ``keep_index`` says so)."""
+    index is not a default RangeIndex (or ``keep_index`` says so).
+    """
     out = {}
     for col in df.columns:
         v = df[col]
@@ -234,7 +237,8 @@ def ppji_for_r(
 ) -> dict:
     """PPJI of ``reference`` labels against ``query`` labels, or against Leiden clusters of
     ``embedding`` (cells x dimensions) when ``query`` is None. ``cells`` names the rows of
-    every input; ``subset`` restricts the comparison to some of them."""
+    every input; ``subset`` restricts the comparison to some of them.
+    """
     from .metrics import cluster_latent, ppji
 
     cells = pd.Index([str(c) for c in cells])

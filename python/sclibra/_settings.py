@@ -116,7 +116,8 @@ def usable_cores() -> int:
 
 def busy_cores() -> float:
     """CPUs kept busy by other processes: the smaller of the 1-minute load average and the
-    number of runnable tasks right now (less this one), 0 where unknown."""
+    number of runnable tasks right now (less this one), 0 where unknown.
+    """
     try:
         with open("/proc/loadavg") as fh:
             fields = fh.read().split()

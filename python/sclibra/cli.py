@@ -179,6 +179,7 @@ def register(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sclibra`` argument parser with every sub-command registered."""
     from . import __version__
 
     parser = argparse.ArgumentParser(

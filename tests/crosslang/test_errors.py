@@ -20,7 +20,8 @@ def _r_error(r, code: str) -> RError:
         r(code)
     err = info.value
     assert "sclibra_error" in err.classes
-    assert "Traceback" not in err.message and 'File "' not in err.message
+    assert "Traceback" not in err.message
+    assert 'File "' not in err.message
     return err
 
 
@@ -67,7 +68,8 @@ def test_no_shared_cells_same_message(r):
     py_msg = str(info.value)
     assert _first_clause(py_msg) == "cells in input and output do not overlap"
     assert _first_clause(err.message) == _first_clause(py_msg)
-    assert "no shared cell names" in err.message and "no shared cell names" in py_msg
+    assert "no shared cell names" in err.message
+    assert "no shared cell names" in py_msg
 
 
 def test_training_error_from_the_core_surfaces(r, cite, r_cite):
@@ -93,7 +95,8 @@ def test_save_refuses_to_overwrite_same_message(r, cite_model, tmp_path):
     cite_model.save(tmp_path / "source")
     err = _r_error(r, f'SaveLIBRA(LoadLIBRA("{tmp_path / "source"}"), "{path}")')
     _assert_surfaces(err, info.value)
-    assert "overwrite = TRUE" in err.message and "overwrite=True" not in err.message
+    assert "overwrite = TRUE" in err.message
+    assert "overwrite=True" not in err.message
     assert (path / "keep.txt").read_text() == "user data"  # nothing was lost
 
 

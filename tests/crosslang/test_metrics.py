@@ -56,7 +56,8 @@ def test_ppji_of_an_embedding_agrees(r, cite, latent):
     assert r.strings("names(res$clusters)") == cells
     assert r.strings("res$clusters") == list(clusters.astype(str))
     r_jac, rows, cols = r.matrix("res$jaccard")
-    assert rows == [str(v) for v in jac.index] and cols == [str(v) for v in jac.columns]
+    assert rows == [str(v) for v in jac.index]
+    assert cols == [str(v) for v in jac.columns]
     np.testing.assert_allclose(r_jac, jac.to_numpy(dtype=float), atol=1e-12)
     # R's defaults are the core's defaults (k = 10, resolution 1, seed 0)
     assert r.scalar("PPJI(emb, reference = ref)") == pytest.approx(value, abs=1e-12)

@@ -100,5 +100,6 @@ def test_model_survives_saverds_in_a_seurat_object(r, cite, r_cite, tmp_path):
     again, features, cells = r.matrix(
         'SeuratObject::GetAssayData(seu_back, assay = "again", slot = "data")'
     )
-    assert cells == list(rna.obs_names) and features == list(live.features_b)
+    assert cells == list(rna.obs_names)
+    assert features == list(live.features_b)
     np.testing.assert_allclose(again, live.predict(rna).X.T, atol=ATOL)

@@ -25,7 +25,8 @@ def _assert_same_anndata(back, adata, x) -> None:
     """An AnnData that came back from R equals the original matrix ``x``, names included."""
     assert list(back.obs_names) == list(adata.obs_names)
     assert list(back.var_names) == list(adata.var_names)
-    assert sp.issparse(back.X) and back.X.format == "csr"  # still sparse, never densified
+    assert sp.issparse(back.X)
+    assert back.X.format == "csr"
     assert back.X.nnz == sp.csr_matrix(x).nnz
     assert (back.X != sp.csr_matrix(x)).nnz == 0
 
@@ -46,7 +47,8 @@ def test_anndata_seurat_anndata(r, cite, r_cite):
             m, features, cells = r.dgc(
                 f'SeuratObject::GetAssayData({seu}, assay = "{assay}", slot = "{slot}")'
             )
-            assert features == list(adata.var_names) and cells == list(adata.obs_names)
+            assert features == list(adata.var_names)
+            assert cells == list(adata.obs_names)
             _assert_same_sparse(m, x)
         back = _r_to_anndata(
             r, f'SeuratObject::GetAssayData({seu}, assay = "{assay}", slot = "data")', assay
@@ -68,7 +70,8 @@ def test_anndata_sce_anndata(r, multiome):
     for exp, adata in (("sce_mo", rna), ("SingleCellExperiment::altExp(sce_mo, 'ATAC')", atac)):
         for assay, x in (("logcounts", adata.X), ("counts", adata.layers["counts"])):
             m, features, cells = r.dgc(f'SummarizedExperiment::assay({exp}, "{assay}")')
-            assert features == list(adata.var_names) and cells == list(adata.obs_names)
+            assert features == list(adata.var_names)
+            assert cells == list(adata.obs_names)
             _assert_same_sparse(m, x)
         back = _r_to_anndata(r, f'SummarizedExperiment::assay({exp}, "logcounts")', "m")
         _assert_same_anndata(back, adata, adata.X)
@@ -98,7 +101,8 @@ def test_awkward_names_and_float32_roundtrip_through_sce(r):
         "NULL"
     )
     m, features, r_cells = r.dgc('SummarizedExperiment::assay(sce_aw, "logcounts")')
-    assert features == genes and r_cells == cells
+    assert features == genes
+    assert r_cells == cells
     _assert_same_sparse(m, x.astype(np.float64))
     back = _r_to_anndata(r, 'SummarizedExperiment::assay(sce_aw, "logcounts")', "aw")
     _assert_same_anndata(back, adata, x.astype(np.float64))

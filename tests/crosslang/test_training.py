@@ -100,7 +100,8 @@ def test_runlibra_sce_equals_python_api(r, multiome):
         '"logcounts")'
     )
     py_pred = py_model.predict(atac[:, feats_a])
-    assert features == feats_b and pred_cells == list(atac.obs_names)
+    assert features == feats_b
+    assert pred_cells == list(atac.obs_names)
     np.testing.assert_allclose(pred, py_pred.X.T, atol=ATOL)
 
 

@@ -24,7 +24,8 @@ def small_cite(cite):
 def test_counts_are_recognised_and_normalised_or_binary_data_are_not(cite, multiome):
     rna, adt = cite
     is_counts, median = looks_like_counts(as_matrix(rna, layer="counts"))
-    assert is_counts and median > 1000
+    assert is_counts
+    assert median > 1000
     assert looks_like_counts(as_matrix(adt, layer="counts"))[0]
     assert not looks_like_counts(as_matrix(rna))[0]  # log-normalised
     assert not looks_like_counts(as_matrix(adt))[0]  # CLR
@@ -43,7 +44,8 @@ def test_fit_on_raw_counts_is_an_error_naming_the_fix(small_cite):
     msg = str(err.value)
     for fix in ("log1p", "NormalizeData()", "logcounts", "allow_counts=True"):
         assert fix in msg
-    assert model.module is None and model.history is None
+    assert model.module is None
+    assert model.history is None
     with pytest.raises(SclibraError, match="ADT: the output matrix looks like raw counts"):
         sclibra.LIBRA(**FAST).fit(rna, adt, layer_b="counts", train="is_train", max_epochs=2)
 

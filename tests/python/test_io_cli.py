@@ -32,7 +32,8 @@ def test_read_h5ad_and_backed(tmp_path, small):
     rna, _ = small
     rna.write_h5ad(tmp_path / "rna.h5ad")
     back = sclibra.read(tmp_path / "rna.h5ad")
-    assert back.shape == rna.shape and list(back.obs_names) == list(rna.obs_names)
+    assert back.shape == rna.shape
+    assert list(back.obs_names) == list(rna.obs_names)
     backed = sclibra.read(tmp_path / "rna.h5ad", backed=True)
     assert backed.isbacked
     backed.file.close()
@@ -43,7 +44,8 @@ def test_read_h5mu(tmp_path, small):
     rna, adt = small
     md.MuData({"rna": rna, "adt": adt}).write_h5mu(tmp_path / "x.h5mu")
     m = sclibra.read(tmp_path / "x.h5mu")
-    assert set(m.mod) == {"rna", "adt"} and m.mod["adt"].shape == adt.shape
+    assert set(m.mod) == {"rna", "adt"}
+    assert m.mod["adt"].shape == adt.shape
 
 
 def test_read_csv_and_transpose(tmp_path, small):
@@ -51,7 +53,8 @@ def test_read_csv_and_transpose(tmp_path, small):
     df = pd.DataFrame(adt.X.toarray(), index=adt.obs_names, columns=adt.var_names)
     df.to_csv(tmp_path / "adt.csv")
     a = sclibra.read(tmp_path / "adt.csv")
-    assert list(a.obs_names) == list(adt.obs_names) and list(a.var_names) == list(adt.var_names)
+    assert list(a.obs_names) == list(adt.obs_names)
+    assert list(a.var_names) == list(adt.var_names)
     np.testing.assert_allclose(a.X, df.to_numpy(), rtol=1e-6)
     df.T.to_csv(tmp_path / "adt_t.csv")
     assert sclibra.read(tmp_path / "adt_t.csv", transpose=True).shape == adt.shape
@@ -76,7 +79,8 @@ def test_read_mtx_with_names_and_10x_folder(tmp_path, small):
     assert list(tenx.obs_names) == list(rna.obs_names)
     np.testing.assert_allclose(tenx.X.toarray(), rna.layers["counts"].toarray())
     plain = sclibra.read(tmp_path / "matrix.mtx", transpose=True)
-    assert plain.shape == rna.shape and list(plain.obs_names) == list(rna.obs_names)
+    assert plain.shape == rna.shape
+    assert list(plain.obs_names) == list(rna.obs_names)
 
 
 def test_read_10x_h5(tmp_path):
@@ -96,7 +100,8 @@ def test_read_10x_h5(tmp_path):
         feat["feature_type"] = np.array([b"Gene Expression"] * 5)
         feat["genome"] = np.array([b"GRCh38"] * 5)
     a = sclibra.read(tmp_path / "f.h5")
-    assert a.shape == (4, 5) and list(a.obs_names) == ["c1", "c2", "c3", "c4"]
+    assert a.shape == (4, 5)
+    assert list(a.obs_names) == ["c1", "c2", "c3", "c4"]
 
 
 def test_read_errors(tmp_path):
@@ -124,7 +129,8 @@ def test_cli_help_lists_commands():
         text=True,
         check=True,
     )
-    assert "--input-a" in out.stdout and "--n-layers" in out.stdout
+    assert "--input-a" in out.stdout
+    assert "--n-layers" in out.stdout
 
 
 def test_cli_train_predict_embed_end_to_end(tmp_path, small, capsys):
@@ -139,11 +145,13 @@ def test_cli_train_predict_embed_end_to_end(tmp_path, small, capsys):
     )  # fmt: skip
     assert rc == 0
     model = sclibra.LIBRA.load(tmp_path / "model")
-    assert model.latent_dim == 4 and model.n_epochs_ == 3
+    assert model.latent_dim == 4
+    assert model.n_epochs_ == 3
     assert main(["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "rna.h5ad"),
                  "--out", str(tmp_path / "pred.h5ad"), *common]) == 0  # fmt: skip
     pred = ad.read_h5ad(tmp_path / "pred.h5ad")
-    assert pred.shape == (80, 134) and list(pred.var_names) == list(adt.var_names)
+    assert pred.shape == (80, 134)
+    assert list(pred.var_names) == list(adt.var_names)
     np.testing.assert_allclose(pred.X, model.predict(rna).X, rtol=1e-5, atol=1e-6)
     assert main(["embed", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "rna.h5ad"),
                  "--out", str(tmp_path / "emb.h5ad"), "--key-added", "X_lib", *common]) == 0  # fmt: skip
@@ -167,5 +175,6 @@ def test_cli_reports_input_errors(tmp_path, small, capsys):
                "--out", str(tmp_path / "model"), "--quiet"])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err
-    assert "do not overlap" in err and "Traceback" not in err
+    assert "do not overlap" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "model").exists()

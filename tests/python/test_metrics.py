@@ -32,7 +32,8 @@ def test_baselines_match_scikit_learn(linear_data):
     preds = M.baseline_predictions(a[:150], b[:150], a[150:], n_pcs=10, n_neighbors=7, alpha=2.0)
     assert set(preds) == {"mean", "knn", "ridge"}
     for p in preds.values():
-        assert p.shape == (50, 20) and p.dtype == np.float32
+        assert p.shape == (50, 20)
+        assert p.dtype == np.float32
     pca = PCA(10, svd_solver="full").fit(a[:150])
     z_train, z_test = pca.transform(a[:150]), pca.transform(a[150:])
     ridge = Ridge(alpha=2.0).fit(z_train, b[:150]).predict(z_test)
@@ -52,7 +53,8 @@ def test_baselines_sparse_input_equals_dense():
     for method in ("mean", "knn", "ridge"):
         np.testing.assert_allclose(sparse[method], dense[method], atol=1e-4)
     # the inputs were not densified in place
-    assert sp.issparse(a) and sp.issparse(b)
+    assert sp.issparse(a)
+    assert sp.issparse(b)
 
 
 def test_baselines_subset_and_errors(linear_data):
@@ -100,7 +102,8 @@ def test_scores_agree_with_scikit_learn_and_scipy(linear_data):
     s = M.prediction_scores(pred, truth)
     assert s["rmse"] == pytest.approx(M.rmse(pred, truth))
     assert s["pearson_feature_mean"] == pytest.approx(pf.mean())
-    assert s["n_cells"] == 200 and s["n_features"] == 20
+    assert s["n_cells"] == 200
+    assert s["n_features"] == 20
 
 
 def test_scores_sparse_truth_and_constant_feature():
@@ -110,7 +113,8 @@ def test_scores_sparse_truth_and_constant_feature():
     dense = truth.toarray()
     assert M.rmse(pred, truth) == pytest.approx(M.rmse(pred, dense))
     pf = M.pearson_per_feature(pred, truth)
-    assert np.isnan(pf[5]) and np.isfinite(np.delete(pf, 5)).all()
+    assert np.isnan(pf[5])
+    assert np.isfinite(np.delete(pf, 5)).all()
     np.testing.assert_allclose(
         M.spearman_per_feature(pred, truth), M.spearman_per_feature(pred, dense)
     )
@@ -155,11 +159,13 @@ def test_ppji_hand_worked_example():
     jac = M.jaccard_matrix(ref, qry)
     expected = pd.DataFrame([[2 / 3, 1 / 5], [0.0, 2 / 3]], index=["A", "B"], columns=["x", "y"])
     np.testing.assert_allclose(jac.to_numpy(), expected.to_numpy())
-    assert list(jac.index) == ["A", "B"] and list(jac.columns) == ["x", "y"]
+    assert list(jac.index) == ["A", "B"]
+    assert list(jac.columns) == ["x", "y"]
     # row sums 13/15 and 10/15 -> mean 23/30
     assert M.ppji(ref, qry) == pytest.approx(23 / 30)
     value, mat = M.ppji(ref, qry, return_matrix=True)
-    assert value == pytest.approx(23 / 30) and mat.equals(jac)
+    assert value == pytest.approx(23 / 30)
+    assert mat.equals(jac)
 
 
 def test_ppji_identical_partitions_and_renaming():
@@ -197,7 +203,8 @@ def test_ppji_cell_subset_and_natural_order():
     names = [f"c{i}" for i in range(12)]
     ref = pd.Series([str(i % 11) for i in range(12)], index=names)
     jac = M.jaccard_matrix(ref, ref)
-    assert list(jac.index[:3]) == ["0", "1", "2"] and jac.index[-1] == "10"
+    assert list(jac.index[:3]) == ["0", "1", "2"]
+    assert jac.index[-1] == "10"
     sub = M.jaccard_matrix(ref, ref, cells=names[:3])
     assert sub.shape == (3, 3)
 
@@ -235,7 +242,8 @@ def test_cluster_latent_is_seeded_and_recovers_blobs():
     c1 = M.cluster_latent(x, cells=names, seed=0)
     c2 = M.cluster_latent(x, cells=names, seed=0)
     assert c1.equals(c2)
-    assert list(c1.index) == names and c1.dtype == "category"
+    assert list(c1.index) == names
+    assert c1.dtype == "category"
     assert list(c1.cat.categories) == [str(i) for i in range(c1.nunique())]
     # no Leiden cluster mixes two blobs: PPJI against the blobs (as reference) is 1
     assert M.ppji(pd.Series(truth, index=names), c1) == pytest.approx(1.0)
@@ -251,16 +259,15 @@ def test_cluster_latent_anndata_and_modality():
     adata.obs_names = [f"c{i}" for i in range(len(x))]
     adata.obsm["X_libra"] = x.astype(np.float32)
     labels = M.cluster_latent(adata, key_added="libra_leiden", resolution=0.05)
-    assert (
-        "libra_leiden" in adata.obs
-        and (adata.obs["libra_leiden"].astype(str) == labels.astype(str)).all()
-    )
+    assert "libra_leiden" in adata.obs
+    assert (adata.obs["libra_leiden"].astype(str) == labels.astype(str)).all()
     # a sparse modality is clustered through its PCA without densifying
     counts = sp.csr_matrix(
         np.clip(np.round(np.abs(x @ np.random.default_rng(1).normal(size=(4, 30)))), 0, None)
     )
     mod = M.cluster_modality(counts, n_pcs=5, resolution=0.05)
-    assert len(mod) == len(x) and M.clustering_scores(mod, truth)["ari"] > 0.9
+    assert len(mod) == len(x)
+    assert M.clustering_scores(mod, truth)["ari"] > 0.9
     with pytest.raises(SclibraError, match="use_rep='X_pca' is not in adata.obsm"):
         M.cluster_latent(adata, use_rep="X_pca")
     with pytest.raises(SclibraError, match="NaN"):
@@ -287,7 +294,8 @@ def test_bimodal_distances_finds_two_modes():
         row = res.modes.loc[mode]
         assert row["window_low"] <= row["peak"] <= row["window_high"]
         assert row["window_low"] <= row["mean"] <= row["window_high"]
-        assert row["sd"] > 0 and 0 < row["n_window"] <= row["n_cells"]
+        assert row["sd"] > 0
+        assert 0 < row["n_window"] <= row["n_cells"]
     # the window half-width is (threshold - min) / 4, as in the original
     half = (res.threshold - np.r_[low, high].min()) / 4
     assert res.modes.loc["high", "window_high"] - res.modes.loc["high", "peak"] <= half + 1e-9
@@ -302,7 +310,8 @@ def test_bimodal_distances_reports_unimodal(kind):
         "lognormal": rng.lognormal(0, 0.5, 800),
     }[kind]
     res = M.bimodal_distances(x)
-    assert not res.is_bimodal and np.isnan(res.threshold)
+    assert not res.is_bimodal
+    assert np.isnan(res.threshold)
     assert list(res.modes.index) == ["all"]
     assert res.modes.loc["all", "n_cells"] == 800
     assert res.modes.loc["all", "mean"] == pytest.approx(x.mean())
@@ -357,7 +366,8 @@ def test_nn_mse_splits_and_values(multiome, multiome_model):
         err.summary.loc["train", "n_cells"] + err.summary.loc["validation", "n_cells"]
         == 500 - n_held
     )
-    assert err.per_cell.shape == (500, 2) and list(err.per_cell.index) == list(atac.obs_names)
+    assert err.per_cell.shape == (500, 2)
+    assert list(err.per_cell.index) == list(atac.obs_names)
     assert err.per_feature.shape == (600, 3)
     held = rna.obs_names[~rna.obs["is_train"].to_numpy()]
     pred = model.predict(atac[held]).X
@@ -389,15 +399,18 @@ def test_nn_consistency_on_bundled_data(multiome, multiome_model):
     assert model.b_encoder is None  # bad input is refused before the second network trains
     res = M.nn_consistency(model, atac, rna, fit_kwargs={"max_epochs": 10})
     assert isinstance(res, M.ConsistencyResult)
-    assert len(res.distances) == 500 and list(res.distances.index) == list(atac.obs_names)
-    assert (res.distances >= 0).all() and np.isfinite(res.distances).all()
+    assert len(res.distances) == 500
+    assert list(res.distances.index) == list(atac.obs_names)
+    assert (res.distances >= 0).all()
+    assert np.isfinite(res.distances).all()
     assert len(res.held_out) == int((~rna.obs["is_train"]).sum())
     assert res.modes["n_cells"].sum() == 500
     assert list(res.modes.index) == (["low", "high"] if res.is_bimodal else ["all"])
     if res.is_bimodal:
         assert 0 <= res.share_held_out_high <= 1
     else:
-        assert np.isnan(res.threshold) and np.isnan(res.share_held_out_high)
+        assert np.isnan(res.threshold)
+        assert np.isnan(res.share_held_out_high)
     # the second network stays in the model: B-only cells can be placed in the latent space
     assert model.b_encoder is not None
     zb = model.get_latent_from_b(rna[:10])
@@ -475,7 +488,8 @@ def test_evaluate_table_and_files(multiome, multiome_model, tmp_path):
         model, atac, rna, consistency=False, reference_clusters=False, baselines=()
     )
     assert isinstance(plain, pd.DataFrame)
-    assert not plain.metric.isin(["ari", "ppji"]).any() and set(plain.method) == {"libra"}
+    assert not plain.metric.isin(["ari", "ppji"]).any()
+    assert set(plain.method) == {"libra"}
     with pytest.raises(SclibraError, match="labels='nope': no such obs column"):
         sclibra.metrics.evaluate(model, atac, rna, labels="nope", consistency=False)
 
@@ -511,7 +525,8 @@ def test_cli_metrics(multiome_model, tmp_path):
     )
     assert rc == 0
     table = pd.read_csv(out / "scores.csv")
-    assert (table.metric == "ppji").any() and not (out / "umap.png").exists()
+    assert (table.metric == "ppji").any()
+    assert not (out / "umap.png").exists()
     assert (
         main(args + ["--out-dir", str(out), "--no-consistency", "--quiet"]) == 2
     )  # refuses to overwrite

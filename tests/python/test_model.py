@@ -66,7 +66,7 @@ def test_sparse_input_layer_matches_dense():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         (dict(n_layers=-1), "n_layers"),
         (dict(n_nodes=0), "n_nodes"),
@@ -117,10 +117,12 @@ def test_prediction_shape_names_and_accuracy(cite, cite_model):
 def test_latent_and_tl_helper(cite, cite_model):
     rna, _ = cite
     z = cite_model.get_latent(rna)
-    assert z.shape == (600, FAST["latent_dim"]) and z.dtype == np.float32
+    assert z.shape == (600, FAST["latent_dim"])
+    assert z.dtype == np.float32
     np.testing.assert_allclose(cite_model.predict(rna).obsm["X_libra"], z, rtol=1e-5, atol=1e-6)
     out = sclibra.tl.libra(rna, cite_model, key_added="X_test", copy=True)
-    assert "X_test" in out.obsm and "X_test" not in rna.obsm
+    assert "X_test" in out.obsm
+    assert "X_test" not in rna.obsm
     np.testing.assert_array_equal(out.obsm["X_test"], z)
 
 
@@ -258,7 +260,8 @@ def test_callback_can_stop_training(cite):
         return epoch >= 4
 
     m = sclibra.LIBRA(**FAST).fit(rna, adt, max_epochs=50, callback=cb)
-    assert m.n_epochs_ == 4 and m.stopped_by_ == "callback"
+    assert m.n_epochs_ == 4
+    assert m.stopped_by_ == "callback"
     assert [s[0] for s in seen] == [1, 2, 3, 4]
 
 

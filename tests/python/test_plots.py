@@ -96,7 +96,8 @@ def test_latent_umap_panels(tmp_path):
     adata.obs["group"] = np.repeat(["g1", "g2"], 40)
     clusters = pd.Series(np.repeat(["0", "1"], 40), index=adata.obs_names)
     fig = pl.latent_umap(adata, ["group", clusters], save=tmp_path / "umap.png")
-    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "group"
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_title() == "group"
     _png(tmp_path / "umap.png")
     # precomputed coordinates skip the UMAP; arrays are matched by position
     fig = pl.latent_umap(x, np.repeat(["a", "b"], 40), coordinates=x[:, :2])

@@ -70,15 +70,18 @@ def test_config_is_json_and_rebuilds_the_same_model():
     m = sclibra.LIBRA(n_models=3, weight_decay=0.01, seed=1)
     cfg = json.loads(json.dumps(m.config))
     again = sclibra.LIBRA(**cfg)
-    assert again.config == m.config and again.fit_defaults == m.fit_defaults
+    assert again.config == m.config
+    assert again.fit_defaults == m.fit_defaults
 
 
 def test_binary_target_gets_bce_and_sigmoid(multiome):
     rna, atac = multiome
     m = sclibra.LIBRA(**FAST).fit(rna, atac, train="is_train", max_epochs=3)
-    assert m.loss_ == "bce" and m.output_activation_ == "sigmoid"
+    assert m.loss_ == "bce"
+    assert m.output_activation_ == "sigmoid"
     pred = m.predict(rna[~rna.obs["is_train"]]).X
-    assert pred.min() > 0 and pred.max() < 1
+    assert pred.min() > 0
+    assert pred.max() < 1
     # a non-binary target keeps MSE; asking BCE for it is refused before training
     m2 = sclibra.LIBRA(**FAST).fit(atac, rna, train="is_train", max_epochs=2)
     assert m2.loss_ == "mse"
@@ -92,7 +95,8 @@ def test_binary_target_gets_bce_and_sigmoid(multiome):
 def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
     rna, adt = cite
     m = sclibra.LIBRA(**FAST, n_models=3).fit(rna, adt, train="is_train", max_epochs=3)
-    assert isinstance(m.module, EnsembleNet) and len(m.module.members) == 3
+    assert isinstance(m.module, EnsembleNet)
+    assert len(m.module.members) == 3
     test = rna[~rna.obs["is_train"]]
     out = m.predict(test)
     x = torch.from_numpy(np.asarray(test[:, m.features_a].X.toarray(), dtype=np.float32))
@@ -108,7 +112,8 @@ def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
     assert set(m.history["member"]) == {0, 1, 2}
     path = m.save(tmp_path / "ens")
     back = sclibra.LIBRA.load(path)
-    assert back.n_models == 3 and isinstance(back.module, EnsembleNet)
+    assert back.n_models == 3
+    assert isinstance(back.module, EnsembleNet)
     np.testing.assert_allclose(back.predict(test).X, out.X, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(back.get_latent(test), out.obsm["X_libra"], rtol=1e-5, atol=1e-6)
 
@@ -124,7 +129,8 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite, cite_mod
     (path / "manifest.json").unlink()
     (path / "config.json").write_text(json.dumps(meta))
     back = sclibra.LIBRA.load(path)
-    assert back.preset == "0.1.0" and back.n_models == 1
+    assert back.preset == "0.1.0"
+    assert back.n_models == 1
     rna = cite[0]
     np.testing.assert_allclose(back.predict(rna).X, cite_model.predict(rna).X, rtol=1e-5)
 
@@ -133,7 +139,8 @@ def test_batch_split_holds_out_whole_batches():
     batches = np.repeat(["d1", "d2", "d3", "d4", "d5"], [30, 20, 25, 15, 10])
     for seed in range(5):
         tr, va = split_by_batch(batches, 0.2, seed)
-        assert len(tr) + len(va) == len(batches) and len(va) > 0
+        assert len(tr) + len(va) == len(batches)
+        assert len(va) > 0
         assert not set(batches[tr]) & set(batches[va])  # no batch on both sides
         assert set(batches[tr])  # training keeps at least one batch
     assert split_by_batch(np.array(["a"] * 10), 0.2, 0) is None
@@ -171,7 +178,8 @@ def test_latent_pca_regulariser_trains_and_leaves_a_plain_network(tmp_path, cite
 
     rna, adt = cite
     scores = input_pc_scores(as_matrix(rna, name="RNA"), 50, 0)
-    assert scores.shape == (rna.n_obs, 50) and abs(scores[:, 0].std() - 1) < 1e-4
+    assert scores.shape == (rna.n_obs, 50)
+    assert abs(scores[:, 0].std() - 1) < 1e-4
     m = sclibra.LIBRA(**FAST, latent_pca=1.0).fit(rna, adt, train="is_train", max_epochs=3)
     assert type(m.module) is LIBRANet  # the PCA head was only used in training
     off = sclibra.LIBRA(**FAST, latent_pca=0.0).fit(rna, adt, train="is_train", max_epochs=3)

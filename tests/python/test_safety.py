@@ -160,7 +160,7 @@ def write_format1(model, path: Path) -> Path:
 # 1. safe overwrite: never delete what sclibra did not write
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "contents, named",
+    ("contents", "named"),
     [
         ({"thesis.tex": b"\\documentclass{article}"}, "thesis.tex"),
         ({"notes.txt": b"mine", "sub/data.csv": b"1,2"}, "notes.txt"),
@@ -214,8 +214,11 @@ def test_cli_train_overwrite_refuses_foreign_folder_before_any_work(tmp_path, ca
     rc = main(["train", "--input-a", str(tmp_path / "no_a.h5ad"), "--input-b",
                str(tmp_path / "no_b.h5ad"), "--out", str(out), "--overwrite", "--quiet"])  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 2 and "not a sclibra model" in err and "thesis.tex" in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert rc == 2
+    assert "not a sclibra model" in err
+    assert "thesis.tex" in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before
 
 
@@ -226,7 +229,8 @@ def test_cli_demo_overwrite_refuses_foreign_folder(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert main(["demo", "--out", str(out), "--overwrite", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "not a sclibra demo output" in err and "results.xlsx" in err
+    assert "not a sclibra demo output" in err
+    assert "results.xlsx" in err
     assert snapshot(tmp_path) == before
 
 
@@ -264,7 +268,8 @@ def test_crash_between_the_two_renames_is_finished_by_the_next_load(
     loaded = sclibra.LIBRA.load(copy_of)  # recovers: the new model is complete, move it in
     np.testing.assert_array_equal(loaded.predict(pair[0]).X, other_model.predict(pair[0]).X)
     assert sorted(p.name for p in copy_of.parent.iterdir()) == ["m"]
-    assert "interrupted save" in sclibra_log.text and "rolled forward" in sclibra_log.text
+    assert "interrupted save" in sclibra_log.text
+    assert "rolled forward" in sclibra_log.text
 
 
 def test_crash_between_the_two_renames_is_finished_by_the_next_save(
@@ -321,10 +326,13 @@ def test_stale_temporaries_are_cleaned_but_only_ours(copy_of, model, tmp_path):
         json.dumps({"pid": os.getppid(), "host": socket.gethostname()})
     )
     sclibra.LIBRA.load(copy_of)
-    assert not stale.exists() and not old.exists()
-    assert (foreign / "keep.txt").read_text() == "mine" and live.exists()
+    assert not stale.exists()
+    assert not old.exists()
+    assert (foreign / "keep.txt").read_text() == "mine"
+    assert live.exists()
     model.save(copy_of, overwrite=True)
-    assert foreign.exists() and live.exists()
+    assert foreign.exists()
+    assert live.exists()
 
 
 def _enospc_after(mp, n_ok: int):
@@ -667,7 +675,9 @@ def _cli(capsys, *argv):
 def _one_error_line(rc, err, *words):
     assert rc == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert "error:" in lines[0], err
+    assert "Traceback" not in err, err
     for w in words:
         assert w in err, err
 
@@ -785,7 +795,7 @@ def h5ad_pair(pair, tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "make, words",
+    ("make", "words"),
     [
         (
             lambda d, src: (d / "x.h5ad").write_bytes((src / "a.h5ad").read_bytes()[:3000]),
@@ -863,8 +873,10 @@ def test_second_search_on_a_folder_is_refused_naming_the_running_one(tmp_path, s
     with pytest.raises(LockedError) as info:
         _tune(out)
     msg = str(info.value)
-    assert f"process {sleeper.pid}" in msg and socket.gethostname() in msg
-    assert "2026-11-29 18:00:00" in msg and "in use by another sclibra tune search" in msg
+    assert f"process {sleeper.pid}" in msg
+    assert socket.gethostname() in msg
+    assert "2026-11-29 18:00:00" in msg
+    assert "in use by another sclibra tune search" in msg
     assert snapshot(tmp_path) == before
 
 
@@ -895,7 +907,8 @@ def test_torn_lock_file_is_taken_over(tmp_path, sclibra_log):
     os.utime(folder / FolderLock.NAME, (0, 0))  # written long ago by a process that died
     with FolderLock(folder) as lock:
         assert json.loads(lock.file.read_text())["pid"] == os.getpid()
-    assert "stale lock" in sclibra_log.text and not (folder / FolderLock.NAME).exists()
+    assert "stale lock" in sclibra_log.text
+    assert not (folder / FolderLock.NAME).exists()
 
 
 def test_lock_is_released_after_a_failing_search(tmp_path):
@@ -925,7 +938,8 @@ def test_fit_on_one_selected_cell_is_an_error(pair):
 def test_anndata_and_numpy_are_paired_by_position_with_a_message(pair, sclibra_log):
     a, b = pair
     m = sclibra.LIBRA(**TINY, seed=0).fit(a, np.asarray(b.X), max_epochs=1)
-    assert "B has no cell names" in sclibra_log.text and "by position" in sclibra_log.text
+    assert "B has no cell names" in sclibra_log.text
+    assert "by position" in sclibra_log.text
     assert list(m.train_cells_.append(m.val_cells_).sort_values()) == sorted(a.obs_names)
 
 
@@ -943,7 +957,9 @@ def test_misspelt_train_column_lists_the_columns_of_a_and_b(pair):
         sclibra.LIBRA(**TINY).fit(a, b, train="is_trian", max_epochs=1)
     msg = str(info.value)
     assert "train='is_trian': no such obs column" in msg
-    assert "'is_train'" in msg and "'batch'" in msg and "'donor'" in msg
+    assert "'is_train'" in msg
+    assert "'batch'" in msg
+    assert "'donor'" in msg
 
 
 def test_train_column_only_in_b_and_string_booleans_are_read_alike(pair):
@@ -958,7 +974,7 @@ def test_train_column_only_in_b_and_string_booleans_are_read_alike(pair):
 
 
 @pytest.mark.parametrize(
-    "spec, words",
+    ("spec", "words"),
     [
         ("batch", "must be boolean"),
         (np.ones(7, dtype=bool), "boolean mask has 7 entries"),

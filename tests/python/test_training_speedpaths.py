@@ -156,7 +156,8 @@ def test_fused_adam_is_used_on_cpu_and_falls_back(monkeypatch):
 
     monkeypatch.setattr(torch.optim, "Adam", NoFused)
     opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("cpu"))
-    assert isinstance(opt, real) and not opt.defaults.get("fused")
+    assert isinstance(opt, real)
+    assert not opt.defaults.get("fused")
     # a device without the fused kernel gets the default one directly
     opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("meta"))
     assert not opt.defaults.get("fused")
@@ -179,7 +180,7 @@ def test_fused_and_default_adam_take_the_same_steps():
 
 
 @pytest.mark.parametrize(
-    "cores, quota, flops, busy, expected",
+    ("cores", "quota", "flops", "busy", "expected"),
     [
         (2, None, 1e12, 0.0, 2),  # big model, idle machine: every core
         (2, None, 1e5, 0.0, 1),  # tiny model: one thread
@@ -224,7 +225,8 @@ def test_threads_setting_env_and_restore(monkeypatch, cite):
     sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=1)
     assert torch.get_num_threads() == before
     if before != 1:
-        assert seen[0] == 1 and seen[-1] == before
+        assert seen[0] == 1
+        assert seen[-1] == before
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,7 +275,8 @@ def test_row_source_caches_small_dense_and_reads_large_per_batch(monkeypatch):
     np.testing.assert_array_equal(src(np.array([2, 0])).numpy(), [[6, 7, 8], [0, 1, 2]])
     sparse = as_matrix(_sparse(6, 30, 0.05))
     block = _train.RowSource(sparse, torch.device("cpu"), sparse=True)(np.array([1, 4]))
-    assert isinstance(block, SparseRows) and block.shape == (2, 30)
+    assert isinstance(block, SparseRows)
+    assert block.shape == (2, 30)
 
 
 def test_non_finite_loss_is_reported():

@@ -123,8 +123,10 @@ def test_presets_have_the_published_sizes():
     assert set(grid[0]) == {"n_layers", "n_nodes", "alpha", "dropout", "batch_size", "latent_dim"}
     assert SEARCH_SPACES["integration"]["n_layers"] == [1, 2, 3, 4, 5, 6]
     assert SEARCH_SPACES["default"]["n_nodes"] == [512]
-    assert sclibra.tune is tune and sclibra.TuneResult is TuneResult  # the public names
-    assert sclibra.tune.SEARCH_SPACES is SEARCH_SPACES and sclibra.tune.loguniform is loguniform
+    assert sclibra.tune is tune
+    assert sclibra.TuneResult is TuneResult
+    assert sclibra.tune.SEARCH_SPACES is SEARCH_SPACES
+    assert sclibra.tune.loguniform is loguniform
 
 
 def test_custom_space_validation_and_sampling():
@@ -143,11 +145,13 @@ def test_custom_space_validation_and_sampling():
             "dropout": 0.2,
         }
     )
-    assert not space.is_finite and space.size == float("inf")
+    assert not space.is_finite
+    assert space.size == float("inf")
     rng = np.random.default_rng(0)
     draws = [space.sample(rng) for _ in range(200)]
     lr = np.array([d["learning_rate"] for d in draws])
-    assert lr.min() >= 1e-4 and lr.max() <= 1e-2
+    assert lr.min() >= 1e-4
+    assert lr.max() <= 1e-2
     assert (lr < 1e-3).mean() == pytest.approx(
         0.5, abs=0.12
     )  # log-uniform: half below the midpoint
@@ -196,9 +200,11 @@ def test_rungs_and_asha_rule():
 # -- searches with the fake trainer ------------------------------------------------------------
 def test_grid_search_table_and_selection(tmp_path, calls):
     res = _tune(tmp_path / "s")
-    assert isinstance(res, TuneResult) and calls() == 12
+    assert isinstance(res, TuneResult)
+    assert calls() == 12
     t = res.trials
-    assert len(t) == 12 and (t["status"] == "ok").all()
+    assert len(t) == 12
+    assert (t["status"] == "ok").all()
     for col in (
         "trial_id",
         "n_nodes",
@@ -234,9 +240,11 @@ def test_asha_prunes_and_finds_the_grid_best_with_fewer_epochs(tmp_path, calls):
 
 def test_random_search_and_extension(tmp_path, calls):
     res = _tune(tmp_path / "r", strategy="random", n_trials=4)
-    assert len(res.trials) == 4 and calls() == 4
+    assert len(res.trials) == 4
+    assert calls() == 4
     res = _tune(tmp_path / "r", strategy="random", n_trials=7)
-    assert len(res.trials) == 7 and calls() == 7  # only the 3 new configurations trained
+    assert len(res.trials) == 7
+    assert calls() == 7
 
 
 def test_resume_skips_finished_trials_and_rows_are_durable(tmp_path, calls):
@@ -249,7 +257,8 @@ def test_resume_skips_finished_trials_and_rows_are_durable(tmp_path, calls):
     assert len(rows) == 12
     os.unlink(rows[0])  # as if the run had stopped before this trial
     res = _tune(tmp_path / "s", trainer=checking_trainer)
-    assert calls() == 13 and len(res.trials) == 12
+    assert calls() == 13
+    assert len(res.trials) == 12
     assert rows_seen.read_text().split()[-1] == "11"
 
 
@@ -262,7 +271,8 @@ def test_different_search_in_same_folder_is_refused(tmp_path, calls):
     keep = tmp_path / "s" / "notes.txt"
     keep.write_text("mine")
     res = _tune(tmp_path / "s", grid={"n_nodes": [32, 64]}, overwrite=True)
-    assert len(res.trials) == 2 and keep.read_text() == "mine"
+    assert len(res.trials) == 2
+    assert keep.read_text() == "mine"
 
 
 def test_failing_trial_is_recorded_and_search_goes_on(tmp_path, calls):
@@ -330,7 +340,8 @@ def test_killed_run_keeps_finished_trials_and_resumes(tmp_path):
         res = _tune(out)
     finally:
         del os.environ[CALLS_ENV]
-    assert len(res.trials) == 12 and (res.trials["status"] == "ok").all()
+    assert len(res.trials) == 12
+    assert (res.trials["status"] == "ok").all()
     assert len(calls_file.read_text().split()) == n_started + 12 - len(kept)
 
 
@@ -357,7 +368,8 @@ def test_both_objective_result_and_plots(tmp_path, calls):
     res = _tune(tmp_path / "b", objective="both")
     front = res.pareto_front
     assert len(front) >= 2
-    assert front["val_loss"].is_monotonic_increasing and front["ppji"].is_monotonic_increasing
+    assert front["val_loss"].is_monotonic_increasing
+    assert front["ppji"].is_monotonic_increasing
     best = res.best_configs
     assert best["prediction"] == {"n_nodes": 64, "dropout": 0.1}
     assert best["integration"] == {"n_nodes": 32, "dropout": 0.1}
@@ -402,9 +414,12 @@ def test_real_search_on_bundled_cite(tmp_path):
         save_latent=True,
     )
     t = res.trials
-    assert (t["status"] == "ok").all() and len(t) == 4
-    assert t["val_loss"].between(0, 10).all() and t["ppji"].between(0, 1).all()
-    assert t["ari"].notna().all() and (t["n_epochs"] == 8).all()
+    assert (t["status"] == "ok").all()
+    assert len(t) == 4
+    assert t["val_loss"].between(0, 10).all()
+    assert t["ppji"].between(0, 1).all()
+    assert t["ari"].notna().all()
+    assert (t["n_epochs"] == 8).all()
     full = t[t["batch_size"] == 7000]
     assert (full["batch_size_used"] < 7000).all()  # clamped to the training cells, recorded
     model = res.best_model
@@ -442,7 +457,8 @@ def test_cli_tune(tmp_path, capsys):
     ]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "2 trials" in printed and "best:" in printed
+    assert "2 trials" in printed
+    assert "best:" in printed
     assert len(pd.read_csv(tmp_path / "cli" / "trials.csv")) == 2
     assert (tmp_path / "cli" / "hyperparameters.png").stat().st_size > 1000
     bad = tmp_path / "bad.json"
@@ -474,4 +490,5 @@ def test_ray_backend_gives_the_same_table(tmp_path, calls):
     # rows were written durably by the driver: a resume trains nothing
     n = calls()
     again = _tune(tmp_path / "ray", backend="ray", **kw)
-    assert calls() == n and len(again.trials) == 4
+    assert calls() == n
+    assert len(again.trials) == 4

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._errors import SclibraError
-from .._settings import logger, settings
+from sclibra._errors import SclibraError
+from sclibra._settings import logger, settings
+
 from ._result import TuneResult, compromise, pareto_mask, rows_to_frame
 from ._runner import (
     SearchData,
@@ -336,7 +337,7 @@ def tune(
 
 def _train_final(job: SearchJob, spec, progress, device):
     """Train the selected configuration again, exactly as in its trial (same cells, seed)."""
-    from .._model import LIBRA
+    from sclibra._model import LIBRA
 
     ctx = TrialContext(spec, job, None, trial_devices(device)[0])
     model = LIBRA(**ctx.model_kwargs)
@@ -354,7 +355,7 @@ def _train_final(job: SearchJob, spec, progress, device):
 def _check_fit_kwargs(fit_kwargs: dict) -> None:
     import inspect
 
-    from .._model import LIBRA
+    from sclibra._model import LIBRA
 
     allowed = {
         name
@@ -404,8 +405,8 @@ def _hash(values) -> str:
 
 def _matrices(a, b, data_kwargs):
     """Modality A and B as paired :class:`Matrix` views (cells in A's order)."""
-    from .._data import pair_cells
-    from .._model import LIBRA
+    from sclibra._data import pair_cells
+    from sclibra._model import LIBRA
 
     kw = data_kwargs
     ma, mb = LIBRA()._inputs(
@@ -423,7 +424,7 @@ def _matrices(a, b, data_kwargs):
 
 def _search_cells(a, b, data_kwargs, train):
     """The paired cells selected by ``train`` (in A's order) and both feature lists."""
-    from .._data import select_pair_cells
+    from sclibra._data import select_pair_cells
 
     ma, mb = _matrices(a, b, data_kwargs)
     cells = select_pair_cells(train, ma, mb, what="train")
@@ -438,7 +439,7 @@ def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str,
     """Reference labels over the search cells: the user's labels, or each modality's clusters."""
     ma, mb = _matrices(a, b, data_kwargs)
     if labels is not None:
-        from .._data import resolve_labels
+        from sclibra._data import resolve_labels
 
         ser = resolve_labels(
             labels,
@@ -448,7 +449,7 @@ def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str,
             name="labels",
         )
         return {"labels": ser.astype(str).to_numpy()}
-    from ..metrics import cluster_modality
+    from sclibra.metrics import cluster_modality
 
     refs = {}
     for key, m in (("A", ma), ("B", mb)):

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._errors import SclibraError
+from sclibra._errors import SclibraError
+
 from ._storage import TrialStore, atomic_write_text
 
 #: direction of each objective metric
@@ -171,14 +172,16 @@ class TuneResult:
     @property
     def best_trial(self) -> pd.Series:
         """The selected trial: lowest ``val_loss`` (prediction), highest ``ppji`` (integration),
-        or the compromise point of the Pareto front (both; see :func:`compromise`)."""
+        or the compromise point of the Pareto front (both; see :func:`compromise`).
+        """
         if self.objective == "both":
             return self.trials.loc[compromise(self.pareto_front)]
         return self._ranked(PRIMARY[self.objective]).iloc[0]
 
     def best_trials(self) -> dict[str, pd.Series]:
         """The best trial per criterion: ``prediction``, ``integration`` (when measured), and
-        ``both`` (when both are measured)."""
+        ``both`` (when both are measured).
+        """
         out = {"prediction": self._ranked("val_loss").iloc[0]}
         if "ppji" in self.trials.columns and self.trials["ppji"].notna().any():
             out["integration"] = self._ranked("ppji").iloc[0]
@@ -219,7 +222,7 @@ class TuneResult:
         tid = row["trial_id"]
         if tid in self._models:
             return self._models[tid]
-        from .._model import LIBRA
+        from sclibra._model import LIBRA
 
         model = None
         if self.out_dir is not None:
@@ -321,7 +324,8 @@ class TuneResult:
 
     def plot_pareto(self, ax=None):
         """Validation loss against PPJI for completed trials, with the Pareto front and the
-        selected compromise marked; returns the Axes."""
+        selected compromise marked; returns the Axes.
+        """
         import matplotlib.pyplot as plt
 
         front = self.pareto_front

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._errors import SclibraError
-from .._fs import FolderLock, atomic_file
-from .._settings import logger
+from sclibra._errors import SclibraError
+from sclibra._fs import FolderLock, atomic_file
+from sclibra._settings import logger
+
 from ._spaces import FIT_PARAMS, MODEL_PARAMS
 from ._storage import TrialStore, atomic_write_json
 from ._strategies import FileRungs, MemoryRungs, TrialSpec
@@ -132,7 +133,7 @@ class TrialContext:
 
 def libra_trainer(ctx: TrialContext) -> dict:
     """The default trainer: fit :class:`sclibra.LIBRA` with the trial's configuration."""
-    from .._model import LIBRA
+    from sclibra._model import LIBRA
 
     data = ctx.data
     model = LIBRA(**ctx.model_kwargs)
@@ -184,7 +185,7 @@ def execute_trial(job: SearchJob, spec: TrialSpec, rungs, device=None) -> dict:
         metrics = {k: _num(v) for k, v in out.items()}
         row.update(status="pruned" if ctx.pruned else "ok", metrics=metrics, n_epochs=n_epochs)
         row["error"] = None
-    except Exception as err:  # a failing trial is recorded, the search goes on
+    except Exception as err:  # noqa: BLE001 - a failing trial is recorded, the search goes on
         row.update(status="failed", metrics={}, n_epochs=ctx.epochs)
         row["error"] = f"{type(err).__name__}: {err}"
         row["traceback"] = "".join(
@@ -199,7 +200,8 @@ def execute_trial(job: SearchJob, spec: TrialSpec, rungs, device=None) -> dict:
 
 def one_search_per_folder(fn):
     """Run ``fn`` (``tune``) holding the lock of its ``out_dir``: a second search on the same
-    folder refuses, naming the running one; a lock left by a killed run is taken over."""
+    folder refuses, naming the running one; a lock left by a killed run is taken over.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -233,7 +235,7 @@ def _save_outputs(model, job: SearchJob, trial_id: str) -> None:
 
 def search_latent(model, data: SearchData):
     """Latent coordinates of the search cells (never the held-out test cells)."""
-    from .._data import as_matrix
+    from sclibra._data import as_matrix
 
     kw = data.data_kwargs
     z = model.get_latent(
@@ -254,7 +256,7 @@ def integration_scores(model, job: SearchJob) -> dict:
     With several references (each modality clustered on its own), ``ppji`` / ``ari`` are their
     means and ``ppji_<name>`` / ``ari_<name>`` the single values.
     """
-    from ..metrics import cluster_latent, clustering_scores, ppji
+    from sclibra.metrics import cluster_latent, clustering_scores, ppji
 
     refs = job.data.references
     if not refs:
@@ -287,7 +289,7 @@ def available_cpus() -> int:
 
 def trial_devices(device) -> list[str]:
     """Devices trials are placed on: every visible GPU in turn when ``device`` is auto/cuda."""
-    from .._settings import resolve_device
+    from sclibra._settings import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is None:
@@ -348,7 +350,8 @@ _DEAD_WORKER = "the worker process running this trial died (killed, crashed or o
 
 def _run_pool(job, specs, n_workers, devices, on_row) -> set[str] | None:
     """Run ``specs`` in a pool of spawned workers; return None, or the ids of the trials that
-    were running when a worker died (the pool is then gone)."""
+    were running when a worker died (the pool is then gone).
+    """
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -540,7 +543,7 @@ def run_ray(
             try:
                 new = ray.get(actor.records.remote())
                 FileRungs(store.rungs_path, job.eta).extend(new[len(records) :])
-            except Exception as err:  # pragma: no cover - Ray already gone
+            except Exception as err:  # noqa: BLE001  # pragma: no cover - Ray already gone
                 logger.debug("could not save ASHA rung records: %s", err)
         if started:
             ray.shutdown()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SclibraError
+from sclibra._errors import SclibraError
 
 #: Hyperparameters passed to :class:`sclibra.LIBRA` (the architecture and its optimiser).
 MODEL_PARAMS = (

@@ -22,8 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .._errors import SclibraError
-from .._fs import write_text
+from sclibra._errors import SclibraError
+from sclibra._fs import write_text
 
 SEARCH_FILE = "search.json"
 TRIALS_DIR = "trials"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import SclibraError
+from sclibra._errors import SclibraError
+
 from ._spaces import SearchSpace
 from ._storage import canonical_json
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._errors import SclibraError
+from sclibra._errors import SclibraError
+
 from ._utils import as_2d, check_finite, pca_scores, pca_transform
 
 BASELINE_METHODS = ("mean", "knn", "ridge")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._errors import SclibraError
-from .._settings import logger
+from sclibra._errors import SclibraError
+from sclibra._settings import logger
 
 
 def nrd0_bandwidth(x: np.ndarray) -> float:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._settings import logger, settings
+from sclibra._settings import logger, settings
+
 from ._baselines import BASELINE_METHODS, Baselines
 from ._consistency import ConsistencyResult, nn_consistency
 from ._ppji import cluster_latent, cluster_modality, ppji
@@ -94,7 +95,7 @@ class _Table:
 
 
 def _labels_for(labels, cells: pd.Index, obs, name="labels") -> pd.Series | None:
-    from .._data import resolve_labels
+    from sclibra._data import resolve_labels
 
     return resolve_labels(labels, cells, obs=[("the inputs", obs)], name=name)
 

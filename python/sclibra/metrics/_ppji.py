@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import SclibraError, format_names
-from .._settings import logger, settings
+from sclibra._errors import SclibraError, format_names
+from sclibra._settings import logger, settings
+
 from ._utils import align_labels, as_labels, natural_sorted, pca_scores
 
 

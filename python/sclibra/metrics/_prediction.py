@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .._errors import SclibraError, format_names
+from sclibra._errors import SclibraError, format_names
+
 from ._scores import _pair, _squared_errors
 from ._utils import model_splits, paired_matrices
 
@@ -46,7 +47,7 @@ def prepare(
     model, a, b, *, held_out=None, layer_a=None, layer_b=None, obsm_a=None, obsm_b=None
 ) -> PredictionContext:
     """Pair cells, split them as the model was trained, predict B and read measured B."""
-    from .._data import match_features
+    from sclibra._data import match_features
 
     if not getattr(model, "is_trained", False):
         raise SclibraError(

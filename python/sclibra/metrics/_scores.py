@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import SclibraError
+from sclibra._errors import SclibraError
+
 from ._utils import (
     COL_CHUNK,
     align_labels,

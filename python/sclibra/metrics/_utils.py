@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._errors import SclibraError, format_names
-from .._fs import atomic_file as atomic_output  # noqa: F401 - the one file writer
+from sclibra._errors import SclibraError, format_names
+from sclibra._fs import atomic_file as atomic_output  # noqa: F401 - the one file writer
 
 #: rows densified at once when streaming over a (possibly sparse) matrix
 ROW_CHUNK = 4096
@@ -25,7 +25,7 @@ def as_2d(x, name: str = "input", layer: str | None = None):
     Accepts numpy, scipy sparse, :class:`pandas.DataFrame` and AnnData (``.X`` or ``layer``).
     """
     if _is_anndata(x):
-        from .._data import as_matrix
+        from sclibra._data import as_matrix
 
         x = as_matrix(x, layer=layer, name=name).X
         if hasattr(x, "to_memory"):  # backed sparse dataset
@@ -231,7 +231,7 @@ def paired_matrices(
     has, for the shared cells (None without AnnData input).
     Nothing is read or densified here.
     """
-    from .._data import as_matrix, pair_cells
+    from sclibra._data import as_matrix, pair_cells
 
     ma = as_matrix(a, layer=layer_a, obsm=obsm_a, name=names[0])
     mb = as_matrix(b, layer=layer_b, obsm=obsm_b, name=names[1])
@@ -263,7 +263,7 @@ def model_splits(model, cells: pd.Index, held_out=None, obs: pd.DataFrame | None
     if held_out is None:
         held = cells[~cells.isin(seen)]
     else:
-        from .._data import select_cells
+        from sclibra._data import select_cells
 
         held = select_cells(held_out, cells, obs=[("the inputs", obs)], what="held_out")
         leaked = held[held.isin(seen)]

@@ -804,6 +804,19 @@ def test_cli_refuses_a_read_only_output_before_any_work(tmp_path, capsys, cmd):
     _one_error_line(rc, err, "cannot write", str(READONLY))
 
 
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+def test_cli_refuses_a_read_only_folder(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc, err = _cli(capsys, "train", "--input-a", "A", "--input-b", "B", "--out", str(ro / "m"))
+        _one_error_line(rc, err, "cannot write", str(ro))
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
+
 def test_cli_full_disk_is_found_before_training(tmp_path, capsys, monkeypatch):
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -407,7 +407,14 @@ def check_output_location(path, *, overwrite: bool = False, folder: bool = False
         anc = anc.parent
     if anc.exists() and not anc.is_dir():
         raise OutputError(f"cannot write {path}: {anc} is a file, not a folder")
-    target = path if (folder and path.is_dir()) else anc
+    # a folder output is written into (a search) or replaced from beside it (a model): check both
+    for target in [anc, path] if (folder and path.is_dir()) else [anc]:
+        _probe(target, path)
+    return path
+
+
+def _probe(target: Path, path: Path) -> None:
+    """Raise :class:`OutputError` unless a block can be written into folder ``target``."""
     if not os.access(target, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: {target} is not writable")
     probe = None
@@ -424,7 +431,6 @@ def check_output_location(path, *, overwrite: bool = False, folder: bool = False
         if probe is not None:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------

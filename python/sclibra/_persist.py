@@ -291,7 +291,8 @@ def _load_tensors(file: Path, data: bytes) -> dict:
         ) from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ModelFileError(f"{file}: expected a dictionary of tensors")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    # a sum is NaN or infinite when any entry is (one pass, no boolean copy of each tensor)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v.sum())]
     if bad:
         raise ModelFileError(
             f"{file}: the model's weights contain NaN or infinite values (in {format_names(bad)}); "

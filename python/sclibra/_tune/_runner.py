@@ -8,6 +8,7 @@ trial; the Ray backend writes rows from the driver as trials report them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -208,8 +209,14 @@ def one_search_per_folder(fn):
         out_dir = kwargs.get("out_dir")
         if out_dir is None:
             return fn(*args, **kwargs)
-        with FolderLock(out_dir, what="sclibra tune search"):
-            return fn(*args, **kwargs)
+        existed = os.path.exists(out_dir)
+        try:
+            with FolderLock(out_dir, what="sclibra tune search"):
+                return fn(*args, **kwargs)
+        finally:
+            if not existed:  # refused before any trial: leave no empty folder behind
+                with contextlib.suppress(OSError):
+                    os.rmdir(out_dir)
 
     return wrapper
 

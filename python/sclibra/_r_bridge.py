@@ -382,9 +382,16 @@ def core_arguments() -> dict:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
         }
 
+    from ._recipe import PRESETS
+
+    def resolved(args):
+        # a None default of LIBRA()/fit() means "the default preset's value"
+        preset = PRESETS["default"]
+        return {k: preset.get(k, v) if v is None else v for k, v in args.items()}
+
     return {
-        "model": arguments(LIBRA.__init__),
-        "fit": arguments(LIBRA.fit),
+        "model": resolved(arguments(LIBRA.__init__)),
+        "fit": resolved(arguments(LIBRA.fit)),
         "tune": arguments(tune),
         "evaluate": arguments(evaluate),
         "consistency": arguments(nn_consistency),

@@ -6,6 +6,7 @@ and writes the results, so neither of those imports the other's job.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from . import pl
@@ -90,6 +91,26 @@ def evaluate(
         _close(ev.figures)
         return ev.table
     return ev
+
+
+def _signature():
+    """This function's own arguments followed by those it passes on to the scoring function.
+
+    ``inspect.signature(sclibra.evaluate)`` (and so ``help()``, and R's argument check) lists
+    every argument once, although they are written only in :func:`sclibra.metrics.evaluate`.
+    """
+    own = inspect.signature(evaluate)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in params}
+    passed = [
+        p
+        for p in inspect.signature(_scores).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in names
+    ]
+    return own.replace(parameters=params + passed)
+
+
+evaluate.__signature__ = _signature()
 
 
 def _check_out_dir(out_dir, overwrite, names) -> Path | None:

@@ -63,7 +63,9 @@ test_that("Seurat spellings assay / layer / slot work as a Seurat user expects",
   expect_equal(params$input.assay, "RNA")
   expect_equal(params$input.slot, "data")
   expect_equal(GetLIBRAModel(out)$input.assay, "RNA")
-  out2 <- run_fast(seu, assay = "RNA", output.assay = "ADT", slot = "counts", max.epochs = 2)
+  out2 <- run_fast(seu, assay = "RNA", output.assay = "ADT", slot = "counts", max.epochs = 2,
+    allow.counts = TRUE
+  )
   expect_equal(SeuratObject::Tool(out2, "RunLIBRA")$libra$input.slot, "counts")
   expect_error(
     run_fast(seu, assay = "RNA", input.assay = "ADT", output.assay = "ADT"),

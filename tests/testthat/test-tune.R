@@ -55,7 +55,8 @@ test_that("grids are translated for the core and bad input is refused", {
   expect_error(sclibra:::.grid_to_py(list(n.nodes = numeric())), "at least one", class = "sclibra_input_error")
   need_core()
   expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), objective = "speed", verbose = FALSE),
-    "should be one of"
+    "unknown objective 'speed'",
+    class = "sclibra_python_error"
   )
   err <- expect_error(
     TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), grid = list(n.wings = 2), verbose = FALSE),

@@ -94,7 +94,7 @@ def evaluate(
 
 
 def _signature():
-    """This function's own arguments followed by those it passes on to the scoring function.
+    """Signature of :func:`evaluate`: its own arguments, then those it passes on to scoring.
 
     ``inspect.signature(sclibra.evaluate)`` (and so ``help()``, and R's argument check) lists
     every argument once, although they are written only in :func:`sclibra.metrics.evaluate`.

@@ -169,10 +169,13 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None) -> float:
-    """Mean squared error over ``idx`` in eval mode (dropout off).
+def evaluate_loss(
+    module, x, y, idx, *, batch_size, device=None, sparse=None, loss_fn=None
+) -> float:
+    """Mean loss over ``idx`` in eval mode (dropout off): squared error, or ``loss_fn``.
 
     ``x`` and ``y`` are :class:`RowSource` objects (or a Matrix / target array, wrapped here).
+    ``loss_fn(prediction, target)`` returns the mean loss of a minibatch.
     """
     if not isinstance(x, RowSource):
         x = RowSource(x, device, sparse=bool(sparse))
@@ -183,7 +186,11 @@ def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None) ->
     for start in range(0, len(idx), batch_size):
         b = idx[start : start + batch_size]
         tgt = y(b)
-        total += float(F.mse_loss(module(x(b)), tgt, reduction="sum"))
+        out = module(x(b))
+        if loss_fn is None:
+            total += float(F.mse_loss(out, tgt, reduction="sum"))
+        else:
+            total += float(loss_fn(out, tgt)) * tgt.numel()
         count += tgt.numel()
     return total / max(count, 1)
 
@@ -219,12 +226,16 @@ def train_module(
     progress: bool,
     desc: str = "training",
     on_epoch: Callable[[int, float, float], bool] | None = None,
+    loss_fn: Callable | None = None,
+    weight_decay: float = 0.0,
 ) -> TrainResult:
-    """Train ``module`` to map rows of ``x`` to rows of ``y`` with MSE.
+    """Train ``module`` to map rows of ``x`` to rows of ``y`` with MSE (or ``loss_fn``).
 
     ``y`` is a :class:`Matrix` (modality B) or an array of targets (latent coordinates).
     Validation loss is monitored when ``val_idx`` is not empty; otherwise training loss is
     monitored (the published behaviour). The module ends with its best weights.
+    ``loss_fn(prediction, target)`` (default: mean squared error) returns a minibatch's mean
+    loss; ``weight_decay > 0`` uses AdamW.
     """
     sparse = use_sparse_path(x, device)
     module.to(device)
@@ -249,6 +260,8 @@ def train_module(
             progress=progress,
             desc=desc,
             on_epoch=on_epoch,
+            loss_fn=loss_fn,
+            weight_decay=weight_decay,
         )
 
 
@@ -271,10 +284,15 @@ def _train(
     progress,
     desc,
     on_epoch,
+    loss_fn,
+    weight_decay,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
-    optimizer = make_optimizer(module.parameters(), learning_rate=learning_rate, device=device)
+    optimizer = make_optimizer(
+        module.parameters(), learning_rate=learning_rate, device=device, weight_decay=weight_decay
+    )
+    step_loss = F.mse_loss if loss_fn is None else loss_fn
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr
     )
@@ -305,7 +323,7 @@ def _train(
                 xb = xs(b)
                 yb = ys(b)
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.mse_loss(module(xb), yb)
+                loss = step_loss(module(xb), yb)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * yb.numel()  # no host sync per step (CUDA)
@@ -317,7 +335,9 @@ def _train(
                     "learning_rate or check the input scale (e.g. log-normalise counts)"
                 )
             val_loss = (
-                evaluate_loss(module, xs, ys, val_idx, batch_size=max(batch_size, 1024))
+                evaluate_loss(
+                    module, xs, ys, val_idx, batch_size=max(batch_size, 1024), loss_fn=loss_fn
+                )
                 if len(val_idx)
                 else float("nan")
             )

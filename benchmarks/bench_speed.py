@@ -249,6 +249,32 @@ def task_knn(spec):
     }
 
 
+def task_threads(spec):
+    """Fixed epochs with ``spec['n']`` threads, or the automatic choice (``n = 'auto'``)."""
+    import torch
+
+    import sclibra
+    from sclibra import _train
+
+    picked = {}
+    if spec["n"] == "auto":
+        sclibra.settings.num_threads = None
+        torch.set_num_threads(len(os.sched_getaffinity(0)))  # torch's default: no ceiling
+        real = _train.training_threads
+
+        def spy(flops):
+            picked["n"] = real(flops)
+            return picked["n"]
+
+        _train.training_threads = spy
+    else:
+        torch.set_num_threads(int(spec["n"]))
+        sclibra.settings.num_threads = int(spec["n"])
+    res = task_fit(spec)
+    res["threads_used"] = picked.get("n", spec["n"])
+    return res
+
+
 def worker(spec: dict) -> dict:
     import torch
 
@@ -261,7 +287,13 @@ def worker(spec: dict) -> dict:
     torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
     sclibra.settings.progress = False
     sclibra.settings.verbosity = "warning"
-    fn = {"fit": task_fit, "profile": task_profile, "full": task_full, "knn": task_knn}
+    fn = {
+        "fit": task_fit,
+        "profile": task_profile,
+        "full": task_full,
+        "knn": task_knn,
+        "threads": task_threads,
+    }
     return fn[spec["task"]](spec)
 
 
@@ -305,8 +337,19 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
         return
-    args = parse_args(__doc__)
+
+    def extra(parser):
+        parser.add_argument(
+            "--threads-check",
+            action="store_true",
+            help="only compare 1 and 2 threads with the automatic choice (bench_speed_threads.*)",
+        )
+
+    args = parse_args(__doc__, extra)
     paths = {"before": export_before(), "after": ROOT / "python"}
+    if args.threads_check:
+        threads_check(args, paths)
+        return
     cases = QUICK if args.quick else CASES
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     results = {}
@@ -473,6 +516,62 @@ process. "before, estimated" multiplies the epochs of the new fit by the old sec
         markdown,
         {"before_commit": BEFORE_COMMIT, "uptime": uptime, "results": results},
     )
+
+
+def threads_check(args, paths) -> None:
+    """Seconds per epoch with 1 and 2 threads and the automatic choice, alternating, same run."""
+    cases = {"bmmc_cite RNA->ADT": 10, "synthetic 10k x 5k -> 100": 2}
+    rounds = 1 if args.quick else 2
+    uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
+    res = {}
+    for case, epochs in cases.items():
+        for r in range(rounds):
+            for n in (1, 2, "auto"):
+                log(f"{case}: threads {n} (round {r + 1})")
+                spec = {"case": case, "threads": 1, "task": "threads", "n": n, "epochs": epochs}
+                out = run(spec, "after", paths)
+                res.setdefault(case, {}).setdefault(str(n), []).append(out)
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    rows = []
+    for case, by_n in res.items():
+        med = {n: float(np.median([o["epoch_s"] for o in v])) for n, v in by_n.items()}
+        best = min(med["1"], med["2"])
+        rows.append(
+            [
+                case,
+                f"{med['1']:.3g}",
+                f"{med['2']:.3g}",
+                f"{med['auto']:.3g}",
+                ", ".join(str(o["threads_used"]) for o in by_n["auto"]),
+                f"{med['auto'] / best:.2f}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "data",
+            "s/epoch, 1 thread",
+            "s/epoch, 2 threads",
+            "s/epoch, automatic",
+            "automatic chose",
+            "automatic / best of 1 and 2",
+        ],
+        rows,
+    )
+    up = "\n".join(f"- `{u}`" for u in uptime)
+    markdown = f"""# Thread default: automatic choice against 1 and 2 threads, same run
+
+Default `LIBRA()` (new version), a fixed number of epochs, runs alternating 1 thread, 2 threads and
+the automatic choice (`sclibra.settings.num_threads = None`: CPUs this process may use, less those
+other processes keep busy, and one thread per 5e7 FLOPs of a step), {rounds} round(s), median
+seconds per epoch (wall-clock: threads only matter for wall time).
+
+{table}
+
+`uptime`:
+
+{up}
+"""
+    write_results("bench_speed_threads", args, markdown, {"uptime": uptime, "results": res})
 
 
 if __name__ == "__main__":

@@ -168,15 +168,20 @@ class TrainResult:
     monitor: str
 
 
+def _loss_fn(loss):
+    return loss if callable(loss) else loss_function(loss)
+
+
 @torch.no_grad()
-def evaluate_loss(
-    module, x, y, idx, *, batch_size, device=None, sparse=None, loss: str = "mse"
-) -> float:
-    """Mean training loss (``loss``: squared error or BCE) over ``idx`` in eval mode.
+def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None, loss="mse") -> float:
+    """Mean training loss over ``idx`` in eval mode (dropout off).
+
+    ``loss`` is a loss name (``"mse"``, ``"bce"``) or ``fn(prediction, target)`` returning the
+    mean loss of a minibatch.
 
     ``x`` and ``y`` are :class:`RowSource` objects (or a Matrix / target array, wrapped here).
     """
-    loss_fn = loss_function(loss)
+    loss_fn = _loss_fn(loss)
     if not isinstance(x, RowSource):
         x = RowSource(x, device, sparse=bool(sparse))
     if not isinstance(y, RowSource):
@@ -222,10 +227,12 @@ def train_module(
     progress: bool,
     desc: str = "training",
     on_epoch: Callable[[int, float, float], bool] | None = None,
-    loss: str = "mse",
+    loss="mse",
     weight_decay: float = 0.0,
 ) -> TrainResult:
-    """Train ``module`` to map rows of ``x`` to rows of ``y`` with ``loss`` (``"mse"``/``"bce"``).
+    """Train ``module`` to map rows of ``x`` to rows of ``y`` with ``loss``.
+
+    ``loss`` is ``"mse"``, ``"bce"`` or ``fn(prediction, target)`` returning a minibatch's mean.
 
     ``weight_decay > 0`` uses AdamW (decoupled weight decay) instead of Adam. A module with an
     ``auxiliary_loss(rows)`` method (e.g. the latent PCA regulariser) adds it to each step's loss.
@@ -286,7 +293,7 @@ def _train(
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
-    loss_name, loss_fn = loss, loss_function(loss)
+    loss_name, loss_fn = loss, _loss_fn(loss)
     auxiliary = getattr(module, "auxiliary_loss", None)
     optimizer = make_optimizer(
         module.parameters(), learning_rate=learning_rate, device=device, weight_decay=weight_decay

@@ -286,3 +286,35 @@ def test_non_finite_loss_is_reported():
     with pytest.raises(FloatingPointError, match="training loss became"):
         model.fit(a, b, max_epochs=2)
     assert not model.is_trained
+
+
+def test_adamw_and_custom_loss_hooks():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    opt = _train.make_optimizer(
+        p, learning_rate=1e-3, device=torch.device("cpu"), weight_decay=0.01
+    )
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["weight_decay"] == 0.01
+    a, b = _sparse_pair()
+    from sclibra._data import as_matrix
+
+    ma, mb = as_matrix(a), as_matrix(b)
+    net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
+    calls = []
+
+    def l1(out, tgt):
+        calls.append(1)
+        return torch.mean(torch.abs(out - tgt))
+
+    res = _train.train_module(
+        net, ma, mb, np.arange(250), np.arange(250, 300), batch_size=50, learning_rate=1e-3,
+        max_epochs=2, early_stopping_patience=5, lr_patience=5, lr_factor=0.1, min_lr=1e-5,
+        seed=0, device=torch.device("cpu"), progress=False, loss=l1,
+    )  # fmt: skip
+    assert len(calls) == 2 * (5 + 1)  # 5 steps and 1 validation batch per epoch
+    with torch.no_grad():
+        x = torch.from_numpy(b[250:]).float()
+        pred = net(torch.from_numpy(a[250:].toarray()))
+        assert res.best_loss == pytest.approx(  # the module ends with its best weights
+            float(torch.mean(torch.abs(pred - x))), rel=1e-5
+        )

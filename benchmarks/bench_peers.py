@@ -55,6 +55,8 @@ if not SHARED.is_dir():
 SEEDS = (0, 1, 2)
 RESOLUTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0)
 SCICAR_SPLIT_SEED = 0
+#: reuse cached runs of the default variant too (--reuse; set when assembling parallel runs)
+REUSE = False
 
 #: set -> (modality names, label column or None)
 SETS = {
@@ -255,7 +257,7 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     import sclibra
 
     cache = WORK / "sclibra" / variant / f"{set_name}_{a}_to_{b}_seed{seed}.json"
-    if cache.is_file() and variant != "default":
+    if cache.is_file() and (variant != "default" or REUSE):
         return json.loads(cache.read_text())
     data = load_set(set_name)
     a_train, b_train, a_test, b_test = _split(data, a, b)
@@ -397,6 +399,29 @@ VARIANTS = {
     "patience10": {"preset": "0.1.0", "_fit": {"early_stopping_patience": 10, "lr_patience": 5}},
     "start_at_mean": {"preset": "0.1.0", "start_at_mean": True},
     "bce_start_at_mean": {"preset": "0.1.0", "loss": "auto", "start_at_mean": True},
+    "combo": {
+        "preset": "0.1.0",
+        "loss": "auto",
+        "latent_dim": 32,
+        "n_models": 3,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
+    "combo_pca1": {
+        "preset": "0.1.0",
+        "loss": "auto",
+        "latent_dim": 32,
+        "n_models": 3,
+        "latent_pca": 1.0,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
+    "combo_pca5": {
+        "preset": "0.1.0",
+        "loss": "auto",
+        "latent_dim": 32,
+        "n_models": 3,
+        "latent_pca": 5.0,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
     "default": {},
 }
 
@@ -459,6 +484,14 @@ def _extra(parser):
     parser.add_argument("--model-kwargs", default="{}", help="JSON of LIBRA(...) arguments")
     parser.add_argument("--fit-kwargs", default="{}", help="JSON of LIBRA.fit(...) arguments")
     parser.add_argument("--ablation", action="store_true", help="run the recipe ablation")
+    parser.add_argument(
+        "--only", nargs="*", help='run only these directions, e.g. "bmmc_cite RNA->ADT"'
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse cached sclibra runs of the default variant (assemble runs made in parallel)",
+    )
     parser.add_argument("--ablation-variants", nargs="*", help="subset of the variants")
     parser.add_argument(
         "--skip", nargs="*", help='directions to leave out, e.g. "scicar_a549 RNA->ATAC"'
@@ -477,9 +510,13 @@ def main() -> None:
     if args.ablation:
         ablation(args)
         return
+    global REUSE
+    REUSE = args.reuse
     results = {}
     for set_name, a, b in directions(args.sets):
         key = f"{set_name} {a}->{b}"
+        if args.only and key not in args.only:
+            continue
         p = peers(set_name, a, b, args.refresh_peers)
         runs = []
         for seed in seeds:

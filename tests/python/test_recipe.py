@@ -91,7 +91,7 @@ def test_binary_target_gets_bce_and_sigmoid(multiome):
 
 def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
     rna, adt = cite
-    m = sclibra.LIBRA(**FAST, n_models=3).fit(rna, adt, train="is_train", max_epochs=3)
+    m = sclibra.LIBRA(**{**FAST, "n_models": 3}).fit(rna, adt, train="is_train", max_epochs=3)
     assert isinstance(m.module, EnsembleNet) and len(m.module.members) == 3
     test = rna[~rna.obs["is_train"]]
     out = m.predict(test)

@@ -341,7 +341,7 @@ def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
         row = [
             set_name,
             direction,
-            _fmt(rm),
+            f"{_fmt(rm)} (n={len(rm)})",
             f"{best_name} {pm[best_name]['rmse']:.3f}",
             f"{gain:+.1f} %",
             "yes" if rm.mean() <= pm["mean"]["rmse"] else "NO",
@@ -439,7 +439,14 @@ def ablation(args) -> None:
             key = f"{s} {a}->{b}"
             kw = dict(VARIANTS[v])
             fit_kw = kw.pop("_fit", {})
-            runs = [run_sclibra(s, a, b, seed, kw, fit_kw, f"abl_{v}") for seed in args.seeds]
+            seeds = args.seeds
+            if args.cached_only:  # assemble: only the runs already made
+                d = WORK / "sclibra" / f"abl_{v}"
+                seeds = [x for x in seeds if (d / f"{s}_{a}_to_{b}_seed{x}.json").is_file()]
+                if not seeds:
+                    row.append("-")
+                    continue
+            runs = [run_sclibra(s, a, b, seed, kw, fit_kw, f"abl_{v}") for seed in seeds]
             raw.setdefault(v, {})[key] = runs
             rm = [r["rmse"] for r in runs]
             cell = _fmt(rm)
@@ -494,6 +501,9 @@ def _extra(parser):
     )
     parser.add_argument("--ablation-variants", nargs="*", help="subset of the variants")
     parser.add_argument(
+        "--cached-only", action="store_true", help="ablation table from the cached runs only"
+    )
+    parser.add_argument(
         "--skip", nargs="*", help='directions to leave out, e.g. "scicar_a549 RNA->ATAC"'
     )
 
@@ -511,7 +521,7 @@ def main() -> None:
         ablation(args)
         return
     global REUSE
-    REUSE = args.reuse
+    REUSE = args.reuse or args.cached_only
     results = {}
     for set_name, a, b in directions(args.sets):
         key = f"{set_name} {a}->{b}"
@@ -519,7 +529,14 @@ def main() -> None:
             continue
         p = peers(set_name, a, b, args.refresh_peers)
         runs = []
-        for seed in seeds:
+        use = seeds
+        if args.cached_only:  # assemble runs made in parallel: only seeds already cached
+            d = WORK / "sclibra" / args.variant
+            use = [x for x in seeds if (d / f"{set_name}_{a}_to_{b}_seed{x}.json").is_file()]
+            if not use:
+                log(f"{key}: no cached sclibra run, left out")
+                continue
+        for seed in use:
             run = run_sclibra(set_name, a, b, seed, model_kwargs, fit_kwargs, args.variant)
             runs.append(run)
             log(

@@ -475,7 +475,10 @@ def ablation(args) -> None:
 Held-out RMSE (mean ± sd over seeds {list(args.seeds)}), per-cell AUROC for ATAC targets, best
 Leiden ARI of the latent space where the set has labels, and fit seconds, for each recipe change
 alone on top of sclibra 0.1.0 (`preset="0.1.0"`) and for the new default. Same splits and peers
-as `bench_peers.md`.
+as `bench_peers.md`. Made with `python benchmarks/bench_peers.py --ablation` (`--cached-only`
+assembles the cached runs; "-" = not run). The seconds were measured on a machine shared with
+other jobs (load average 5-27 on 2 cores), so they compare poorly across rows: use them only
+as a rough cost (an n_models ensemble costs n_models fits).
 
 {table}
 """

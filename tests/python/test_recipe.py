@@ -176,3 +176,14 @@ def test_latent_pca_regulariser_trains_and_leaves_a_plain_network(tmp_path, cite
     back = sclibra.LIBRA.load(m.save(tmp_path / "m"))
     assert back.latent_pca == 1.0
     np.testing.assert_allclose(back.get_latent(rna), m.get_latent(rna), rtol=1e-5, atol=1e-6)
+
+
+def test_published_preset_trains_like_the_paper(cite):
+    rna, adt = cite
+    m = sclibra.LIBRA(preset="published", n_nodes=32, seed=0)
+    m.fit(rna, adt, train="is_train", max_epochs=2)
+    # no validation split: the training loss is monitored; one batch of all cells; ReLU; MSE
+    assert len(m.val_cells_) == 0 and len(m.train_cells_) == int(rna.obs["is_train"].sum())
+    assert m.history["val_loss"].isna().all()
+    assert m.output_activation_ == "relu" and m.loss_ == "mse"
+    assert m.latent_width_ == 10 and m.batch_size == 7000

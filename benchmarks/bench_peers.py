@@ -561,7 +561,9 @@ the input, Seurat v4 FindTransferAnchors + TransferData (PCA of the reference, 3
 `pcaproject`). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
 of held-out cells vs `cell_type` (bmmc) or `time_h` (sci-CAR). AUROC/AUPRC: per cell, target > 0
 is positive. Seconds: fit (+ predict for the peers) wall time, one thread each; load average
-recorded below.
+recorded below. The peers are cached from an earlier run, so on a shared machine their seconds
+and sclibra's were taken under different loads: the "fit time / Seurat" ratio is indicative only
+(rerun with `--refresh-peers` on a quiet machine for a same-run ratio).
 
 ## Summary against the targets of issue 11
 

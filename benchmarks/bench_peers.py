@@ -55,6 +55,8 @@ if not SHARED.is_dir():
 SEEDS = (0, 1, 2)
 RESOLUTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0)
 SCICAR_SPLIT_SEED = 0
+#: reuse cached runs of the default variant too (--reuse; set when assembling parallel runs)
+REUSE = False
 
 #: set -> (modality names, label column or None)
 SETS = {
@@ -255,7 +257,7 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     import sclibra
 
     cache = WORK / "sclibra" / variant / f"{set_name}_{a}_to_{b}_seed{seed}.json"
-    if cache.is_file() and variant != "default":
+    if cache.is_file() and (variant != "default" or REUSE):
         return json.loads(cache.read_text())
     data = load_set(set_name)
     a_train, b_train, a_test, b_test = _split(data, a, b)
@@ -339,7 +341,7 @@ def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
         row = [
             set_name,
             direction,
-            _fmt(rm),
+            f"{_fmt(rm)} (n={len(rm)})",
             f"{best_name} {pm[best_name]['rmse']:.3f}",
             f"{gain:+.1f} %",
             "yes" if rm.mean() <= pm["mean"]["rmse"] else "NO",
@@ -397,6 +399,29 @@ VARIANTS = {
     "patience10": {"preset": "0.1.0", "_fit": {"early_stopping_patience": 10, "lr_patience": 5}},
     "start_at_mean": {"preset": "0.1.0", "start_at_mean": True},
     "bce_start_at_mean": {"preset": "0.1.0", "loss": "auto", "start_at_mean": True},
+    "combo": {
+        "preset": "0.1.0",
+        "loss": "auto",
+        "latent_dim": 32,
+        "n_models": 3,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
+    "combo_pca1": {
+        "preset": "0.1.0",
+        "loss": "auto",
+        "latent_dim": 32,
+        "n_models": 3,
+        "latent_pca": 1.0,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
+    "combo_pca5": {
+        "preset": "0.1.0",
+        "loss": "auto",
+        "latent_dim": 32,
+        "n_models": 3,
+        "latent_pca": 5.0,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
     "default": {},
 }
 
@@ -414,7 +439,14 @@ def ablation(args) -> None:
             key = f"{s} {a}->{b}"
             kw = dict(VARIANTS[v])
             fit_kw = kw.pop("_fit", {})
-            runs = [run_sclibra(s, a, b, seed, kw, fit_kw, f"abl_{v}") for seed in args.seeds]
+            seeds = args.seeds
+            if args.cached_only:  # assemble: only the runs already made
+                d = WORK / "sclibra" / f"abl_{v}"
+                seeds = [x for x in seeds if (d / f"{s}_{a}_to_{b}_seed{x}.json").is_file()]
+                if not seeds:
+                    row.append("-")
+                    continue
+            runs = [run_sclibra(s, a, b, seed, kw, fit_kw, f"abl_{v}") for seed in seeds]
             raw.setdefault(v, {})[key] = runs
             rm = [r["rmse"] for r in runs]
             cell = _fmt(rm)
@@ -443,7 +475,10 @@ def ablation(args) -> None:
 Held-out RMSE (mean ± sd over seeds {list(args.seeds)}), per-cell AUROC for ATAC targets, best
 Leiden ARI of the latent space where the set has labels, and fit seconds, for each recipe change
 alone on top of sclibra 0.1.0 (`preset="0.1.0"`) and for the new default. Same splits and peers
-as `bench_peers.md`.
+as `bench_peers.md`. Made with `python benchmarks/bench_peers.py --ablation` (`--cached-only`
+assembles the cached runs; "-" = not run). The seconds were measured on a machine shared with
+other jobs (load average 5-27 on 2 cores), so they compare poorly across rows: use them only
+as a rough cost (an n_models ensemble costs n_models fits).
 
 {table}
 """
@@ -459,7 +494,18 @@ def _extra(parser):
     parser.add_argument("--model-kwargs", default="{}", help="JSON of LIBRA(...) arguments")
     parser.add_argument("--fit-kwargs", default="{}", help="JSON of LIBRA.fit(...) arguments")
     parser.add_argument("--ablation", action="store_true", help="run the recipe ablation")
+    parser.add_argument(
+        "--only", nargs="*", help='run only these directions, e.g. "bmmc_cite RNA->ADT"'
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse cached sclibra runs of the default variant (assemble runs made in parallel)",
+    )
     parser.add_argument("--ablation-variants", nargs="*", help="subset of the variants")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="ablation table from the cached runs only"
+    )
     parser.add_argument(
         "--skip", nargs="*", help='directions to leave out, e.g. "scicar_a549 RNA->ATAC"'
     )
@@ -477,12 +523,23 @@ def main() -> None:
     if args.ablation:
         ablation(args)
         return
+    global REUSE
+    REUSE = args.reuse or args.cached_only
     results = {}
     for set_name, a, b in directions(args.sets):
         key = f"{set_name} {a}->{b}"
+        if args.only and key not in args.only:
+            continue
         p = peers(set_name, a, b, args.refresh_peers)
         runs = []
-        for seed in seeds:
+        use = seeds
+        if args.cached_only:  # assemble runs made in parallel: only seeds already cached
+            d = WORK / "sclibra" / args.variant
+            use = [x for x in seeds if (d / f"{set_name}_{a}_to_{b}_seed{x}.json").is_file()]
+            if not use:
+                log(f"{key}: no cached sclibra run, left out")
+                continue
+        for seed in use:
             run = run_sclibra(set_name, a, b, seed, model_kwargs, fit_kwargs, args.variant)
             runs.append(run)
             log(
@@ -504,7 +561,9 @@ the input, Seurat v4 FindTransferAnchors + TransferData (PCA of the reference, 3
 `pcaproject`). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
 of held-out cells vs `cell_type` (bmmc) or `time_h` (sci-CAR). AUROC/AUPRC: per cell, target > 0
 is positive. Seconds: fit (+ predict for the peers) wall time, one thread each; load average
-recorded below.
+recorded below. The peers are cached from an earlier run, so on a shared machine their seconds
+and sclibra's were taken under different loads: the "fit time / Seurat" ratio is indicative only
+(rerun with `--refresh-peers` on a quiet machine for a same-run ratio).
 
 ## Summary against the targets of issue 11
 

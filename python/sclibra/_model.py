@@ -544,7 +544,7 @@ class LIBRA:
         self.features_a, self.features_b = pd.Index(ma.features), pd.Index(mb.features)
         self.names_ = (ma.name, mb.name)
         self.history = history
-        self.n_epochs_ = int(sum(r.n_epochs for r in results))
+        self.n_epochs_ = int(max(r.n_epochs for r in results))  # epochs of the longest member
         self.best_val_loss_ = float(np.mean([r.best_loss for r in results]))
         self.stopped_by_ = results[-1].stopped_by
         # training cells: those any member trained on; validation: those none trained on

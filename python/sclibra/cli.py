@@ -53,6 +53,9 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         seed=args.seed,
         device=args.device,
+        preset=args.preset,
+        n_models=args.n_models,
+        loss=args.loss,
     )
     model.fit(
         a,
@@ -134,18 +137,26 @@ def register(sub) -> None:
         default=None,
         help="boolean obs column selecting training cells (e.g. is_train)",
     )
-    p.add_argument("--n-layers", type=int, default=2)
-    p.add_argument("--n-nodes", type=int, default=512)
-    p.add_argument("--alpha", type=float, default=0.3, help="LeakyReLU slope")
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--latent-dim", type=int, default=10)
+    # recipe defaults come from the preset (sclibra._recipe.PRESETS), never from here
     p.add_argument(
-        "--output-activation", default="auto", choices=["auto", "relu", "softplus", "linear"]
+        "--preset", default="default", help="recipe: default, published (the paper) or 0.1.0"
     )
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--validation-split", type=float, default=0.1)
-    p.add_argument("--max-epochs", type=int, default=1500)
+    p.add_argument("--n-layers", type=int, default=None)
+    p.add_argument("--n-nodes", type=int, default=None)
+    p.add_argument("--alpha", type=float, default=None, help="LeakyReLU slope")
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--latent-dim", type=int, default=None)
+    p.add_argument(
+        "--output-activation",
+        default=None,
+        choices=["auto", "relu", "softplus", "linear", "sigmoid"],
+    )
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--n-models", type=int, default=None, help="ensemble size")
+    p.add_argument("--loss", default=None, choices=["auto", "mse", "bce"])
+    p.add_argument("--validation-split", type=float, default=None)
+    p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument(
         "--n-top-genes", type=int, default=None, help="keep this many highly variable features of A"
     )

@@ -133,6 +133,8 @@ def loss(
     for col in ("train_loss", "val_loss"):
         if col not in hist.columns:
             raise SclibraError(f"the history has no {col!r} column (columns: {list(hist.columns)})")
+    if "member" in hist.columns:  # an ensemble (n_models > 1): the first member's curve
+        hist = hist[hist["member"] == hist["member"].min()]
     epoch = hist["epoch"] if "epoch" in hist.columns else pd.Series(np.arange(1, len(hist) + 1))
     fig, ax = _figure(ax, (5.5, 3.8))
     ax.plot(epoch, hist["train_loss"], label="training", color="#1f77b4")

@@ -16,7 +16,7 @@ sclibra.settings.progress = False
 sclibra.settings.verbosity = "warning"
 
 #: small, fast architecture for tests (the defaults are exercised by the demo and benchmarks)
-FAST = dict(n_layers=2, n_nodes=64, latent_dim=8, batch_size=64, seed=0)
+FAST = dict(n_layers=2, n_nodes=64, latent_dim=8, batch_size=64, seed=0, n_models=1)
 
 
 @pytest.fixture(scope="session")

@@ -141,6 +141,7 @@ def test_cli_train_predict_embed_end_to_end(tmp_path, small, capsys):
     rc = main(
         ["train", "--input-a", str(tmp_path / "rna.h5ad"), "--input-b", str(tmp_path / "adt.h5ad"),
          "--out", str(tmp_path / "model"), "--n-nodes", "32", "--latent-dim", "4", "--max-epochs", "3",
+         "--n-models", "1",
          "--train-key", "is_train", "--predictions", str(tmp_path / "train_pred.h5ad"), *common]
     )  # fmt: skip
     assert rc == 0

@@ -352,7 +352,7 @@ def multiome_model(multiome):
     import sclibra
 
     rna, atac = multiome
-    model = sclibra.LIBRA(n_layers=1, n_nodes=32, latent_dim=8, batch_size=64, seed=0)
+    model = sclibra.LIBRA(n_layers=1, n_nodes=32, latent_dim=8, batch_size=64, seed=0, n_models=1)
     return model.fit(atac, rna, train="is_train", max_epochs=8)
 
 

@@ -94,7 +94,7 @@ def test_binary_target_gets_bce_and_sigmoid(multiome):
 
 def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
     rna, adt = cite
-    m = sclibra.LIBRA(**FAST, n_models=3).fit(rna, adt, train="is_train", max_epochs=3)
+    m = sclibra.LIBRA(**{**FAST, "n_models": 3}).fit(rna, adt, train="is_train", max_epochs=3)
     assert isinstance(m.module, EnsembleNet)
     assert len(m.module.members) == 3
     test = rna[~rna.obs["is_train"]]
@@ -187,3 +187,17 @@ def test_latent_pca_regulariser_trains_and_leaves_a_plain_network(tmp_path, cite
     back = sclibra.LIBRA.load(m.save(tmp_path / "m"))
     assert back.latent_pca == 1.0
     np.testing.assert_allclose(back.get_latent(rna), m.get_latent(rna), rtol=1e-5, atol=1e-6)
+
+
+def test_published_preset_trains_like_the_paper(cite):
+    rna, adt = cite
+    m = sclibra.LIBRA(preset="published", n_nodes=32, seed=0)
+    m.fit(rna, adt, train="is_train", max_epochs=2)
+    # no validation split: the training loss is monitored; one batch of all cells; ReLU; MSE
+    assert len(m.val_cells_) == 0
+    assert len(m.train_cells_) == int(rna.obs["is_train"].sum())
+    assert m.history["val_loss"].isna().all()
+    assert m.output_activation_ == "relu"
+    assert m.loss_ == "mse"
+    assert m.latent_width_ == 10
+    assert m.batch_size == 7000

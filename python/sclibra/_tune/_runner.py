@@ -101,6 +101,7 @@ class TrialContext:
         self.data = job.data
         self.device = device
         self.model_kwargs = {k: v for k, v in self.params.items() if k in MODEL_PARAMS}
+        self.model_kwargs.setdefault("n_models", 1)  # a trial scores one network
         self.model_kwargs["seed"] = job.seed
         self.model_kwargs["device"] = device
         self.fit_kwargs = dict(job.fit_kwargs)

@@ -405,7 +405,8 @@ install_sclibra <- function(envname = .default_envname,
     reticulate::virtualenv_remove(envname, confirm = FALSE)
   }
   if (!reticulate::virtualenv_exists(envname)) {
-    args <- list(envname = envname)
+    # no packages here (reticulate would add an unpinned numpy): everything comes pinned below
+    args <- list(envname = envname, packages = NULL)
     if (!is.null(python)) args$python <- python
     do.call(reticulate::virtualenv_create, args)
   }

@@ -405,9 +405,15 @@ install_sclibra <- function(envname = .default_envname,
     reticulate::virtualenv_remove(envname, confirm = FALSE)
   }
   if (!reticulate::virtualenv_exists(envname)) {
-    args <- list(envname = envname)
+    # no packages here (reticulate would add an unpinned numpy): everything comes pinned below
+    args <- list(envname = envname, packages = NULL)
     if (!is.null(python)) args$python <- python
-    do.call(reticulate::virtualenv_create, args)
+    tryCatch(do.call(reticulate::virtualenv_create, args), error = function(e) {
+      .abort(c(
+        "Creating the virtualenv {.val {envname}} failed: {conditionMessage(e)}",
+        i = "The environment is incomplete; the next {.fn install_sclibra} rebuilds it."
+      ))
+    })
   }
   py <- reticulate::virtualenv_python(envname)
   unlink(.env_marker(py))

@@ -79,7 +79,7 @@ test_that("saving never overwrites unless asked; bad paths give clear errors", {
   path <- file.path(dir, "m")
   SaveLIBRA(model, path)
   err <- expect_error(SaveLIBRA(model, path), class = "sclibra_python_error")
-  expect_match(conditionMessage(err), "already exists; pass overwrite=True")
+  expect_match(conditionMessage(err), "already exists; pass overwrite = TRUE")
   expect_silent(SaveLIBRA(trained_cite(), path, overwrite = TRUE))
   expect_error(LoadLIBRA(file.path(dir, "nope")), "does not exist", class = "sclibra_input_error")
   empty <- file.path(dir, "empty")

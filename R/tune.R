@@ -7,6 +7,11 @@
 #' early. Every finished trial is written to `out.dir`, so an interrupted search resumes where
 #' it stopped when run again on the same folder.
 #'
+#' Every argument of the search left at `NULL` (the default of `grid`, `objective`,
+#' `strategy`, `n.trials`, `max.epochs`, `grace.period`, `eta`, `n.jobs`, `backend`,
+#' `out.dir`, `overwrite`, `save.models`, `seed`, `device`) takes the core's default, that of
+#' `sclibra.tune()` in Python and of `sclibra tune` on the command line.
+#'
 #' @inheritParams RunLIBRA
 #' @param grid Search space: a preset name (`"default"`, `"prediction"`, `"integration"`) or a
 #'   named list of candidate values, e.g. `list(n.nodes = c(64, 128), dropout = c(0.1, 0.3))`
@@ -32,8 +37,6 @@
 #' @param overwrite Replace a different search already in `out.dir`.
 #' @param save.models Keep every trial's model in `out.dir`.
 #' @param output For the matrix method: features x cells matrix of the output modality.
-#' @param grid,objective,strategy,n.trials,max.epochs,grace.period,eta,n.jobs,backend,out.dir,overwrite,save.models
-#'   `NULL` (the default of each) means the core's default (`sclibra.tune()`).
 #' @param ... Further arguments of `sclibra.tune()` (e.g. `save.latent = TRUE`,
 #'   `cluster.resolution = 0.5`) or of `LIBRA.fit()` for every trial (e.g.
 #'   `validation.split = 0.2`), in R or Python spelling; Seurat spellings `assay`, `layer`,

@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -174,11 +175,19 @@ def _logs_to(callback):
         yield
         return
 
+    saved = logger.handlers[:]
+    pid = os.getpid()
+
     class _ToR(logging.Handler):
         def emit(self, record):
-            callback(int(record.levelno), record.getMessage())
+            # R may only be called from its own thread and process; anything else (a thread
+            # or a forked worker) keeps the core's usual stderr handlers
+            if os.getpid() == pid and threading.current_thread() is threading.main_thread():
+                callback(int(record.levelno), record.getMessage())
+            else:
+                for handler in saved:
+                    handler.handle(record)
 
-    saved = logger.handlers[:]
     logger.handlers = [_ToR()]
     try:
         yield

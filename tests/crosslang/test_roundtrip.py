@@ -57,7 +57,12 @@ def test_anndata_seurat_anndata(r, cite, r_cite):
     # metadata and identities
     meta = rna.obs
     assert r.strings(f'{seu}[["cell_type", drop = TRUE]]') == list(meta["cell_type"].astype(str))
-    assert r.strings(f"SeuratObject::Idents({seu})") == list(meta["cell_type"].astype(str))
+    # identities: the 8 lineages R adds (cell_type_coarse), each a group of fine cell types
+    coarse = r.strings(f'as.character({seu}[["cell_type_coarse", drop = TRUE]])')
+    assert r.strings(f"SeuratObject::Idents({seu})") == coarse
+    assert len(set(coarse)) <= 8
+    fine_to_coarse = dict(zip(meta["cell_type"].astype(str), coarse))
+    assert [fine_to_coarse[f] for f in meta["cell_type"].astype(str)] == coarse
     is_train = [bool(v) for v in r(f'{seu}[["is_train", drop = TRUE]]')]
     assert is_train == list(meta["is_train"])
 

@@ -100,7 +100,7 @@ def test_every_core_argument_reaches_the_core_from_r(r):
     ]
     assert "lr_patience" in fit_only
     got = r(
-        "names(sclibra:::.core_args(list(lr.patience = 3, min_lr = 1e-4), c('model', 'fit'), "
+        "base::names(sclibra:::.core_args(list(lr.patience = 3, min_lr = 1e-4), c('model', 'fit'), "
         "'RunLIBRA', reserved = sclibra:::.fit_reserved)$fit)"
     )
     assert sorted(got) == ["lr_patience", "min_lr"]

@@ -65,7 +65,8 @@ test_that("a model trained on names with underscores finds Seurat's dashed featu
   seu <- SeuratObject::CreateSeuratObject(
     counts = seurat_names, assay = "RNA"
   )
-  seu <- LIBRAPredict(seu, model = res$model, verbose = FALSE)
+  # the counts layer: SeuratObject 5 makes no "data" layer from counts (4 copies them)
+  seu <- LIBRAPredict(seu, model = res$model, layer = "counts", verbose = FALSE)
   pred <- seu[["predicted_output"]]
   expect_equal(rownames(pred), sclibra:::.seurat_features(rownames(y)))
   expect_equal(pred[[]]$libra.feature, rownames(y))

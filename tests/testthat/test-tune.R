@@ -54,6 +54,7 @@ test_that("grids are translated for the core and bad input is refused", {
   expect_error(sclibra:::.grid_to_py(list(1, 2)), "named list", class = "sclibra_input_error")
   expect_error(sclibra:::.grid_to_py(list(n.nodes = numeric())), "at least one", class = "sclibra_input_error")
   need_core()
+  # the core checks its own arguments (R restates no list of valid values)
   expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), objective = "speed", verbose = FALSE),
     "unknown objective 'speed'",
     class = "sclibra_python_error"
@@ -64,7 +65,12 @@ test_that("grids are translated for the core and bad input is refused", {
   )
   expect_match(conditionMessage(err), "n_wings")
   expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), backend = "spark", verbose = FALSE),
-    "should be one of"
+    "unknown backend 'spark'",
+    class = "sclibra_python_error"
+  )
+  expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), n.trails = 3, verbose = FALSE),
+    "no argument `n.trails`",
+    class = "sclibra_unknown_argument"
   )
   expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), backend = "ray", verbose = FALSE),
     "ray start --head", class = "sclibra_input_error"

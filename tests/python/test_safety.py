@@ -29,7 +29,7 @@ from sclibra._data import as_matrix, select_cells
 from sclibra._fs import PARTIAL_MARKER, FolderLock, LockedError, OutputError
 from sclibra.cli import main
 
-TINY = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32)
+TINY = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32, n_models=1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -123,6 +123,19 @@ def dead_pid() -> int:
     return proc.pid
 
 
+CONFIG_0_1_0 = (
+    "n_layers",
+    "n_nodes",
+    "alpha",
+    "dropout",
+    "latent_dim",
+    "output_activation",
+    "batch_size",
+    "learning_rate",
+    "seed",
+)
+
+
 def write_format1(model, path: Path) -> Path:
     """The layout sclibra 0.1.0 wrote (format 1, no manifest), written the way it did."""
     path.mkdir(parents=True)
@@ -131,7 +144,8 @@ def write_format1(model, path: Path) -> Path:
         "format_version": 1,
         "sclibra_version": "0.1.0",
         "torch_version": torch.__version__,
-        "config": model.config,
+        # 0.1.0's hyperparameters only (it had no presets, ensembles or loss choice)
+        "config": {k: v for k, v in model.config.items() if k in CONFIG_0_1_0},
         "output_activation_": model.output_activation_,
         "n_input": len(model.features_a),
         "n_output": len(model.features_b),

@@ -52,7 +52,7 @@ test_that("a model trained in Python loads in R and predicts the same values", {
     "import anndata as ad, pandas as pd, sclibra",
     sprintf("atac = ad.read_h5ad(%s + '/atac.h5ad')", encodeString(extdata, quote = "'")),
     sprintf("rna = ad.read_h5ad(%s + '/rna.h5ad')", encodeString(extdata, quote = "'")),
-    "model = sclibra.LIBRA(n_nodes=16, latent_dim=4, seed=3).fit(atac, rna, train='is_train', max_epochs=3, progress=False)",
+    "model = sclibra.LIBRA(n_nodes=16, latent_dim=4, n_models=1, seed=3).fit(atac, rna, train='is_train', max_epochs=3, progress=False)",
     sprintf("model.save(%s)", encodeString(path, quote = "'")),
     "pred = model.predict(atac)",
     sprintf("pred.to_df().to_csv(%s)", encodeString(csv, quote = "'"))

@@ -41,12 +41,9 @@ def evaluate(
 
     Parameters
     ----------
-    model
-        Trained :class:`sclibra.LIBRA` (A -> B).
-    adata_a, adata_b
-        Modality A (model input) and measured modality B, paired by cell name.
-    labels
-        Cell labels: an obs column name of either modality, or a Series indexed by cell name.
+    model, adata_a, adata_b, labels
+        As in :func:`sclibra.metrics.evaluate`: the trained model, its input and the measured
+        output (paired by cell name), and optional cell labels.
     out_dir
         If given, write ``scores.csv``, ``per_feature_mse.csv``, ``per_cell.csv`` and the plots
         (PNG) there. Existing files are an error unless ``overwrite=True``; other files in the

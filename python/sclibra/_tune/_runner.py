@@ -24,7 +24,7 @@ import pandas as pd
 
 from sclibra._errors import SclibraError
 from sclibra._fs import FolderLock, atomic_file
-from sclibra._settings import logger
+from sclibra._settings import logger, usable_cores
 
 from ._spaces import FIT_PARAMS, MODEL_PARAMS
 from ._storage import TrialStore, atomic_write_json
@@ -289,10 +289,8 @@ def integration_scores(model, job: SearchJob) -> dict:
 
 # -- devices and threads ------------------------------------------------------------------------
 def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
+    """CPUs this process may run on (see :func:`sclibra._settings.usable_cores`)."""
+    return usable_cores()
 
 
 def trial_devices(device) -> list[str]:

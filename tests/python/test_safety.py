@@ -828,11 +828,25 @@ def test_cli_refuses_a_read_only_output_before_any_work(tmp_path, capsys, cmd):
     _one_error_line(rc, err, "cannot write", str(READONLY))
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
-def test_cli_refuses_a_read_only_folder(tmp_path, capsys):
+def test_cli_refuses_a_read_only_folder(tmp_path, capsys, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
+    if os.name == "posix" and os.geteuid() == 0:
+        # root ignores permission bits: the file system refuses instead, as a read-only mount
+        # or an ACL would for root too
+        real_open, real_mkdir = os.open, os.mkdir
+
+        def refuse(fn):
+            def wrapped(path, *args, **kwargs):
+                if str(path).startswith(str(ro)):
+                    raise PermissionError(errno.EACCES, "Permission denied", str(path))
+                return fn(path, *args, **kwargs)
+
+            return wrapped
+
+        monkeypatch.setattr(os, "open", refuse(real_open))
+        monkeypatch.setattr(os, "mkdir", refuse(real_mkdir))
     try:
         rc, err = _cli(capsys, "train", "--input-a", "A", "--input-b", "B", "--out", str(ro / "m"))
         _one_error_line(rc, err, "cannot write", str(ro))

@@ -41,7 +41,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help demo test env r-deps env-r r-install lint lint-r test-python test-r test-crosslang vignettes tutorial \
-        benchmarks clean test-core-copy test-wheel
+        benchmarks clean test-core-copy test-wheel readme
 
 help:
 	@echo "make demo    - train on the bundled data, write results to $(OUT)"
@@ -117,6 +117,10 @@ test-crosslang: r-install
 tutorial: $(STAMPS)/env
 	$(PY) tools/run_tutorial.py
 
+# the README's Python and R quick starts, verbatim, each in a fresh folder
+readme: r-install
+	$(PY) tools/run_readme.py
+
 # the Python core bundled with the installed R package (made by ./configure) is python/sclibra;
 # the version is written once (pyproject.toml) and DESCRIPTION agrees
 test-core-copy: r-install
@@ -126,7 +130,7 @@ test-core-copy: r-install
 test-wheel: $(STAMPS)/env
 	PY=$(PY) bash tools/check_wheel.sh
 
-test: lint lint-r test-python test-r test-crosslang tutorial test-core-copy test-wheel
+test: lint lint-r test-python test-r test-crosslang tutorial readme test-core-copy test-wheel
 	@echo "all test suites passed"
 
 benchmarks: $(STAMPS)/env r-install

@@ -204,6 +204,10 @@ def main() -> None:
         ]
     md += [
         "",
+        "R drops features that are zero in every training cell before the data reach the core "
+        "(R/convert.R) while Python keeps them (issue 9), so the two models differ slightly and "
+        "may stop after different numbers of epochs: the per-epoch ratio is the like-for-like one.",
+        "",
         f"torch import in R: `{r_res[0].get('torch_import')}`; load average before/after: "
         f"{', '.join(f'{x:.1f}' for x in load_before)} / "
         f"{', '.join(f'{x:.1f}' for x in load_after)}.",

@@ -189,8 +189,17 @@ def worker(spec: dict) -> dict:
     # ru_maxrss and VmHWM are the same counter: read the generation peak before resetting it
     peak_gen = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     reset = _reset_peak()
+    import inspect
+
+    # the same network in every version: sclibra 0.1.0's recipe (one model, latent 10) where
+    # the package has presets (0.2.0 defaults to an ensemble of 3)
+    same = {"preset": "0.1.0"} if "preset" in inspect.signature(sclibra.LIBRA).parameters else {}
     model = sclibra.LIBRA(
-        n_nodes=spec["n_nodes"], batch_size=spec["batch_size"], seed=0, output_activation="linear"
+        n_nodes=spec["n_nodes"],
+        batch_size=spec["batch_size"],
+        seed=0,
+        output_activation="linear",
+        **same,
     )
     # CPU seconds of the training loop alone (one epoch here; robust to other jobs' load)
     import sclibra._model as _m

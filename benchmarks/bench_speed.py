@@ -2,7 +2,8 @@
 
 What it measures
 ----------------
-For each data set, the *same* default ``sclibra.LIBRA()`` (the recipe is unchanged) is trained by
+For each data set, the *same* ``sclibra.LIBRA()`` (0.1.0's recipe: ``preset="0.1.0"`` where the
+package has presets) is trained by
 two versions of the package in fresh subprocesses of the same run, alternately:
 
 * **before**: the code of commit ``4f42f40`` (exported with ``git archive`` to
@@ -76,6 +77,16 @@ def synthetic(n=10_000, p=5_000, q=100, density=0.09, seed=0):
     return a, b.astype(np.float32), is_train
 
 
+def same_recipe() -> dict:
+    """``LIBRA()`` arguments giving 0.1.0's recipe in every version (presets came with 0.2.0,
+    whose default is an ensemble of 3): this benchmark compares mechanics, not recipes."""
+    import inspect
+
+    import sclibra
+
+    return {"preset": "0.1.0"} if "preset" in inspect.signature(sclibra.LIBRA).parameters else {}
+
+
 def load_case(name: str):
     """``(a, b, is_train)``: modality A and B (AnnData or arrays, same cells) and the split."""
     import anndata as ad
@@ -123,7 +134,7 @@ def task_fit(spec):
     import sclibra
 
     a, b, is_train = load_case(spec["case"])
-    model = sclibra.LIBRA(seed=0)
+    model = sclibra.LIBRA(seed=0, **same_recipe())
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(
         _rows(a, is_train),
@@ -158,9 +169,9 @@ def task_profile(spec):
     a, b, is_train = load_case(spec["case"])
     ma, mb = pair_cells(as_matrix(_rows(a, is_train), name="A"), as_matrix(_rows(b, is_train)))
     cpu = torch.device("cpu")
-    model = sclibra.LIBRA(seed=0)
+    model = sclibra.LIBRA(seed=0, **same_recipe())
     torch.manual_seed(0)
-    net = sclibra.LIBRANet(ma.n_vars, mb.n_vars, output_activation="relu")
+    net = sclibra.LIBRANet(ma.n_vars, mb.n_vars, latent_dim=10, output_activation="relu")
     sparse = _train.use_sparse_path(ma, cpu)
     if hasattr(_train, "make_optimizer"):  # after
         opt = _train.make_optimizer(net.parameters(), learning_rate=1e-3, device=cpu)
@@ -206,7 +217,7 @@ def task_full(spec):
     from sclibra import _settings, _train
 
     a, b, is_train = load_case(spec["case"])
-    model = sclibra.LIBRA(seed=0)
+    model = sclibra.LIBRA(seed=0, **same_recipe())
     if spec.get("auto_threads"):
         sclibra.settings.num_threads = None
     net_flops = None

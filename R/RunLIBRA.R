@@ -34,8 +34,9 @@
 #'   each modality, or `NULL` for the main experiment.
 #' @param features Input features to use. Seurat default: the variable features of the input
 #'   assay when set, else all features; other defaults: all features. Features that are zero in
-#'   every training cell are dropped from the defaults (and are an error when requested).
-#' @param output.features Output features to reconstruct (default: all non-empty ones).
+#'   every training cell are kept, as in Python (the core reports constant features), and are
+#'   an error when requested by name.
+#' @param output.features Output features to reconstruct (default: all).
 #' @param train.cells Cells to train on (the rest are only embedded and predicted): cell
 #'   names, a logical vector, or the name of a logical metadata column such as `"is_train"`.
 #'   Default: all paired cells.

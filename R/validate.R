@@ -117,16 +117,13 @@
   rownames(x)[rowSums(x != 0) == 0]
 }
 
-# Select features by name (a user request is checked; the default drops all-zero features).
+# Select features by name (a user request is checked). The default keeps every feature, as the
+# core does: features that are constant over the training cells are the core's to report (one
+# rule, written once, in Python), and R and Python train the same model on the same data.
 .select_features <- function(x, features, what, cells, verbose) {
   if (is.null(features)) {
-    empty <- .empty_features(x, cells)
-    if (length(empty) == nrow(x)) {
+    if (!length(.empty_features(x, cells)) < nrow(x)) {
       .abort("Every feature of {what} is zero in the training cells.", class = "sclibra_empty_error")
-    }
-    if (length(empty)) {
-      .msg(verbose, "Dropping {length(empty)} feature{?s} that {?is/are} zero in every training cell from {what}.")
-      x <- x[setdiff(rownames(x), empty), , drop = FALSE]
     }
     return(x)
   }

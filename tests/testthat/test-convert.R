@@ -47,13 +47,13 @@ test_that("missing and duplicated names, and empty input, are errors", {
   )
 })
 
-test_that("empty features: dropped from defaults, an error when requested", {
+test_that("empty features: kept by default (as in Python), an error when requested", {
   x <- toy_matrix()
   x[c(4, 9), ] <- 0
   x <- Matrix::drop0(x)
   cells <- colnames(x)
   kept <- sclibra:::.select_features(x, NULL, "RNA", cells, verbose = FALSE)
-  expect_equal(rownames(kept), setdiff(rownames(x), c("f4", "f9")))
+  expect_equal(rownames(kept), rownames(x))
   err <- expect_error(
     sclibra:::.select_features(x, c("f1", "f4", "f9"), "RNA", cells, verbose = FALSE),
     class = "sclibra_empty_error"
@@ -69,7 +69,9 @@ test_that("empty features: dropped from defaults, an error when requested", {
   # zero only in the training cells counts as empty for training
   x[5, 1:10] <- 0
   x[5, 11:30] <- 1
-  expect_false("f5" %in% rownames(sclibra:::.select_features(x, NULL, "RNA", cells[1:10], FALSE)))
+  expect_error(sclibra:::.select_features(x, "f5", "RNA", cells[1:10], FALSE),
+    "1 requested feature is empty", class = "sclibra_empty_error"
+  )
 })
 
 test_that("train.cells accepts names, logical vectors and logical metadata columns", {

@@ -191,7 +191,8 @@
   }
   assay <- .new_assay(object, input.assay, data = prediction)
   SeuratObject::Key(assay) <- .assay_key(new.assay.name)
-  assay[["libra.feature"]] <- original
+  # named by feature: an Assay5 matches feature metadata to its features by name
+  assay[["libra.feature"]] <- stats::setNames(original, rownames(prediction))
   assay@misc[["sclibra"]] <- list(reduction = reduction.name, input.assay = input.assay)
   # SeuratObject 5 computes nCount_<assay> from a "counts" layer, which a prediction does not
   # have, and warns that it found none: that warning is about its bookkeeping, not the data.

@@ -274,7 +274,8 @@ class LIBRA:
             f"LIBRA({args})\n  trained: {self.names_[0]} ({len(self.features_a)} features) -> "
             f"{self.names_[1]} ({len(self.features_b)} features), {len(self.train_cells_)} training "
             f"+ {len(self.val_cells_)} validation cells, {self.n_epochs_} epochs, best validation "
-            f"MSE {self.best_val_loss_:.4g}, output {self.output_activation_}"
+            f"{(self.loss_ or 'mse').upper()} {self.best_val_loss_:.4g}, output {self.output_activation_}"
+            + (f", {self.n_models} models" if self.n_models > 1 else "")
             + (", B encoder fitted" if self.b_encoder is not None else "")
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -36,7 +37,7 @@ from ._recipe import (
     target_is_binary,
 )
 from ._settings import logger, resolve_device, settings
-from ._train import apply_module, train_module, use_sparse_path
+from ._train import Schedule, apply_module, train_module, use_sparse_path
 
 FORMAT_VERSION = _persist.FORMAT_VERSION
 
@@ -376,19 +377,8 @@ class LIBRA:
         -------
         The fitted model (``self``).
         """
-        fd = self.fit_defaults
-        validation_split = fd["validation_split"] if validation_split is None else validation_split
-        max_epochs = fd["max_epochs"] if max_epochs is None else max_epochs
-        if early_stopping_patience is None:
-            early_stopping_patience = fd["early_stopping_patience"]
-        lr_patience = fd["lr_patience"] if lr_patience is None else lr_patience
-        lr_factor = fd["lr_factor"] if lr_factor is None else lr_factor
-        min_lr = fd["min_lr"] if min_lr is None else min_lr
-        _check_int("max_epochs", max_epochs)
-        _check_int("early_stopping_patience", early_stopping_patience, 0)
-        _check_int("lr_patience", lr_patience, 0)
-        validation_split = _check_float(
-            "validation_split", validation_split, 0.0, 1.0, hi_open=True
+        validation_split, schedule = self._schedule(
+            validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
         )
         ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
         for m in (ma, mb):
@@ -448,6 +438,7 @@ class LIBRA:
         train_idx, val_idx = member_split(0)
         n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
+        schedule = dataclasses.replace(schedule, batch_size=batch_size, loss=loss)
         device = self._device()
         logger.info(
             "training LIBRA %s (%d features) -> %s (%d features) on %d cells (%d for validation)"
@@ -502,20 +493,12 @@ class LIBRA:
                     mb,
                     train_idx,
                     val_idx,
-                    batch_size=batch_size,
-                    learning_rate=self.learning_rate,
-                    max_epochs=max_epochs,
-                    early_stopping_patience=early_stopping_patience,
-                    lr_patience=lr_patience,
-                    lr_factor=lr_factor,
-                    min_lr=min_lr,
+                    schedule,
                     seed=member_seed,
                     device=device,
                     progress=settings.progress if progress is None else progress,
                     desc="LIBRA" if self.n_models == 1 else f"LIBRA {k + 1}/{self.n_models}",
                     on_epoch=on_epoch,
-                    loss=loss,
-                    weight_decay=self.weight_decay,
                 )
             except Exception:
                 self.module = None
@@ -554,6 +537,39 @@ class LIBRA:
         self.b_encoder = None
         self.b_encoder_history = None
         return self
+
+    def _schedule(
+        self, validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
+    ) -> tuple[float, Schedule]:
+        """The validation split and training schedule of a run: given values, else the preset's.
+
+        Bounds are checked here, once, before any data is read.
+        """
+        fd = self.fit_defaults
+
+        def given(value, key):
+            return fd[key] if value is None else value
+
+        validation_split = _check_float(
+            "validation_split", given(validation_split, "validation_split"), 0.0, 1.0, hi_open=True
+        )
+        schedule = Schedule(
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            max_epochs=_check_int("max_epochs", given(max_epochs, "max_epochs")),
+            early_stopping_patience=_check_int(
+                "early_stopping_patience",
+                given(early_stopping_patience, "early_stopping_patience"),
+                0,
+            ),
+            lr_patience=_check_int("lr_patience", given(lr_patience, "lr_patience"), 0),
+            lr_factor=_check_float(
+                "lr_factor", given(lr_factor, "lr_factor"), 0.0, 1.0, lo_open=True, hi_open=True
+            ),
+            min_lr=_check_float("min_lr", given(min_lr, "min_lr"), 0.0, 10.0),
+            weight_decay=self.weight_decay,
+        )
+        return validation_split, schedule
 
     def _resolve_output_activation(self, target_min: float, name: str) -> str:
         if self.output_activation == "auto":
@@ -678,12 +694,12 @@ class LIBRA:
         obsm_a=None,
         obsm_b=None,
         train=None,
-        validation_split: float = 0.1,
-        max_epochs: int = 1500,
-        early_stopping_patience: int = 20,
-        lr_patience: int = 15,
-        lr_factor: float = 0.1,
-        min_lr: float = 1e-5,
+        validation_split: float | None = None,
+        max_epochs: int | None = None,
+        early_stopping_patience: int | None = None,
+        lr_patience: int | None = None,
+        lr_factor: float | None = None,
+        min_lr: float | None = None,
         progress: bool | None = None,
     ) -> LIBRA:
         """Train the second network of nn_consistency: modality B -> this model's latent space.
@@ -699,8 +715,18 @@ class LIBRA:
         train
             Cells to train on; default: the cells the model itself was trained on (training
             and validation cells) that are present, so held-out cells stay held out.
+        validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
+            The schedule, as in :meth:`fit` (``None``: the model's preset), except that the
+            validation split is never 0: the network is always monitored on held-out cells.
+        progress
+            Show a progress bar (default: ``sclibra.settings.progress``).
         """
         self._check_trained()
+        validation_split, schedule = self._schedule(
+            validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
+        )
+        if validation_split == 0:
+            validation_split = 0.1  # as in 0.1.0, whose B encoder always held out 10 %
         ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
         ma = match_features(ma, self.features_a)
         mb = match_features(mb, self.features_b, what="model (B features)")
@@ -731,19 +757,16 @@ class LIBRA:
                 self.dropout,
                 self.latent_width_,
             )
+        schedule = dataclasses.replace(
+            schedule, batch_size=min(self.batch_size, len(train_idx)), loss="mse"
+        )
         result = train_module(
             net,
             mb,
             target,
             train_idx,
             val_idx,
-            batch_size=min(self.batch_size, len(train_idx)),
-            learning_rate=self.learning_rate,
-            max_epochs=max_epochs,
-            early_stopping_patience=early_stopping_patience,
-            lr_patience=lr_patience,
-            lr_factor=lr_factor,
-            min_lr=min_lr,
+            schedule,
             seed=seed + 1,
             device=self._device(),
             progress=settings.progress if progress is None else progress,

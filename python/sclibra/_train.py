@@ -156,6 +156,39 @@ def torch_threads(n: int):
             torch.set_num_threads(old)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """The training options of one run, in one structure.
+
+    :meth:`sclibra.LIBRA.fit` and :meth:`~sclibra.LIBRA.fit_b_encoder` resolve them (the user's
+    arguments, else the model's preset) and check their bounds once; :func:`train_module` only
+    reads them.
+
+    Attributes
+    ----------
+    batch_size, learning_rate
+        Minibatch size and the optimizer's starting learning rate.
+    max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
+        Stop after ``max_epochs``, or after ``early_stopping_patience`` epochs without
+        improvement; multiply the learning rate by ``lr_factor`` (down to ``min_lr``) after
+        ``lr_patience`` such epochs.
+    weight_decay
+        Decoupled weight decay (AdamW) when > 0, else Adam.
+    loss
+        ``"mse"``, ``"bce"`` or ``fn(prediction, target)`` returning a minibatch's mean loss.
+    """
+
+    batch_size: int
+    learning_rate: float
+    max_epochs: int
+    early_stopping_patience: int
+    lr_patience: int
+    lr_factor: float
+    min_lr: float
+    weight_decay: float = 0.0
+    loss: object = "mse"
+
+
 @dataclass
 class TrainResult:
     """What a training run produced."""
@@ -214,28 +247,18 @@ def train_module(
     y,
     train_idx: np.ndarray,
     val_idx: np.ndarray,
+    schedule: Schedule,
     *,
-    batch_size: int,
-    learning_rate: float,
-    max_epochs: int,
-    early_stopping_patience: int,
-    lr_patience: int,
-    lr_factor: float,
-    min_lr: float,
     seed: int | None,
     device,
     progress: bool,
     desc: str = "training",
     on_epoch: Callable[[int, float, float], bool] | None = None,
-    loss="mse",
-    weight_decay: float = 0.0,
 ) -> TrainResult:
-    """Train ``module`` to map rows of ``x`` to rows of ``y`` with ``loss``.
+    """Train ``module`` to map rows of ``x`` to rows of ``y`` as ``schedule`` says.
 
-    ``loss`` is ``"mse"``, ``"bce"`` or ``fn(prediction, target)`` returning a minibatch's mean.
-
-    ``weight_decay > 0`` uses AdamW (decoupled weight decay) instead of Adam. A module with an
-    ``auxiliary_loss(rows)`` method (e.g. the latent PCA regulariser) adds it to each step's loss.
+    A module with an ``auxiliary_loss(rows)`` method (e.g. the latent PCA regulariser) adds it
+    to each step's loss.
 
     ``y`` is a :class:`Matrix` (modality B) or an array of targets (latent coordinates).
     Validation loss is monitored when ``val_idx`` is not empty; otherwise training loss is
@@ -243,7 +266,9 @@ def train_module(
     """
     sparse = use_sparse_path(x, device)
     module.to(device)
-    n_threads = training_threads(step_flops(module, batch_size, x.density() if sparse else 1.0))
+    n_threads = training_threads(
+        step_flops(module, schedule.batch_size, x.density() if sparse else 1.0)
+    )
     logger.debug("%s: %d torch threads", desc, n_threads)
     with torch_threads(n_threads):
         return _train(
@@ -252,20 +277,12 @@ def train_module(
             RowSource(y, device),
             train_idx,
             val_idx,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            max_epochs=max_epochs,
-            early_stopping_patience=early_stopping_patience,
-            lr_patience=lr_patience,
-            lr_factor=lr_factor,
-            min_lr=min_lr,
+            schedule,
             seed=seed,
             device=device,
             progress=progress,
             desc=desc,
             on_epoch=on_epoch,
-            loss=loss,
-            weight_decay=weight_decay,
         )
 
 
@@ -275,31 +292,32 @@ def _train(
     ys: RowSource,
     train_idx,
     val_idx,
+    schedule: Schedule,
     *,
-    batch_size,
-    learning_rate,
-    max_epochs,
-    early_stopping_patience,
-    lr_patience,
-    lr_factor,
-    min_lr,
     seed,
     device,
     progress,
     desc,
     on_epoch,
-    loss,
-    weight_decay,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
-    loss_name, loss_fn = loss, _loss_fn(loss)
+    batch_size, max_epochs = schedule.batch_size, schedule.max_epochs
+    early_stopping_patience = schedule.early_stopping_patience
+    loss_name, loss_fn = schedule.loss, _loss_fn(schedule.loss)
     auxiliary = getattr(module, "auxiliary_loss", None)
     optimizer = make_optimizer(
-        module.parameters(), learning_rate=learning_rate, device=device, weight_decay=weight_decay
+        module.parameters(),
+        learning_rate=schedule.learning_rate,
+        device=device,
+        weight_decay=schedule.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr
+        optimizer,
+        mode="min",
+        factor=schedule.lr_factor,
+        patience=schedule.lr_patience,
+        min_lr=schedule.min_lr,
     )
     rng = np.random.default_rng(seed)
     monitor = "val_loss" if len(val_idx) else "train_loss"

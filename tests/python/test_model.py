@@ -473,3 +473,32 @@ def test_b_encoder_places_b_only_cells(tmp_path, cite, cite_model):
     assert own < other
     again = sclibra.LIBRA.load(model.save(tmp_path / "m2"))
     np.testing.assert_array_equal(again.get_latent_from_b(adt), model.get_latent_from_b(adt))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr_factor": 1.0}, "lr_factor must be in \\(0.0, 1.0\\)"),
+        ({"lr_factor": 0}, "lr_factor must be in \\(0.0, 1.0\\)"),
+        ({"min_lr": -1}, "min_lr must be in"),
+        ({"max_epochs": 0}, "max_epochs must be an integer >= 1"),
+        ({"early_stopping_patience": -1}, "early_stopping_patience must be an integer >= 0"),
+        ({"validation_split": 1.0}, "validation_split must be in"),
+    ],
+)
+def test_schedule_bounds_are_checked_before_the_data_is_read(kwargs, message):
+    # the data are not even read: a bad schedule is refused first
+    with pytest.raises(sclibra.SclibraError, match=message):
+        sclibra.LIBRA().fit(object(), object(), **kwargs)
+    with pytest.raises(sclibra.SclibraError, match=message):
+        sclibra.LIBRA()._schedule(*[kwargs.get(k) for k in SCHEDULE_ARGS])
+
+
+SCHEDULE_ARGS = (
+    "validation_split",
+    "max_epochs",
+    "early_stopping_patience",
+    "lr_patience",
+    "lr_factor",
+    "min_lr",
+)

@@ -306,10 +306,13 @@ def test_adamw_and_custom_loss_hooks():
         calls.append(1)
         return torch.mean(torch.abs(out - tgt))
 
+    schedule = _train.Schedule(
+        batch_size=50, learning_rate=1e-3, max_epochs=2, early_stopping_patience=5,
+        lr_patience=5, lr_factor=0.1, min_lr=1e-5, loss=l1,
+    )  # fmt: skip
     res = _train.train_module(
-        net, ma, mb, np.arange(250), np.arange(250, 300), batch_size=50, learning_rate=1e-3,
-        max_epochs=2, early_stopping_patience=5, lr_patience=5, lr_factor=0.1, min_lr=1e-5,
-        seed=0, device=torch.device("cpu"), progress=False, loss=l1,
+        net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
+        seed=0, device=torch.device("cpu"), progress=False,
     )  # fmt: skip
     assert len(calls) == 2 * (5 + 1)  # 5 steps and 1 validation batch per epoch
     with torch.no_grad():

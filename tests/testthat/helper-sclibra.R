@@ -16,8 +16,12 @@ need_core <- function() {
   testthat::skip(msg)
 }
 
-# Tiny, fast training settings shared by the tests.
-fast <- list(n.nodes = 32, max.epochs = 4, verbose = FALSE, seed = 1)
+# Tiny, fast training settings shared by the tests: one network (the default is an ensemble,
+# whose latent space concatenates its members'; tests of ensembles ask for one explicitly).
+fast <- list(n.nodes = 32, max.epochs = 4, verbose = FALSE, seed = 1, n.models = 1)
+
+# The width of a one-network model's latent space when latent.dim is left to the core.
+default_latent <- function() as.integer(sclibra:::.core_defaults("model")$latent_dim)
 
 run_fast <- function(object, ...) {
   args <- utils::modifyList(fast, list(...))

@@ -11,7 +11,7 @@ test_that("RNA-only cells get a LIBRA embedding and a predicted ADT assay", {
   model <- GetLIBRAModel(train)
   test <- LIBRAPredict(test, model = model, verbose = FALSE)
   emb <- SeuratObject::Embeddings(test, "libra")
-  expect_equal(dim(emb), c(289L, 10L))
+  expect_equal(dim(emb), c(289L, default_latent()))
   expect_identical(rownames(emb), colnames(test))
   expect_equal(SeuratObject::DefaultAssay(test[["libra"]]), "RNA")
   pred <- SeuratObject::GetAssayData(test, assay = "predicted_ADT")

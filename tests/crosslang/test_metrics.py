@@ -47,7 +47,9 @@ def test_ppji_of_an_embedding_agrees(r, cite, latent):
     clusters = metrics.cluster_latent(latent, cells=cells, n_neighbors=10, resolution=1.0, seed=0)
     value, jac = metrics.ppji(reference, clusters, return_matrix=True)
 
-    r.assign_matrix("emb", latent, rows=cells, cols=[f"LIBRA_{i + 1}" for i in range(6)])
+    r.assign_matrix(
+        "emb", latent, rows=cells, cols=[f"LIBRA_{i + 1}" for i in range(latent.shape[1])]
+    )
     r.assign_strings("ref", reference, names=cells)
     r(
         "res <- PPJI(emb, reference = ref, n.neighbors = 10, resolution = 1, seed = 0, details = TRUE); NULL"

@@ -55,7 +55,8 @@ def test_runlibra_seurat_equals_python_api(r, cite, r_cite, py_cite_all):
 
     emb, cells, dims = r.matrix('SeuratObject::Embeddings(seu, reduction = "libra")')
     assert cells == list(rna.obs_names)
-    assert dims == [f"LIBRA_{i}" for i in range(1, ARCH["latent_dim"] + 1)]
+    # the default is an ensemble: its latent space concatenates the members' (R and Python alike)
+    assert dims == [f"LIBRA_{i}" for i in range(1, py_model.latent_width_ + 1)]
     np.testing.assert_allclose(emb, py_latent, atol=ATOL)
 
     pred, features, pred_cells = r.matrix(

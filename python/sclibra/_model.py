@@ -469,16 +469,7 @@ class LIBRA:
                 train_idx, val_idx = member_split(k)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(member_seed)
-                module = LIBRANet(
-                    ma.n_vars,
-                    mb.n_vars,
-                    self.n_layers,
-                    self.n_nodes,
-                    self.alpha,
-                    self.dropout,
-                    self.latent_dim,
-                    out_act,
-                )
+                module = self._build_module(ma.n_vars, mb.n_vars, out_act)
                 module.decoder.init_output_bias(stats_b.mean)
                 if self.start_at_mean:  # the untrained network predicts the training mean
                     torch.nn.init.zeros_(module.decoder.net[-1].weight)
@@ -537,6 +528,35 @@ class LIBRA:
         self.b_encoder = None
         self.b_encoder_history = None
         return self
+
+    def _build_module(self, n_input: int, n_output: int, output_activation: str, members=None):
+        """The network of this model's hyperparameters: one :class:`LIBRANet`, or an ensemble.
+
+        Used by :meth:`fit` (one member at a time: ``members=None``) and by :meth:`load` (all
+        members, to receive the saved weights), so both build the same architecture.
+        """
+
+        def one():
+            return LIBRANet(
+                n_input,
+                n_output,
+                self.n_layers,
+                self.n_nodes,
+                self.alpha,
+                self.dropout,
+                self.latent_dim,
+                output_activation,
+            )
+
+        if members is None or members == 1:
+            return one()
+        return EnsembleNet([one() for _ in range(members)])
+
+    def _build_b_encoder(self, n_input: int) -> LatentNet:
+        """The second network of nn_consistency: modality B -> this model's latent space."""
+        return LatentNet(
+            n_input, self.n_layers, self.n_nodes, self.alpha, self.dropout, self.latent_width_
+        )
 
     def _schedule(
         self, validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
@@ -749,14 +769,7 @@ class LIBRA:
         train_idx, val_idx = _split_validation(mb.n_obs, validation_split, seed + 1)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            net = LatentNet(
-                mb.n_vars,
-                self.n_layers,
-                self.n_nodes,
-                self.alpha,
-                self.dropout,
-                self.latent_width_,
-            )
+            net = self._build_b_encoder(mb.n_vars)
         schedule = dataclasses.replace(
             schedule, batch_size=min(self.batch_size, len(train_idx)), loss="mse"
         )
@@ -866,31 +879,11 @@ class LIBRA:
                 f"{', '.join(OUTPUT_ACTIVATIONS)}; got {out_act!r}"
             )
         fa, fb = folder.features_a, folder.features_b
-        members = [
-            LIBRANet(
-                len(fa),
-                len(fb),
-                model.n_layers,
-                model.n_nodes,
-                model.alpha,
-                model.dropout,
-                model.latent_dim,
-                out_act,
-            )
-            for _ in range(int(meta.get("n_members", 1)))
-        ]
-        module = members[0] if len(members) == 1 else EnsembleNet(members)
+        module = model._build_module(len(fa), len(fb), out_act, int(meta.get("n_members", 1)))
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")
         if folder.b_encoder is not None:
-            net = LatentNet(
-                len(fb),
-                model.n_layers,
-                model.n_nodes,
-                model.alpha,
-                model.dropout,
-                model.latent_width_,
-            )
+            net = model._build_b_encoder(len(fb))
             model.b_encoder = _persist.load_state(net, folder.b_encoder, path / "b_encoder.pt")
             model.b_encoder_history = folder.b_encoder_history
         model.features_a, model.features_b = fa, fb

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._errors import SclibraError
+from ._module import OUTPUT_ACTIVATIONS
 
 #: architecture / optimiser arguments of ``LIBRA()`` (in the order of its signature)
 MODEL_KEYS = (
@@ -39,6 +40,34 @@ FIT_KEYS = (
     "lr_factor",
     "min_lr",
 )
+
+#: one line of help per recipe argument (the command line shows it; docstrings say more)
+RECIPE_HELP = {
+    "n_layers": "Dense -> LeakyReLU -> Dropout blocks in the encoder (mirrored in the decoder)",
+    "n_nodes": "width of the first block; each further block halves it",
+    "alpha": "LeakyReLU slope",
+    "dropout": "dropout rate after each block",
+    "latent_dim": "size of the bottleneck (per ensemble member)",
+    "output_activation": "output activation (auto: from the target)",
+    "batch_size": "minibatch size",
+    "learning_rate": "Adam learning rate",
+    "n_models": "ensemble size",
+    "loss": "loss (auto: BCE for binary targets, else MSE)",
+    "weight_decay": "decoupled weight decay (AdamW) when > 0",
+    "latent_pca": "weight of the latent regulariser (latent predicts the input's top PCs)",
+    "start_at_mean": "start the output layer at the mean baseline",
+    "validation_split": "share of training cells held out to monitor training",
+    "max_epochs": "epoch limit",
+    "early_stopping_patience": "epochs without improvement before stopping",
+    "lr_patience": "epochs without improvement before the learning rate drops",
+    "lr_factor": "factor of each learning-rate drop",
+    "min_lr": "lowest learning rate",
+}
+#: allowed values of the recipe arguments that take names
+RECIPE_CHOICES = {
+    "output_activation": ("auto", *OUTPUT_ACTIVATIONS),
+    "loss": ("auto", "mse", "bce"),
+}
 
 _PUBLISHED = {
     # the paper's Keras model (LIBRA, Martinez-de-Morentin et al.): 2 Dense blocks of 512 and 256
@@ -86,7 +115,7 @@ PRESETS["default"] = {
     "n_models": 3,  # an ensemble: lower RMSE in every bundled direction
 }
 
-LOSSES = ("auto", "mse", "bce")
+LOSSES = RECIPE_CHOICES["loss"]
 
 
 def resolve_preset(name: str) -> dict:

@@ -19,6 +19,7 @@ from ._cli_common import (
     read_input,
     write_h5ad,
 )
+from ._recipe import FIT_KEYS, MODEL_KEYS, PRESETS, RECIPE_CHOICES, RECIPE_HELP
 
 __all__ = [
     "main",
@@ -43,19 +44,10 @@ def _train(args) -> int:
     a = read_input(args.input_a, args.mod_a)
     b = read_input(args.input_b, args.mod_b)
     model = LIBRA(
-        n_layers=args.n_layers,
-        n_nodes=args.n_nodes,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        latent_dim=args.latent_dim,
-        output_activation=args.output_activation,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
         seed=args.seed,
         device=args.device,
         preset=args.preset,
-        n_models=args.n_models,
-        loss=args.loss,
+        **{k: getattr(args, k) for k in MODEL_KEYS},
     )
     model.fit(
         a,
@@ -65,8 +57,6 @@ def _train(args) -> int:
         obsm_a=args.obsm_a,
         obsm_b=args.obsm_b,
         train=args.train_key,
-        validation_split=args.validation_split,
-        max_epochs=args.max_epochs,
         n_top_genes=args.n_top_genes,
         allow_counts=args.allow_counts,
     )
@@ -119,6 +109,33 @@ def _embed(args) -> int:
     return 0
 
 
+def _boolean(text: str) -> bool:
+    low = text.strip().lower()
+    if low not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return low in ("true", "1", "yes")
+
+
+def add_recipe_args(p) -> None:
+    """One flag per recipe argument of ``LIBRA()`` and ``fit()``, written from the recipe.
+
+    Names, types, choices and help come from :mod:`sclibra._recipe`; every default is ``None``
+    (the preset's value), so the command line restates no default.
+    """
+    shown = PRESETS["default"]
+    for key in (*MODEL_KEYS, *FIT_KEYS):
+        value = shown[key]
+        kind = _boolean if isinstance(value, bool) else type(value)  # the presets' own types
+        p.add_argument(
+            "--" + key.replace("_", "-"),
+            dest=key,
+            type=kind,
+            default=None,
+            choices=RECIPE_CHOICES.get(key),
+            help=f"{RECIPE_HELP[key]} (default: the preset's; {value!r} in 'default')",
+        )
+
+
 def register(sub) -> None:
     """Register train, predict and embed."""
     p = sub.add_parser(
@@ -137,26 +154,13 @@ def register(sub) -> None:
         default=None,
         help="boolean obs column selecting training cells (e.g. is_train)",
     )
-    # recipe defaults come from the preset (sclibra._recipe.PRESETS), never from here
     p.add_argument(
-        "--preset", default="default", help="recipe: default, published (the paper) or 0.1.0"
+        "--preset",
+        default="default",
+        choices=sorted(PRESETS),
+        help="recipe: default, published (the paper) or 0.1.0",
     )
-    p.add_argument("--n-layers", type=int, default=None)
-    p.add_argument("--n-nodes", type=int, default=None)
-    p.add_argument("--alpha", type=float, default=None, help="LeakyReLU slope")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--latent-dim", type=int, default=None)
-    p.add_argument(
-        "--output-activation",
-        default=None,
-        choices=["auto", "relu", "softplus", "linear", "sigmoid"],
-    )
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--n-models", type=int, default=None, help="ensemble size")
-    p.add_argument("--loss", default=None, choices=["auto", "mse", "bce"])
-    p.add_argument("--validation-split", type=float, default=None)
-    p.add_argument("--max-epochs", type=int, default=None)
+    add_recipe_args(p)
     p.add_argument(
         "--n-top-genes", type=int, default=None, help="keep this many highly variable features of A"
     )

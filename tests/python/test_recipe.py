@@ -201,3 +201,35 @@ def test_published_preset_trains_like_the_paper(cite):
     assert m.loss_ == "mse"
     assert m.latent_width_ == 10
     assert m.batch_size == 7000
+
+
+def test_every_recipe_argument_is_written_once_and_read_everywhere():
+    """LIBRA(), fit() and the command line take every recipe argument, none restating a default."""
+    import argparse
+    import inspect
+
+    from sclibra._recipe import FIT_KEYS, MODEL_KEYS, PRESETS, RECIPE_HELP
+    from sclibra.cli import build_parser
+
+    init = inspect.signature(sclibra.LIBRA.__init__).parameters
+    fit = inspect.signature(sclibra.LIBRA.fit).parameters
+    assert all(init[k].default is None for k in MODEL_KEYS)
+    assert all(fit[k].default is None for k in FIT_KEYS)
+    for preset in PRESETS.values():
+        assert set(preset) == set(MODEL_KEYS) | set(FIT_KEYS)
+    assert set(RECIPE_HELP) == set(MODEL_KEYS) | set(FIT_KEYS)
+    train = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["train"]
+    flags = {a.dest: a for a in train._actions}
+    for key in (*MODEL_KEYS, *FIT_KEYS):
+        assert flags[key].default is None, key
+        assert flags[key].option_strings == ["--" + key.replace("_", "-")]
+    args = train.parse_args(
+        ["--input-a", "a", "--input-b", "b", "--out", "o", "--weight-decay", "0.01",
+         "--start-at-mean", "true", "--lr-factor", "0.5", "--loss", "bce"]
+    )  # fmt: skip
+    assert args.weight_decay == 0.01
+    assert args.start_at_mean is True
+    assert args.lr_factor == 0.5
+    assert args.loss == "bce"

@@ -107,6 +107,21 @@ def fit_and_score(direction: str, seed: int, fit_kwargs=None, **model_kwargs) ->
     }
 
 
+def prepare_worker(threads: int) -> None:
+    """Set up a timing subprocess: torch threads, quiet sclibra, one-time imports done."""
+    import torch
+
+    import sclibra
+
+    torch.set_num_threads(threads)
+    sclibra.settings.num_threads = threads
+    # torch.optim imports torch._dynamo on first use (seconds, once per process): do it before
+    # anything is timed, in every version alike
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    sclibra.settings.progress = False
+    sclibra.settings.verbosity = "warning"
+
+
 def log(msg: str) -> None:
     """A progress line on stderr (benchmarks run unattended; one line per finished run)."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

@@ -47,7 +47,7 @@ import sys
 import time
 
 import numpy as np
-from _common import log, markdown_table, parse_args, write_results
+from _common import log, markdown_table, parse_args, prepare_worker, write_results
 
 N_TARGETS = 200
 RANK = 10
@@ -170,17 +170,9 @@ def _reset_peak() -> bool:
 
 def worker(spec: dict) -> dict:
     """Generate one size, train one epoch, return timings and memory (runs in a subprocess)."""
-    import torch
-
     import sclibra
 
-    torch.set_num_threads(spec["threads"])
-    sclibra.settings.num_threads = spec["threads"]
-    # torch.optim imports torch._dynamo on first use (seconds, once per process): do it before
-    # anything is timed, in every version alike
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
-    sclibra.settings.progress = False
-    sclibra.settings.verbosity = "warning"
+    prepare_worker(spec["threads"])
     t0 = time.perf_counter()
     a, b = make_data(spec["cells"], spec["features"], spec["density"])
     gen_seconds = time.perf_counter() - t0

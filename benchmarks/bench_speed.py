@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import log, markdown_table, parse_args, write_results
+from _common import log, markdown_table, parse_args, prepare_worker, write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -287,17 +287,7 @@ def task_threads(spec):
 
 
 def worker(spec: dict) -> dict:
-    import torch
-
-    import sclibra
-
-    torch.set_num_threads(spec["threads"])
-    sclibra.settings.num_threads = spec["threads"]
-    # torch.optim imports torch._dynamo on first use (seconds, once per process): do it before
-    # anything is timed, in every version alike
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
-    sclibra.settings.progress = False
-    sclibra.settings.verbosity = "warning"
+    prepare_worker(spec["threads"])
     fn = {
         "fit": task_fit,
         "profile": task_profile,

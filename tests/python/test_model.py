@@ -15,6 +15,7 @@ from conftest import FAST
 import sclibra
 from sclibra import FeatureMismatchError, NotTrainedError, SclibraError
 from sclibra._module import LIBRANet, layer_widths
+from sclibra._recipe import FIT_KEYS
 
 
 def _held_out(adata):
@@ -491,14 +492,4 @@ def test_schedule_bounds_are_checked_before_the_data_is_read(kwargs, message):
     with pytest.raises(sclibra.SclibraError, match=message):
         sclibra.LIBRA().fit(object(), object(), **kwargs)
     with pytest.raises(sclibra.SclibraError, match=message):
-        sclibra.LIBRA()._schedule(*[kwargs.get(k) for k in SCHEDULE_ARGS])
-
-
-SCHEDULE_ARGS = (
-    "validation_split",
-    "max_epochs",
-    "early_stopping_patience",
-    "lr_patience",
-    "lr_factor",
-    "min_lr",
-)
+        sclibra.LIBRA()._schedule(*[kwargs.get(k) for k in FIT_KEYS])

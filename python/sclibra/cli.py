@@ -58,6 +58,7 @@ def _train(args) -> int:
         obsm_b=args.obsm_b,
         train=args.train_key,
         n_top_genes=args.n_top_genes,
+        **{k: getattr(args, k) for k in FIT_KEYS},
         allow_counts=args.allow_counts,
     )
     model.save(args.out, overwrite=args.overwrite)

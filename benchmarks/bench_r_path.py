@@ -204,9 +204,8 @@ def main() -> None:
         ]
     md += [
         "",
-        "R drops features that are zero in every training cell before the data reach the core "
-        "(R/convert.R) while Python keeps them (issue 9), so the two models differ slightly and "
-        "may stop after different numbers of epochs: the per-epoch ratio is the like-for-like one.",
+        "R and Python train on the same features (R keeps features that are zero in every "
+        "training cell, as the core does), so with the same seed they train the same model.",
         "",
         f"torch import in R: `{r_res[0].get('torch_import')}`; load average before/after: "
         f"{', '.join(f'{x:.1f}' for x in load_before)} / "

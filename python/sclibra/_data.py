@@ -380,16 +380,19 @@ class MatrixStats:
     var: np.ndarray
     min: float
     max: float
+    #: every (finite) value is 0 or 1, e.g. binarised peaks
+    binary: bool = False
 
 
 def scan(m: Matrix) -> MatrixStats:
-    """One chunked pass: NaN/Inf counts, mean/variance per feature, global min/max."""
+    """One chunked pass: NaN/Inf counts, mean/variance per feature, min/max, 0/1 values only."""
     p = m.n_vars
     n_nan = np.zeros(p, dtype=np.int64)
     n_inf = np.zeros(p, dtype=np.int64)
     s1 = np.zeros(p, dtype=np.float64)
     s2 = np.zeros(p, dtype=np.float64)
     vmin, vmax = np.inf, -np.inf
+    binary = True
     n = 0
     for block in m.iter_blocks():
         n += block.shape[0]
@@ -412,6 +415,7 @@ def scan(m: Matrix) -> MatrixStats:
             if fin.size:
                 vmin = min(vmin, float(fin.min()))
                 vmax = max(vmax, float(fin.max()))
+                binary = binary and bool(np.all((fin == 0) | (fin == 1)))
             if block.nnz < block.shape[0] * block.shape[1]:
                 vmin = min(vmin, 0.0)
                 vmax = max(vmax, 0.0)
@@ -426,11 +430,13 @@ def scan(m: Matrix) -> MatrixStats:
             s2 += (finite * finite).sum(axis=0)
             ok = ~(bad_nan | bad_inf)
             if ok.any():
-                vmin = min(vmin, float(block[ok].min()))
-                vmax = max(vmax, float(block[ok].max()))
+                vals = block[ok]
+                vmin = min(vmin, float(vals.min()))
+                vmax = max(vmax, float(vals.max()))
+                binary = binary and bool(np.all((vals == 0) | (vals == 1)))
     mean = s1 / max(n, 1)
     var = np.maximum(s2 / max(n, 1) - mean * mean, 0.0)
-    return MatrixStats(n_nan, n_inf, mean, var, vmin, vmax)
+    return MatrixStats(n_nan, n_inf, mean, var, vmin, vmax, binary)
 
 
 #: raw counts are whole numbers with more than this median total per cell (log-normalised data

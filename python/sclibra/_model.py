@@ -34,7 +34,6 @@ from ._recipe import (
     input_pc_scores,
     resolve_preset,
     split_by_batch,
-    target_is_binary,
 )
 from ._settings import logger, resolve_device, settings
 from ._train import Schedule, apply_module, train_module, use_sparse_path
@@ -397,9 +396,7 @@ class LIBRA:
             mb = _select_hvg(mb, n_top_genes_b)
         validate(ma, role="input", allow_counts=allow_counts)
         stats_b = validate(mb, role="output", allow_counts=allow_counts)
-        loss = choose_loss(
-            self.loss, target_is_binary(mb) if self.loss != "mse" else False, mb.name
-        )
+        loss = choose_loss(self.loss, stats_b.binary, mb.name)  # from validate's one pass
         if loss == "bce":
             out_act = "sigmoid"
         else:

@@ -149,17 +149,6 @@ def loss_function(name: str):
     raise SclibraError(f"unknown loss {name!r}")
 
 
-def target_is_binary(m) -> bool:
-    """Whether every stored value of the target Matrix is 0 or 1 (scans it block by block)."""
-    import scipy.sparse as sp
-
-    for block in m.iter_blocks():
-        vals = block.data if sp.issparse(block) else np.asarray(block).ravel()
-        if vals.size and not np.all((vals == 0) | (vals == 1)):
-            return False
-    return True
-
-
 class EnsembleNet(nn.Module):
     """``n`` independently trained LIBRA networks used as one.
 

@@ -112,3 +112,14 @@ def test_cli_refuses_counts_and_allow_counts_overrides(small_cite, tmp_path, cap
     assert not (tmp_path / "refused").exists()
     assert main([*args, "--out", str(tmp_path / "model"), "--allow-counts"]) == 0
     assert (tmp_path / "model").is_dir()
+
+
+def test_scan_says_whether_a_matrix_is_binary_in_its_one_pass():
+    import scipy.sparse as sp
+
+    peaks = np.random.default_rng(0).integers(0, 2, size=(30, 8)).astype(float)
+    assert scan(as_matrix(peaks)).binary
+    assert scan(as_matrix(sp.csr_matrix(peaks))).binary
+    peaks[3, 2] = 0.5
+    assert not scan(as_matrix(peaks)).binary
+    assert not scan(as_matrix(sp.csr_matrix(peaks))).binary

@@ -28,6 +28,7 @@ from ._recipe import (
     FIT_KEYS,
     LATENT_PCA_COMPONENTS,
     LOSSES,
+    MODEL_KEYS,
     EnsembleNet,
     LatentPCARegularised,
     choose_loss,
@@ -164,21 +165,8 @@ class LIBRA:
         latent_pca: float | None = None,
         start_at_mean: bool | None = None,
     ):
-        given = {
-            "n_layers": n_layers,
-            "n_nodes": n_nodes,
-            "alpha": alpha,
-            "dropout": dropout,
-            "latent_dim": latent_dim,
-            "output_activation": output_activation,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "n_models": n_models,
-            "loss": loss,
-            "weight_decay": weight_decay,
-            "latent_pca": latent_pca,
-            "start_at_mean": start_at_mean,
-        }
+        arguments = locals()
+        given = {k: arguments[k] for k in MODEL_KEYS}  # the recipe's keys, written once
         values = resolve_preset(preset)
         values.update({k: v for k, v in given.items() if v is not None})
         self.preset = preset
@@ -249,21 +237,9 @@ class LIBRA:
     def config(self) -> dict:
         """Hyperparameters (JSON-serialisable)."""
         return {
-            "n_layers": self.n_layers,
-            "n_nodes": self.n_nodes,
-            "alpha": self.alpha,
-            "dropout": self.dropout,
-            "latent_dim": self.latent_dim,
-            "output_activation": self.output_activation,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
+            **{k: getattr(self, k) for k in MODEL_KEYS},
             "seed": self.seed,
             "preset": self.preset,
-            "n_models": self.n_models,
-            "loss": self.loss,
-            "weight_decay": self.weight_decay,
-            "latent_pca": self.latent_pca,
-            "start_at_mean": self.start_at_mean,
         }
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ from ._recipe import (
     LATENT_PCA_COMPONENTS,
     LOSSES,
     MODEL_KEYS,
+    RECIPE_CHOICES,
     EnsembleNet,
     LatentPCARegularised,
     choose_loss,
@@ -178,9 +179,10 @@ class LIBRA:
         self.dropout = _check_float("dropout", values["dropout"], 0.0, 1.0, hi_open=True)
         self.latent_dim = _check_int("latent_dim", values["latent_dim"])
         output_activation = values["output_activation"]
-        if output_activation not in (*OUTPUT_ACTIVATIONS, "auto"):
+        allowed = RECIPE_CHOICES["output_activation"]  # "auto" and the module's activations
+        if output_activation not in allowed:
             raise SclibraError(
-                f"output_activation must be one of 'auto', {', '.join(map(repr, OUTPUT_ACTIVATIONS))}; "
+                f"output_activation must be one of {', '.join(map(repr, allowed))}; "
                 f"got {output_activation!r}"
             )
         self.output_activation = output_activation

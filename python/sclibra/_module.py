@@ -143,14 +143,33 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Mirror of :class:`Encoder` followed by the output layer and its activation."""
+    """Mirror of :class:`Encoder` followed by the output layer and its activation.
 
-    def __init__(self, n_output, n_layers, n_nodes, alpha, dropout, latent_dim, output_activation):
+    With ``output_rank`` (smaller than the last hidden width) the output layer is factorised as
+    ``Linear(width, output_rank, bias=False)`` followed by ``Linear(output_rank, n_output)``: a
+    rank-limited output layer whose cost per cell is ``output_rank x n_output`` instead of
+    ``width x n_output`` (tens of thousands of peaks).
+    """
+
+    def __init__(
+        self,
+        n_output,
+        n_layers,
+        n_nodes,
+        alpha,
+        dropout,
+        latent_dim,
+        output_activation,
+        output_rank: int | None = None,
+    ):
         super().__init__()
         if output_activation not in OUTPUT_ACTIVATIONS:
             raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}")
         widths = list(reversed(layer_widths(n_layers, n_nodes)))
         layers, prev = _blocks(latent_dim, widths, alpha, dropout, first_sparse=False)
+        if output_rank and output_rank < prev:
+            layers.append(nn.Linear(prev, int(output_rank), bias=False))
+            prev = int(output_rank)
         self.net = nn.Sequential(*layers, nn.Linear(prev, n_output))
         self.output_activation = output_activation
 
@@ -188,6 +207,8 @@ class LIBRANet(nn.Module):
         with LeakyReLU(``alpha``) and dropout; a ``latent_dim`` bottleneck; a mirrored decoder.
     output_activation
         ``"relu"`` (published), ``"softplus"`` or ``"linear"`` (for signed targets).
+    output_rank
+        Factorise the output layer through this many units (``None``: a full output layer).
     """
 
     def __init__(
@@ -200,11 +221,12 @@ class LIBRANet(nn.Module):
         dropout: float = 0.2,
         latent_dim: int = 10,
         output_activation: str = "relu",
+        output_rank: int | None = None,
     ):
         super().__init__()
         self.encoder = Encoder(n_input, n_layers, n_nodes, alpha, dropout, latent_dim)
         self.decoder = Decoder(
-            n_output, n_layers, n_nodes, alpha, dropout, latent_dim, output_activation
+            n_output, n_layers, n_nodes, alpha, dropout, latent_dim, output_activation, output_rank
         )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -122,6 +122,46 @@ def prepare_worker(threads: int) -> None:
     sclibra.settings.verbosity = "warning"
 
 
+class WorkerError(RuntimeError):
+    """A benchmark subprocess failed: its exit status and the last line of its stderr."""
+
+    def __init__(self, returncode: int, line: str):
+        super().__init__(f"exit {returncode}: {line}")
+        self.returncode, self.line = returncode, line
+
+
+def run_worker(argv: list, *, python=None, env=None, timeout=None) -> dict:
+    """Run ``python ARGV...`` (this interpreter unless ``python`` names another) and return the
+    JSON of the line it prints as ``RESULT {...}``.
+
+    Raises :class:`WorkerError` when it fails or prints no result; a timeout raises
+    :class:`subprocess.TimeoutExpired`.
+    """
+    import subprocess
+
+    proc = subprocess.run(
+        [str(python or sys.executable), *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not line:
+        raise WorkerError(proc.returncode, (proc.stderr.strip().splitlines() or ["?"])[-1])
+    return json.loads(line[0][len("RESULT ") :])
+
+
+def serve_worker(worker) -> bool:
+    """In a process started as ``script --worker SPEC`` (see :func:`run_worker`): print
+    ``RESULT`` and the JSON of ``worker(SPEC)``, and return ``True``; elsewhere ``False``.
+    """
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+        return True
+    return False
+
+
 def log(msg: str) -> None:
     """A progress line on stderr (benchmarks run unattended; one line per finished run)."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

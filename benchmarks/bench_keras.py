@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import log, markdown_table
+from _common import WorkerError, log, markdown_table, run_worker
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "keras"
@@ -183,23 +183,14 @@ def run_direction(name: str, threads: int, cap: float) -> dict:
     np.savez(npz, xt=xa[train_idx], yt=xb[train_idx], xv=xa[val_idx], yv=xb[val_idx])
     del xa, xb
     log(f"{name}: Keras (published, batch 7000), {len(train_idx)} + {len(val_idx)} cells")
-    proc = subprocess.run(
-        [
-            str(TF_PYTHON),
-            os.path.abspath(__file__),
-            "--keras-worker",
-            str(npz),
-            str(threads),
-            str(cap),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(f"Keras run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    keras_res = json.loads(line[0][len("RESULT ") :])
+    try:
+        keras_res = run_worker(
+            [os.path.abspath(__file__), "--keras-worker", npz, threads, cap],
+            python=TF_PYTHON,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+    except WorkerError as err:
+        raise RuntimeError(f"Keras run failed: {err.line}") from None
     target = keras_res["final_val_mse"]
     log(
         f"  Keras: {keras_res['epochs']} epochs, {keras_res['total_s']:.1f} s, final val MSE "

@@ -43,11 +43,19 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 
 import numpy as np
-from _common import log, markdown_table, parse_args, prepare_worker, write_results
+from _common import (
+    WorkerError,
+    log,
+    markdown_table,
+    parse_args,
+    prepare_worker,
+    run_worker,
+    serve_worker,
+    write_results,
+)
 
 N_TARGETS = 200
 RANK = 10
@@ -258,8 +266,7 @@ def _size(x: float) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+    if serve_worker(worker):
         return
 
     def extra(parser):
@@ -306,10 +313,8 @@ def main() -> None:
             f"{cells} cells x {features} features at {density:.0%} ({version}): generating and training"
         )
         try:
-            proc = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                capture_output=True,
-                text=True,
+            run = run_worker(
+                [os.path.abspath(__file__), "--worker", json.dumps(spec)],
                 timeout=args.timeout,
                 env=env,
             )
@@ -317,13 +322,10 @@ def main() -> None:
             log(f"  timed out after {args.timeout} s")
             runs.append({**spec, "error": f"timed out after {args.timeout} s"})
             continue
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-            log(f"  failed (exit {proc.returncode}): {err}")
-            runs.append({**spec, "error": f"exit {proc.returncode}: {err}"})
+        except WorkerError as err:
+            log(f"  failed (exit {err.returncode}): {err.line}")
+            runs.append({**spec, "error": str(err)})
             continue
-        run = json.loads(line[0][len("RESULT ") :])
         runs.append(run)
         log(
             f"  epoch {run['epoch_seconds']:.1f} s, fit {run['fit_seconds']:.1f} s, peak RSS "

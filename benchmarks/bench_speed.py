@@ -34,12 +34,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import log, markdown_table, parse_args, prepare_worker, write_results
+from _common import (
+    WorkerError,
+    log,
+    markdown_table,
+    parse_args,
+    prepare_worker,
+    run_worker,
+    serve_worker,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -321,18 +329,12 @@ def run(spec: dict, version: str, paths: dict, timeout: int = 3600) -> dict:
     env["PYTHONPATH"] = str(paths[version])
     env["SCLIBRA_EXTDATA"] = str(ROOT / "inst" / "extdata")
     env["PYTHONWARNINGS"] = "ignore"
-    proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode != 0 or not line:
-        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise RuntimeError(f"{version} {spec['task']} {spec['case']}: {err}")
-    return json.loads(line[0][len("RESULT ") :])
+    try:
+        return run_worker(
+            [os.path.abspath(__file__), "--worker", json.dumps(spec)], env=env, timeout=timeout
+        )
+    except WorkerError as err:
+        raise RuntimeError(f"{version} {spec['task']} {spec['case']}: {err.line}") from None
 
 
 def default_recipe(args, paths) -> None:
@@ -394,8 +396,7 @@ def default_recipe(args, paths) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print("RESULT " + json.dumps(worker(json.loads(sys.argv[2]))), flush=True)
+    if serve_worker(worker):
         return
 
     def extra(parser):

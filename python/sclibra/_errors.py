@@ -11,6 +11,10 @@ class SclibraError(ValueError):
     """Base class of all input and usage errors raised by sclibra."""
 
 
+class UnknownArgumentError(SclibraError, TypeError):
+    """A function was given a keyword argument it does not take (also a :class:`TypeError`)."""
+
+
 class NotTrainedError(SclibraError):
     """The model must be trained (``fit``) or loaded before this call."""
 

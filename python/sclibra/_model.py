@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from pathlib import Path
 
@@ -27,38 +26,22 @@ from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
 from ._recipe import (
     FIT_KEYS,
     LATENT_PCA_COMPONENTS,
-    LOSSES,
     MODEL_KEYS,
-    RECIPE_CHOICES,
     EnsembleNet,
     LatentPCARegularised,
+    check_int,
+    check_recipe_value,
     choose_loss,
     input_pc_scores,
+    recipe_docstring,
     resolve_preset,
     split_by_batch,
+    takes_recipe,
 )
 from ._settings import logger, resolve_device, settings
 from ._train import Schedule, apply_module, train_module, use_sparse_path
 
 FORMAT_VERSION = _persist.FORMAT_VERSION
-
-
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SclibraError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name, value, lo, hi, *, lo_open=False, hi_open=False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SclibraError(f"{name} must be a number, got {value!r}") from None
-    bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi) or math.isnan(v)
-    if bad:
-        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise SclibraError(f"{name} must be in {lb}{lo}, {hi}{rb}, got {value!r}")
-    return v
 
 
 def _modality_name(data, default: str, mod=None) -> str:
@@ -89,26 +72,7 @@ class LIBRA:
 
     Parameters
     ----------
-    n_layers
-        Number of Dense -> LeakyReLU -> Dropout blocks in the encoder (mirrored in the decoder).
-    n_nodes
-        Width of the first block; each further block halves it (the paper's design).
-    alpha
-        Negative slope of the LeakyReLU activations.
-    dropout
-        Dropout rate after each block.
-    latent_dim
-        Size of the bottleneck, the shared latent space (per ensemble member).
-    output_activation
-        ``"auto"`` (ReLU when the training target is non-negative, linear when it is signed),
-        ``"relu"`` (published), ``"softplus"``, ``"linear"`` or ``"sigmoid"``. A rectified output
-        is refused for a target with negative values rather than silently clipping it. With
-        the BCE loss the output is always a sigmoid.
-    batch_size
-        Minibatch size. The published 7000 means one step per epoch on most data; 128 trains
-        better per second (see ``benchmarks/bench_batch_size.py``).
-    learning_rate
-        Adam learning rate.
+    <recipe arguments>
     seed
         Random seed for initialisation, the validation split, shuffling and dropout. ``None``
         uses ``sclibra.settings.seed``.
@@ -119,23 +83,6 @@ class LIBRA:
         ``"default"`` (the current recipe, see the README's table), ``"published"`` (the paper's
         model and schedule exactly: batch 7000, ReLU output, MSE, Adam 1e-3, no validation
         split) or ``"0.1.0"`` (sclibra 0.1.0's defaults).
-    n_models
-        Ensemble size: ``n_models`` networks trained from different seeds, each holding out its
-        own validation cells; predictions are their average and the latent space is their
-        latent spaces side by side (``n_models * latent_dim`` columns).
-    loss
-        ``"auto"`` (binary cross-entropy with a sigmoid output for a 0/1 target such as
-        binarised peaks, mean squared error otherwise), ``"mse"`` or ``"bce"``.
-    weight_decay
-        Decoupled weight decay (AdamW) when > 0.
-    latent_pca
-        Weight of a latent regulariser: during training a linear map of the latent space must
-        also predict the top 50 principal components of the input, so the latent space keeps
-        the input's main structure (clusters) and not only what predicts the target. 0: off.
-    start_at_mean
-        Start training from the mean baseline: the output layer's weights start at zero and
-        its bias at the per-feature training mean (peak popularity for ATAC), so the network
-        only moves away from the mean where that lowers the validation loss.
 
     Examples
     --------
@@ -146,65 +93,17 @@ class LIBRA:
     >>> sclibra.tl.libra(rna, model)                          # rna.obsm["X_libra"]
     """
 
-    def __init__(
-        self,
-        n_layers: int | None = None,
-        n_nodes: int | None = None,
-        alpha: float | None = None,
-        dropout: float | None = None,
-        latent_dim: int | None = None,
-        output_activation: str | None = None,
-        batch_size: int | None = None,
-        learning_rate: float | None = None,
-        seed: int | None = None,
-        device=None,
-        *,
-        preset: str = "default",
-        n_models: int | None = None,
-        loss: str | None = None,
-        weight_decay: float | None = None,
-        latent_pca: float | None = None,
-        start_at_mean: bool | None = None,
-    ):
-        arguments = locals()
-        given = {k: arguments[k] for k in MODEL_KEYS}  # the recipe's keys, written once
+    @takes_recipe("model")
+    def __init__(self, seed: int | None = None, device=None, *, preset: str = "default", **recipe):
         values = resolve_preset(preset)
-        values.update({k: v for k, v in given.items() if v is not None})
+        values.update({k: v for k, v in recipe.items() if v is not None})
         self.preset = preset
         #: fit() schedule defaults of the preset (explicit fit() arguments win)
         self.fit_defaults = {k: values[k] for k in FIT_KEYS}
-        self.n_layers = _check_int("n_layers", values["n_layers"], 0)
-        self.n_nodes = _check_int("n_nodes", values["n_nodes"])
-        self.alpha = _check_float("alpha", values["alpha"], 0.0, 1.0)
-        self.dropout = _check_float("dropout", values["dropout"], 0.0, 1.0, hi_open=True)
-        self.latent_dim = _check_int("latent_dim", values["latent_dim"])
-        output_activation = values["output_activation"]
-        allowed = RECIPE_CHOICES["output_activation"]  # "auto" and the module's activations
-        if output_activation not in allowed:
-            raise SclibraError(
-                f"output_activation must be one of {', '.join(map(repr, allowed))}; "
-                f"got {output_activation!r}"
-            )
-        self.output_activation = output_activation
-        self.batch_size = _check_int("batch_size", values["batch_size"])
-        self.learning_rate = _check_float(
-            "learning_rate", values["learning_rate"], 0.0, 10.0, lo_open=True
-        )
-        self.n_models = _check_int("n_models", values["n_models"])
-        if values["loss"] not in LOSSES:
-            raise SclibraError(
-                f"loss must be one of {', '.join(map(repr, LOSSES))}; got {values['loss']!r}"
-            )
-        self.loss = values["loss"]
-        self.weight_decay = _check_float("weight_decay", values["weight_decay"], 0.0, 10.0)
-        self.latent_pca = _check_float("latent_pca", values["latent_pca"], 0.0, 100.0)
-        if not isinstance(values["start_at_mean"], (bool, np.bool_)):
-            raise SclibraError(
-                f"start_at_mean must be True or False, got {values['start_at_mean']!r}"
-            )
-        self.start_at_mean = bool(values["start_at_mean"])
+        for key in MODEL_KEYS:  # each checked against its declaration in the recipe
+            setattr(self, key, check_recipe_value(key, values[key]))
         if seed is not None:
-            seed = _check_int("seed", seed, 0)
+            seed = check_int("seed", seed, 0)
         self.seed = seed
         self.device = device
         self.module: LIBRANet | None = None
@@ -288,6 +187,7 @@ class LIBRA:
         return ma, mb
 
     # ------------------------------------------------------------------------------------------
+    @takes_recipe("fit", after="train")
     def fit(
         self,
         a,
@@ -300,20 +200,17 @@ class LIBRA:
         obsm_a: str | None = None,
         obsm_b: str | None = None,
         train=None,
-        validation_split: float | None = None,
-        max_epochs: int | None = None,
-        early_stopping_patience: int | None = None,
-        lr_patience: int | None = None,
-        lr_factor: float | None = None,
-        min_lr: float | None = None,
         batch_key: str | None = None,
         n_top_genes: int | None = None,
         n_top_genes_b: int | None = None,
         progress: bool | None = None,
         callback=None,
         allow_counts: bool = False,
+        **schedule,
     ) -> LIBRA:
         """Train the model to predict modality B from modality A.
+
+        Every schedule argument left at ``None`` takes the value of the model's ``preset``.
 
         Parameters
         ----------
@@ -326,13 +223,7 @@ class LIBRA:
         train
             Cells to train on (the rest are held out): a boolean ``obs`` column name (e.g.
             ``"is_train"``), a boolean mask or a list of cell names. ``None``: all paired cells.
-        validation_split
-            Share of the training cells held out to monitor training (early stopping,
-            learning-rate schedule, best weights). ``0`` monitors training loss, as published.
-        max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
-            Schedule: stop after ``early_stopping_patience`` epochs without improvement;
-            multiply the learning rate by ``lr_factor`` after ``lr_patience`` such epochs.
-            ``None`` (every schedule argument): the value of the model's ``preset``.
+        <recipe arguments>
         batch_key
             An ``obs`` column naming each cell's batch or donor: the validation cells are then
             whole batches (about ``validation_split`` of the cells), so early stopping measures
@@ -354,9 +245,7 @@ class LIBRA:
         -------
         The fitted model (``self``).
         """
-        validation_split, schedule = self._schedule(
-            validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
-        )
+        validation_split, schedule = self._schedule(**schedule)
         ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
         for m in (ma, mb):
             check_unique(m.features, "feature", m.name)
@@ -533,38 +422,21 @@ class LIBRA:
             n_input, self.n_layers, self.n_nodes, self.alpha, self.dropout, self.latent_width_
         )
 
-    def _schedule(
-        self, validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
-    ) -> tuple[float, Schedule]:
+    def _schedule(self, **given) -> tuple[float, Schedule]:
         """The validation split and training schedule of a run: given values, else the preset's.
 
-        Bounds are checked here, once, before any data is read.
+        Bounds are checked here, once, before any data is read. Every recipe value whose name
+        is a field of :class:`Schedule` (the model's and the run's) reaches the training loop.
         """
-        fd = self.fit_defaults
-
-        def given(value, key):
-            return fd[key] if value is None else value
-
-        validation_split = _check_float(
-            "validation_split", given(validation_split, "validation_split"), 0.0, 1.0, hi_open=True
-        )
-        schedule = Schedule(
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            max_epochs=_check_int("max_epochs", given(max_epochs, "max_epochs")),
-            early_stopping_patience=_check_int(
-                "early_stopping_patience",
-                given(early_stopping_patience, "early_stopping_patience"),
-                0,
-            ),
-            lr_patience=_check_int("lr_patience", given(lr_patience, "lr_patience"), 0),
-            lr_factor=_check_float(
-                "lr_factor", given(lr_factor, "lr_factor"), 0.0, 1.0, lo_open=True, hi_open=True
-            ),
-            min_lr=_check_float("min_lr", given(min_lr, "min_lr"), 0.0, 10.0),
-            weight_decay=self.weight_decay,
-        )
-        return validation_split, schedule
+        run = {k: given.get(k) for k in FIT_KEYS}
+        run = {
+            k: check_recipe_value(k, self.fit_defaults[k] if v is None else v)
+            for k, v in run.items()
+        }
+        values = {**{k: getattr(self, k) for k in MODEL_KEYS}, **run}
+        fields = {f.name for f in dataclasses.fields(Schedule)}
+        schedule = Schedule(**{k: v for k, v in values.items() if k in fields})
+        return run["validation_split"], schedule
 
     def _resolve_output_activation(self, target_min: float, name: str) -> str:
         if self.output_activation == "auto":
@@ -677,6 +549,7 @@ class LIBRA:
         return out
 
     # ------------------------------------------------------------------------------------------
+    @takes_recipe("fit", after="train")
     def fit_b_encoder(
         self,
         a,
@@ -689,19 +562,17 @@ class LIBRA:
         obsm_a=None,
         obsm_b=None,
         train=None,
-        validation_split: float | None = None,
-        max_epochs: int | None = None,
-        early_stopping_patience: int | None = None,
-        lr_patience: int | None = None,
-        lr_factor: float | None = None,
-        min_lr: float | None = None,
         progress: bool | None = None,
+        **schedule,
     ) -> LIBRA:
         """Train the second network of nn_consistency: modality B -> this model's latent space.
 
         It has the same hyperparameters as the model's encoder and learns, on paired cells, to
         place each cell's B profile where the model places its A profile. Afterwards
         :meth:`get_latent_from_b` embeds cells measured in B only.
+
+        The schedule is that of :meth:`fit` (``None``: the model's preset), except that the
+        validation split is never 0: the network is always monitored on held-out cells.
 
         Parameters
         ----------
@@ -710,16 +581,12 @@ class LIBRA:
         train
             Cells to train on; default: the cells the model itself was trained on (training
             and validation cells) that are present, so held-out cells stay held out.
-        validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
-            The schedule, as in :meth:`fit` (``None``: the model's preset), except that the
-            validation split is never 0: the network is always monitored on held-out cells.
+        <recipe arguments>
         progress
             Show a progress bar (default: ``sclibra.settings.progress``).
         """
         self._check_trained()
-        validation_split, schedule = self._schedule(
-            validation_split, max_epochs, early_stopping_patience, lr_patience, lr_factor, min_lr
-        )
+        validation_split, schedule = self._schedule(**schedule)
         if validation_split == 0:
             validation_split = 0.1  # as in 0.1.0, whose B encoder always held out 10 %
         ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
@@ -876,6 +743,9 @@ class LIBRA:
         return model
 
 
+LIBRA.__doc__ = recipe_docstring(LIBRA.__doc__, "model")
+
+
 def _batch_labels(batch_key, ma: Matrix, mb: Matrix) -> np.ndarray:
     """The ``batch_key`` column of the training cells, checked before any work starts."""
     if not isinstance(batch_key, str):
@@ -934,7 +804,7 @@ def _select_hvg(m: Matrix, n_top: int) -> Matrix:
     import scanpy as sc
     import scipy.sparse as sp
 
-    n_top = _check_int("n_top_genes", n_top)
+    n_top = check_int("n_top_genes", n_top)
     if n_top >= m.n_vars:
         logger.info("%s: n_top_genes=%d >= %d features; keeping all", m.name, n_top, m.n_vars)
         return m

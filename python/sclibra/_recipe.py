@@ -1,73 +1,344 @@
-"""The training recipe of LIBRA: presets, loss choice, ensembles and batch-aware validation.
+"""The training recipe of LIBRA: its arguments, presets, loss choice, ensembles and batch-aware
+validation.
 
-One source of truth for every recipe default: :data:`PRESETS`. ``LIBRA()`` and ``LIBRA.fit()``
-read their defaults from the preset named by ``LIBRA(preset=...)``; explicit arguments win.
-The evidence for each default is ``benchmarks/results/bench_peers_ablation.md``.
+One source of truth for every recipe argument: :data:`RECIPE` declares each once (where it goes,
+its type, bounds or choices, help and documentation) and :data:`PRESETS` holds its values.
+``LIBRA()`` and ``LIBRA.fit()`` take the arguments of :data:`RECIPE` (their signatures and
+docstrings are written from it, see :func:`takes_recipe`) and read their defaults from the preset
+named by ``LIBRA(preset=...)``; explicit arguments win. The command line, the R package and the
+aLIBRA tuner read the same declarations, so adding a hyperparameter edits this file and the one
+that implements it. The evidence for each default is ``benchmarks/results/bench_peers_ablation.md``.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._errors import SclibraError
+from ._errors import SclibraError, UnknownArgumentError
 from ._module import OUTPUT_ACTIVATIONS
 
-#: architecture / optimiser arguments of ``LIBRA()`` (in the order of its signature)
-MODEL_KEYS = (
-    "n_layers",
-    "n_nodes",
-    "alpha",
-    "dropout",
-    "latent_dim",
-    "output_activation",
-    "batch_size",
-    "learning_rate",
-    "n_models",
-    "loss",
-    "weight_decay",
-    "latent_pca",
-    "start_at_mean",
-)
-#: schedule arguments of ``LIBRA.fit()``
-FIT_KEYS = (
-    "validation_split",
-    "max_epochs",
-    "early_stopping_patience",
-    "lr_patience",
-    "lr_factor",
-    "min_lr",
-)
 
+def check_int(name, value, minimum=1):
+    """``value`` as an int, or an error naming ``name`` and the bound."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SclibraError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(name, value, lo, hi, *, lo_open=False, hi_open=False):
+    """``value`` as a float in ``[lo, hi]`` (ends open as asked), or an error naming the bound."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SclibraError(f"{name} must be a number, got {value!r}") from None
+    bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi) or math.isnan(v)
+    if bad:
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise SclibraError(f"{name} must be in {lb}{lo}, {hi}{rb}, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class RecipeArg:
+    """One recipe argument, declared once.
+
+    Attributes
+    ----------
+    name
+        The argument's name in ``LIBRA()`` / ``LIBRA.fit()`` (``--name-with-dashes`` on the
+        command line, ``name.with.dots`` or the same name in R).
+    stage
+        ``"model"``: an argument of ``LIBRA()`` (an attribute of the model, saved with it);
+        ``"fit"``: a schedule argument of ``LIBRA.fit()`` and ``LIBRA.fit_b_encoder()``.
+    kind
+        ``int``, ``float``, ``bool`` or ``str``.
+    help
+        One line (the command line's help).
+    doc
+        The docstrings' text.
+    low, high, low_open, high_open
+        Bounds of a number (``high=None``: none); an open end excludes the bound.
+    choices
+        Allowed values of a ``str`` argument.
+    positional
+        ``LIBRA()`` also takes it by position (in declaration order, as in sclibra 0.1.0).
+    searchable
+        aLIBRA (:func:`sclibra.tune`) may search it.
+    """
+
+    name: str
+    stage: str
+    kind: type
+    help: str
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+    positional: bool = False
+    searchable: bool = False
+
+    def check(self, value, what: str | None = None):
+        """``value`` checked (and converted to ``kind``), or a :class:`SclibraError` naming the
+        argument (or ``what``), its bound and the value.
+        """
+        name = what or self.name
+        if self.choices is not None:
+            if value not in self.choices:
+                raise SclibraError(
+                    f"{name} must be one of {', '.join(map(repr, self.choices))}; got {value!r}"
+                )
+            return value
+        if self.kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise SclibraError(f"{name} must be True or False, got {value!r}")
+            return bool(value)
+        if self.kind is int:
+            value = check_int(name, value, int(self.low if self.low is not None else 0))
+            if self.high is not None and value > self.high:
+                raise SclibraError(f"{name} must be an integer <= {self.high}, got {value!r}")
+            return value
+        return check_float(
+            name,
+            value,
+            -math.inf if self.low is None else self.low,
+            math.inf if self.high is None else self.high,
+            lo_open=self.low_open,
+            hi_open=self.high_open,
+        )
+
+
+#: every recipe argument: those of ``LIBRA()`` (positional ones first, in their order), then
+#: the schedule of ``LIBRA.fit()``
+RECIPE: tuple[RecipeArg, ...] = (
+    RecipeArg(
+        "n_layers", "model", int, low=0, positional=True, searchable=True,
+        help="Dense -> LeakyReLU -> Dropout blocks in the encoder (mirrored in the decoder)",
+        doc="Number of Dense -> LeakyReLU -> Dropout blocks in the encoder (mirrored in the "
+        "decoder).",
+    ),
+    RecipeArg(
+        "n_nodes", "model", int, low=1, positional=True, searchable=True,
+        help="width of the first block; each further block halves it",
+        doc="Width of the first block; each further block halves it (the paper's design).",
+    ),
+    RecipeArg(
+        "alpha", "model", float, low=0.0, high=1.0, positional=True, searchable=True,
+        help="LeakyReLU slope",
+        doc="Negative slope of the LeakyReLU activations.",
+    ),
+    RecipeArg(
+        "dropout", "model", float, low=0.0, high=1.0, high_open=True, positional=True,
+        searchable=True,
+        help="dropout rate after each block",
+        doc="Dropout rate after each block.",
+    ),
+    RecipeArg(
+        "latent_dim", "model", int, low=1, positional=True, searchable=True,
+        help="size of the bottleneck (per ensemble member)",
+        doc="Size of the bottleneck, the shared latent space (per ensemble member).",
+    ),
+    RecipeArg(
+        "output_activation", "model", str, choices=("auto", *OUTPUT_ACTIVATIONS),
+        positional=True, searchable=True,
+        help="output activation (auto: from the target)",
+        doc="``'auto'`` (ReLU when the training target is non-negative, linear when it is "
+        "signed), ``'relu'`` (published), ``'softplus'``, ``'linear'`` or ``'sigmoid'``. A "
+        "rectified output is refused for a target with negative values rather than silently "
+        "clipping it. With the BCE loss the output is always a sigmoid.",
+    ),
+    RecipeArg(
+        "batch_size", "model", int, low=1, positional=True, searchable=True,
+        help="minibatch size",
+        doc="Minibatch size. The published 7000 means one step per epoch on most data; 128 "
+        "trains better per second (see ``benchmarks/bench_batch_size.py``).",
+    ),
+    RecipeArg(
+        "learning_rate", "model", float, low=0.0, high=10.0, low_open=True, positional=True,
+        searchable=True,
+        help="Adam learning rate",
+        doc="Adam learning rate.",
+    ),
+    RecipeArg(
+        "n_models", "model", int, low=1,
+        help="ensemble size",
+        doc="Ensemble size: ``n_models`` networks trained from different seeds, each holding out "
+        "its own validation cells; predictions are their average and the latent space is their "
+        "latent spaces side by side (``n_models * latent_dim`` columns).",
+    ),
+    RecipeArg(
+        "loss", "model", str, choices=("auto", "mse", "bce"),
+        help="loss (auto: BCE for binary targets, else MSE)",
+        doc="``'auto'`` (binary cross-entropy with a sigmoid output for a 0/1 target such as "
+        "binarised peaks, mean squared error otherwise), ``'mse'`` or ``'bce'``.",
+    ),
+    RecipeArg(
+        "weight_decay", "model", float, low=0.0, high=10.0,
+        help="decoupled weight decay (AdamW) when > 0",
+        doc="Decoupled weight decay (AdamW) when > 0.",
+    ),
+    RecipeArg(
+        "latent_pca", "model", float, low=0.0, high=100.0,
+        help="weight of the latent regulariser (latent predicts the input's top PCs)",
+        doc="Weight of a latent regulariser: during training a linear map of the latent space "
+        "must also predict the top 50 principal components of the input, so the latent space "
+        "keeps the input's main structure (clusters) and not only what predicts the target. "
+        "0: off.",
+    ),
+    RecipeArg(
+        "start_at_mean", "model", bool,
+        help="start the output layer at the mean baseline",
+        doc="Start training from the mean baseline: the output layer's weights start at zero "
+        "and its bias at the per-feature training mean (peak popularity for ATAC), so the "
+        "network only moves away from the mean where that lowers the validation loss.",
+    ),
+    RecipeArg(
+        "validation_split", "fit", float, low=0.0, high=1.0, high_open=True,
+        help="share of training cells held out to monitor training",
+        doc="Share of the training cells held out to monitor training (early stopping, "
+        "learning-rate schedule, best weights). ``0`` monitors the training loss, as published.",
+    ),
+    RecipeArg(
+        "max_epochs", "fit", int, low=1, searchable=True,
+        help="epoch limit",
+        doc="Epoch limit.",
+    ),
+    RecipeArg(
+        "early_stopping_patience", "fit", int, low=0, searchable=True,
+        help="epochs without improvement before stopping",
+        doc="Stop after this many epochs without improvement.",
+    ),
+    RecipeArg(
+        "lr_patience", "fit", int, low=0, searchable=True,
+        help="epochs without improvement before the learning rate drops",
+        doc="Multiply the learning rate by ``lr_factor`` after this many epochs without "
+        "improvement.",
+    ),
+    RecipeArg(
+        "lr_factor", "fit", float, low=0.0, high=1.0, low_open=True, high_open=True,
+        searchable=True,
+        help="factor of each learning-rate drop",
+        doc="Factor of each learning-rate drop.",
+    ),
+    RecipeArg(
+        "min_lr", "fit", float, low=0.0, high=10.0, searchable=True,
+        help="lowest learning rate",
+        doc="Lowest learning rate.",
+    ),
+)  # fmt: skip
+#: the recipe's arguments by name
+RECIPE_ARGS: dict[str, RecipeArg] = {a.name: a for a in RECIPE}
+#: arguments of ``LIBRA()`` (in the order of its signature)
+MODEL_KEYS = tuple(a.name for a in RECIPE if a.stage == "model")
+#: schedule arguments of ``LIBRA.fit()``
+FIT_KEYS = tuple(a.name for a in RECIPE if a.stage == "fit")
 #: one line of help per recipe argument (the command line shows it; docstrings say more)
-RECIPE_HELP = {
-    "n_layers": "Dense -> LeakyReLU -> Dropout blocks in the encoder (mirrored in the decoder)",
-    "n_nodes": "width of the first block; each further block halves it",
-    "alpha": "LeakyReLU slope",
-    "dropout": "dropout rate after each block",
-    "latent_dim": "size of the bottleneck (per ensemble member)",
-    "output_activation": "output activation (auto: from the target)",
-    "batch_size": "minibatch size",
-    "learning_rate": "Adam learning rate",
-    "n_models": "ensemble size",
-    "loss": "loss (auto: BCE for binary targets, else MSE)",
-    "weight_decay": "decoupled weight decay (AdamW) when > 0",
-    "latent_pca": "weight of the latent regulariser (latent predicts the input's top PCs)",
-    "start_at_mean": "start the output layer at the mean baseline",
-    "validation_split": "share of training cells held out to monitor training",
-    "max_epochs": "epoch limit",
-    "early_stopping_patience": "epochs without improvement before stopping",
-    "lr_patience": "epochs without improvement before the learning rate drops",
-    "lr_factor": "factor of each learning-rate drop",
-    "min_lr": "lowest learning rate",
-}
+RECIPE_HELP = {a.name: a.help for a in RECIPE}
 #: allowed values of the recipe arguments that take names
-RECIPE_CHOICES = {
-    "output_activation": ("auto", *OUTPUT_ACTIVATIONS),
-    "loss": ("auto", "mse", "bce"),
-}
+RECIPE_CHOICES = {a.name: a.choices for a in RECIPE if a.choices is not None}
+
+
+def check_recipe_value(name: str, value):
+    """``value`` of the recipe argument ``name``, checked against its declaration."""
+    if name not in RECIPE_ARGS:
+        raise SclibraError(
+            f"unknown recipe argument {name!r}; the recipe has {', '.join(RECIPE_ARGS)}"
+        )
+    return RECIPE_ARGS[name].check(value)
+
+
+#: the line of a docstring that :func:`recipe_docstring` replaces by the recipe's entries
+RECIPE_DOC_MARKER = "<recipe arguments>"
+
+
+def recipe_docstring(doc: str, stage: str) -> str:
+    """``doc`` with its line :data:`RECIPE_DOC_MARKER` replaced by the numpy "Parameters"
+    entries of the recipe arguments of ``stage`` (at that line's indentation).
+    """
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == RECIPE_DOC_MARKER:
+            indent = line[: len(line) - len(line.lstrip())]
+            entries = []
+            for a in RECIPE:
+                if a.stage == stage:
+                    entries.append(indent + a.name)
+                    entries += textwrap.wrap(
+                        a.doc,
+                        96,
+                        initial_indent=indent + "    ",
+                        subsequent_indent=indent + "    ",
+                        break_on_hyphens=False,
+                    )
+            lines[i : i + 1] = entries
+            break
+    return "\n".join(lines)
+
+
+def takes_recipe(stage: str, *, after: str | None = None):
+    """Decorator: ``fn(self, ..., **recipe)`` takes the recipe arguments of ``stage`` by name.
+
+    The wrapper's signature (so ``help()``, ``inspect.signature``, the R package's argument
+    check and the command line) lists each argument of :data:`RECIPE` of that stage with the
+    default ``None`` (the preset's value): the ``positional`` ones right after ``self``, the
+    others keyword-only, after the keyword-only parameter ``after`` (default: last). Its
+    docstring documents them at :data:`RECIPE_DOC_MARKER`. An unknown keyword is refused with
+    an error naming it and the valid names; ``fn`` receives the given recipe arguments in
+    ``**recipe`` (those not given are absent).
+    """
+    P = inspect.Parameter
+
+    def as_parameter(a: RecipeArg):
+        kind = P.POSITIONAL_OR_KEYWORD if a.positional else P.KEYWORD_ONLY
+        return P(a.name, kind, default=None, annotation=f"{a.kind.__name__} | None")
+
+    def decorate(fn):
+        own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        head, rest = own[:1], own[1:]
+        positional = [p for p in rest if p.kind is not P.KEYWORD_ONLY]
+        keyword = [p for p in rest if p.kind is P.KEYWORD_ONLY]
+        at = len(keyword) if after is None else [p.name for p in keyword].index(after) + 1
+        mine = [as_parameter(a) for a in RECIPE if a.stage == stage]
+        signature = inspect.signature(fn).replace(
+            parameters=[
+                *head,
+                *[p for p in mine if p.kind is not P.KEYWORD_ONLY],
+                *positional,
+                *keyword[:at],
+                *[p for p in mine if p.kind is P.KEYWORD_ONLY],
+                *keyword[at:],
+            ]
+        )
+        names = list(signature.parameters)[1:]
+        label = fn.__qualname__.replace(".__init__", "")
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for key in kwargs:
+                if key not in signature.parameters:
+                    raise UnknownArgumentError(
+                        f"{label}() got an unexpected keyword argument {key!r}; it takes "
+                        + ", ".join(names)
+                    )
+            return fn(**signature.bind(*args, **kwargs).arguments)
+
+        wrapper.__signature__ = signature
+        if fn.__doc__:
+            wrapper.__doc__ = recipe_docstring(fn.__doc__, stage)
+        return wrapper
+
+    return decorate
+
 
 _PUBLISHED = {
     # the paper's Keras model (LIBRA, Martinez-de-Morentin et al.): 2 Dense blocks of 512 and 256
@@ -114,6 +385,10 @@ PRESETS["default"] = {
     "latent_dim": 32,  # lower held-out RMSE and a latent space that clusters better
     "n_models": 3,  # an ensemble: lower RMSE in every bundled direction
 }
+
+for _name, _values in PRESETS.items():  # every preset gives every declared argument
+    if set(_values) != set(RECIPE_ARGS):
+        raise RuntimeError(f"preset {_name!r} does not match the recipe's arguments")
 
 LOSSES = RECIPE_CHOICES["loss"]
 

@@ -19,7 +19,7 @@ from ._cli_common import (
     read_input,
     write_h5ad,
 )
-from ._recipe import FIT_KEYS, MODEL_KEYS, PRESETS, RECIPE_CHOICES, RECIPE_HELP
+from ._recipe import FIT_KEYS, MODEL_KEYS, PRESETS, RECIPE
 
 __all__ = [
     "main",
@@ -124,16 +124,14 @@ def add_recipe_args(p) -> None:
     (the preset's value), so the command line restates no default.
     """
     shown = PRESETS["default"]
-    for key in (*MODEL_KEYS, *FIT_KEYS):
-        value = shown[key]
-        kind = _boolean if isinstance(value, bool) else type(value)  # the presets' own types
+    for arg in RECIPE:
         p.add_argument(
-            "--" + key.replace("_", "-"),
-            dest=key,
-            type=kind,
+            "--" + arg.name.replace("_", "-"),
+            dest=arg.name,
+            type=_boolean if arg.kind is bool else arg.kind,
             default=None,
-            choices=RECIPE_CHOICES.get(key),
-            help=f"{RECIPE_HELP[key]} (default: the preset's; {value!r} in 'default')",
+            choices=arg.choices,
+            help=f"{arg.help} (default: the preset's; {shown[arg.name]!r} in 'default')",
         )
 
 

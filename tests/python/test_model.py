@@ -15,7 +15,6 @@ from conftest import FAST
 import sclibra
 from sclibra import FeatureMismatchError, NotTrainedError, SclibraError
 from sclibra._module import LIBRANet, layer_widths
-from sclibra._recipe import FIT_KEYS
 
 
 def _held_out(adata):
@@ -492,4 +491,4 @@ def test_schedule_bounds_are_checked_before_the_data_is_read(kwargs, message):
     with pytest.raises(sclibra.SclibraError, match=message):
         sclibra.LIBRA().fit(object(), object(), **kwargs)
     with pytest.raises(sclibra.SclibraError, match=message):
-        sclibra.LIBRA()._schedule(*[kwargs.get(k) for k in FIT_KEYS])
+        sclibra.LIBRA()._schedule(**kwargs)

@@ -43,13 +43,13 @@ def test_published_preset_is_the_paper_model():
         "batch_size": 7000,
     }
     assert (m.n_models, m.loss, m.weight_decay) == (1, "mse", 0.0)
-    assert m.fit_defaults == {**V010_FIT, "validation_split": 0.0}
+    assert {k: m.fit_defaults[k] for k in V010_FIT} == {**V010_FIT, "validation_split": 0.0}
 
 
 def test_010_preset_equals_the_010_defaults_and_explicit_arguments_win():
     m = sclibra.LIBRA(preset="0.1.0")
     assert {k: m.config[k] for k in V010} == V010
-    assert m.fit_defaults == V010_FIT
+    assert {k: m.fit_defaults[k] for k in V010_FIT} == V010_FIT  # (a later argument may join)
     assert (m.n_models, m.loss, m.weight_decay) == (1, "mse", 0.0)
     m = sclibra.LIBRA(preset="published", batch_size=64, n_models=2)
     assert (m.batch_size, m.n_models, m.n_nodes) == (64, 2, 512)
@@ -233,3 +233,35 @@ def test_every_recipe_argument_is_written_once_and_read_everywhere():
     assert args.start_at_mean is True
     assert args.lr_factor == 0.5
     assert args.loss == "bce"
+
+
+def test_recipe_arguments_are_declared_once():
+    """LIBRA() and fit() take the recipe's arguments through generated signatures: positional
+    order as in 0.1.0, an unknown name refused with the valid names, documentation written."""
+    import inspect
+    import re
+
+    from sclibra._recipe import RECIPE, check_recipe_value
+
+    m = sclibra.LIBRA(1, 64, 0.1, 0.0, 4, "linear", 32, 1e-2, 7, "cpu", n_models=2)
+    assert (m.n_layers, m.n_nodes, m.alpha, m.dropout, m.latent_dim) == (1, 64, 0.1, 0.0, 4)
+    assert (m.output_activation, m.batch_size, m.learning_rate) == ("linear", 32, 1e-2)
+    assert (m.seed, m.device, m.n_models) == (7, "cpu", 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_neurons'.*n_nodes"):
+        sclibra.LIBRA(n_neurons=3)
+    with pytest.raises(SclibraError, match="unexpected keyword argument 'max_epoch'.*max_epochs"):
+        sclibra.LIBRA().fit(object(), object(), max_epoch=3)
+    init = inspect.signature(sclibra.LIBRA).parameters
+    for a in RECIPE:
+        fn = sclibra.LIBRA if a.stage == "model" else sclibra.LIBRA.fit
+        assert re.search(rf"^ +{a.name}\n +\S", fn.__doc__, re.M), a.name  # a numpy entry
+        if a.stage == "model":
+            kind = init[a.name].kind
+            assert (kind is inspect.Parameter.KEYWORD_ONLY) is not a.positional
+        else:
+            assert a.name in inspect.signature(sclibra.LIBRA.fit_b_encoder).parameters
+            assert re.search(rf"^ +{a.name}$", sclibra.LIBRA.fit_b_encoder.__doc__, re.M)
+    with pytest.raises(SclibraError, match=r"alpha must be in \[0.0, 1.0\], got 2"):
+        check_recipe_value("alpha", 2)
+    with pytest.raises(SclibraError, match="start_at_mean must be True or False"):
+        sclibra.LIBRA(start_at_mean="yes")

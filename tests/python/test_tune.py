@@ -164,6 +164,31 @@ def test_custom_space_validation_and_sampling():
         uniform(1, 1)
 
 
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"n_layers": [2, -1]}, r"search space: n_layers must be an integer >= 0, got -1"),
+        ({"dropout": uniform(0.0, 1.0)}, r"search space: dropout must be in \[0.0, 1.0\)"),
+        ({"n_nodes": uniform(16, 64)}, "search space: n_nodes takes integers"),
+        ({"output_activation": choice(["relu", "tanh"])}, "output_activation must be one of"),
+        ({"lr_factor": 2.0}, r"search space: lr_factor must be in \(0.0, 1.0\), got 2.0"),
+    ],
+)
+def test_custom_space_values_are_checked_against_the_recipe(space, message):
+    # the bounds are the recipe's (sclibra._recipe.RECIPE): refused before any trial runs
+    with pytest.raises(sclibra.SclibraError, match=message):
+        SearchSpace(space)
+
+
+def test_searchable_parameters_are_the_recipes():
+    from sclibra._recipe import RECIPE
+    from sclibra._tune._spaces import FIT_PARAMS, MODEL_PARAMS
+
+    assert set(MODEL_PARAMS) | set(FIT_PARAMS) == {a.name for a in RECIPE if a.searchable}
+    for name, grid in SEARCH_SPACES.items():
+        assert SearchSpace(name).describe() == grid
+
+
 def test_make_trials_strategies_are_deterministic_and_extendable():
     space = SearchSpace(SMALL)
     grid = make_trials(space, "grid", None, 0)

@@ -10,26 +10,13 @@ from typing import Any
 import numpy as np
 
 from sclibra._errors import SclibraError
+from sclibra._recipe import RECIPE, RECIPE_ARGS
 
-#: Hyperparameters passed to :class:`sclibra.LIBRA` (the architecture and its optimiser).
-MODEL_PARAMS = (
-    "n_layers",
-    "n_nodes",
-    "alpha",
-    "dropout",
-    "batch_size",
-    "latent_dim",
-    "learning_rate",
-    "output_activation",
-)
+#: Hyperparameters passed to :class:`sclibra.LIBRA` (the architecture and its optimiser) that
+#: may be searched: those the recipe declares ``searchable`` (:data:`sclibra._recipe.RECIPE`).
+MODEL_PARAMS = tuple(a.name for a in RECIPE if a.searchable and a.stage == "model")
 #: Training options passed to :meth:`sclibra.LIBRA.fit` that may also be searched.
-FIT_PARAMS = (
-    "max_epochs",
-    "early_stopping_patience",
-    "lr_patience",
-    "lr_factor",
-    "min_lr",
-)
+FIT_PARAMS = tuple(a.name for a in RECIPE if a.searchable and a.stage == "fit")
 SEARCHABLE = MODEL_PARAMS + FIT_PARAMS
 
 #: The published aLIBRA grids (Martinez-de-Morentin et al., Quant. Biol. 2023).
@@ -140,6 +127,32 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _check_dimension(key: str, dim) -> None:
+    """Every value a search dimension can take is within the recipe's bounds for ``key``.
+
+    Checked when the space is built, so a bad value fails before any trial runs. A scipy
+    distribution is not checked (its support is its own).
+    """
+    arg = RECIPE_ARGS[key]
+    what = f"search space: {key}"
+    if isinstance(dim, list):
+        values = dim
+    elif isinstance(dim, _Choice):
+        values = dim.values
+    elif isinstance(dim, _Uniform):
+        if arg.kind is int and not dim.integer:
+            raise SclibraError(f"{what} takes integers: use randint() or choice(), not {dim!r}")
+        if arg.kind not in (int, float):
+            raise SclibraError(f"{what} takes {arg.kind.__name__} values: use choice() or a list")
+        values = (
+            [math.ceil(dim.low), math.floor(dim.high)] if arg.kind is int else [dim.low, dim.high]
+        )
+    else:
+        return
+    for v in values:
+        arg.check(v, what)
+
+
 class SearchSpace:
     """A validated search space: each hyperparameter maps to a list of values or a distribution.
 
@@ -195,6 +208,7 @@ class SearchSpace:
                 if not vals:
                     raise SclibraError(f"no values given for hyperparameter {key!r}")
                 dims[key] = vals
+            _check_dimension(key, dims[key])
         self.dims = dims
 
     @property

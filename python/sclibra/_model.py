@@ -27,6 +27,7 @@ from ._recipe import (
     FIT_KEYS,
     LATENT_PCA_COMPONENTS,
     MODEL_KEYS,
+    WIDE_OUTPUT,
     EnsembleNet,
     LatentPCARegularised,
     check_int,
@@ -410,6 +411,7 @@ class LIBRA:
                 self.dropout,
                 self.latent_dim,
                 output_activation,
+                self.output_rank if n_output > WIDE_OUTPUT else None,
             )
 
         if members is None or members == 1:

@@ -121,7 +121,7 @@ def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
 def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite, cite_model):
     path = cite_model.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
-    for k in ("preset", "n_models", "loss", "weight_decay"):
+    for k in ("preset", "n_models", "loss", "weight_decay", "output_rank"):
         meta["config"].pop(k)
     meta.pop("n_members")
     meta.pop("loss_")
@@ -265,3 +265,31 @@ def test_recipe_arguments_are_declared_once():
         check_recipe_value("alpha", 2)
     with pytest.raises(SclibraError, match="start_at_mean must be True or False"):
         sclibra.LIBRA(start_at_mean="yes")
+
+
+def test_wide_output_goes_through_a_rank_limited_layer(tmp_path):
+    import scipy.sparse as sp
+
+    from sclibra._recipe import WIDE_OUTPUT
+
+    rng = np.random.default_rng(0)
+    a = rng.random((120, 20), dtype=np.float32)
+    n_wide = WIDE_OUTPUT + 5
+    b = sp.random(120, n_wide, density=0.01, format="csr", dtype=np.float32, random_state=0)
+    kw = {**FAST, "output_rank": 8}
+    model = sclibra.LIBRA(**kw).fit(a, b, max_epochs=2, progress=False)
+    layers = [m for m in model.module.decoder.net if isinstance(m, torch.nn.Linear)]
+    assert (layers[-2].in_features, layers[-2].out_features) == (FAST["n_nodes"], 8)
+    assert layers[-2].bias is None
+    assert (layers[-1].in_features, layers[-1].out_features) == (8, n_wide)
+    # the factorised model saves and loads with the same predictions
+    model.save(tmp_path / "m")
+    back = sclibra.LIBRA.load(tmp_path / "m")
+    assert back.output_rank == 8
+    np.testing.assert_allclose(back.predict(a).X, model.predict(a).X, rtol=1e-5, atol=1e-6)
+    # a narrow target keeps the full output layer; the published model never factorises
+    narrow = sclibra.LIBRA(**kw).fit(a, b[:, :50], max_epochs=2, progress=False)
+    assert narrow.module.decoder.net[-1].in_features == FAST["n_nodes"]
+    assert PRESETS["published"]["output_rank"] == PRESETS["0.1.0"]["output_rank"] == 0
+    with pytest.raises(SclibraError, match="output_rank"):
+        sclibra.LIBRA(output_rank=-1)

@@ -438,6 +438,7 @@ install_sclibra <- function(envname = .default_envname,
   if (!identical(as.integer(status), 0L)) {
     .abort(c(
       "pip could not install the sclibra core into {.file {py}} (exit status {status}).",
+      .no_ssl_hint(py),
       i = "The environment is marked incomplete; the next {.fn install_sclibra} rebuilds it."
     ))
   }
@@ -500,6 +501,22 @@ install_sclibra <- function(envname = .default_envname,
     error = function(e) 1L
   ))
   identical(as.integer(status), 0L)
+}
+
+# A Python built without its ssl module (some pyenv builds) cannot reach an HTTPS index, and
+# pip then reports every package as missing: say so when pip failed.
+.no_ssl_hint <- function(python) {
+  ok <- suppressWarnings(tryCatch(
+    system2(python, c("-c", shQuote("import ssl")), stdout = FALSE, stderr = FALSE),
+    error = function(e) 1L
+  ))
+  if (identical(as.integer(ok), 0L)) {
+    return(character())
+  }
+  c(
+    x = "This Python has no {.pkg ssl} module, so pip cannot download from HTTPS indexes.",
+    i = "Give {.fn install_sclibra} a Python built with ssl ({.arg python}), then {.code new_env = TRUE}."
+  )
 }
 
 # Written into the environment after a complete installation; its absence marks a half-made one.

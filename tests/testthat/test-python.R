@@ -245,3 +245,11 @@ test_that("the index check gives up quickly on an address that does not answer",
   expect_false(ok)
   expect_lt(elapsed, 15)
 })
+
+test_that("a failed pip names a Python without ssl as the cause", {
+  no_ssl <- fake_python(status = 1)
+  hint <- sclibra:::.no_ssl_hint(no_ssl)
+  expect_match(hint[["x"]], "no {.pkg ssl} module", fixed = TRUE)
+  with_ssl <- fake_python(probe_json = "{}", status = 0)
+  expect_identical(sclibra:::.no_ssl_hint(with_ssl), character())
+})

@@ -22,7 +22,8 @@
 
 # Call a core function: its log records reach R as messages (all of them when `.verbose`,
 # warnings otherwise), its Python warnings become R warnings, its exceptions R errors. The
-# core's own progress bars are off (they would bypass R's conditions); R draws progress.
+# core's own progress bars are off by default; a bar the call asks for (TuneLIBRA's trials)
+# reaches R as messages (.bar_receiver()), never stderr.
 .py_call <- function(fn, ..., .what = NULL, .verbose = FALSE) {
   settings <- .core()$settings
   old_level <- reticulate::py_to_r(settings$verbosity)
@@ -36,7 +37,9 @@
     },
     add = TRUE
   )
-  out <- .py(.bridge()$call_capturing_warnings(fn, ..., `_r_log` = .log_receiver(.verbose)), .what)
+  out <- .py(.bridge()$call_capturing_warnings(fn, ...,
+    `_r_log` = .log_receiver(.verbose), `_r_bars` = .bar_receiver(.verbose)
+  ), .what)
   for (w in reticulate::py_to_r(out$get("warnings"))) {
     warning(.r_syntax(w), call. = FALSE)
   }

@@ -355,8 +355,11 @@ sclibra_python_module <- function() .core()
 #' @param python Base Python interpreter used to create the virtualenv (default: found by
 #'   reticulate).
 #' @param torch_index Extra package index for PyTorch. The default on Linux is PyTorch's
-#'   CPU-only index (the CPU build, not the GBs of the CUDA one); `NULL` uses only the default
-#'   index (e.g. for a CUDA build).
+#'   CPU-only index (the CPU build, not the GBs of the CUDA one), used when it answers within a
+#'   few seconds (option `sclibra.index.timeout`, default 5); when it does not (offline, a
+#'   firewall, a local mirror) a message says so and the pinned torch comes from pip's default
+#'   index (its configuration). `NULL` uses only the default index (e.g. for a CUDA build); an
+#'   index given here is used as given.
 #' @param extra_packages More requirements to install.
 #' @param new_env Remove an existing environment of that name first.
 #' @param dry_run Only return the requirements that would be installed.
@@ -426,6 +429,7 @@ install_sclibra <- function(envname = .default_envname,
     requirements[requirements == source$requirement] <- file.path(tmp, basename(source$path))
   }
   pip <- c("-m", "pip", "install", "--upgrade", "--upgrade-strategy", "only-if-needed")
+  torch_index <- .torch_index_to_use(torch_index, py, default = missing(torch_index))
   if (!is.null(torch_index)) {
     pip <- c(pip, paste0("--extra-index-url=", torch_index))
   }
@@ -434,6 +438,7 @@ install_sclibra <- function(envname = .default_envname,
   if (!identical(as.integer(status), 0L)) {
     .abort(c(
       "pip could not install the sclibra core into {.file {py}} (exit status {status}).",
+      .no_ssl_hint(py),
       i = "The environment is marked incomplete; the next {.fn install_sclibra} rebuilds it."
     ))
   }
@@ -458,6 +463,60 @@ install_sclibra <- function(envname = .default_envname,
 
 .default_torch_index <- function() {
   if (identical(Sys.info()[["sysname"]], "Linux")) "https://download.pytorch.org/whl/cpu" else NULL
+}
+
+# The index to give pip for PyTorch. The default (PyTorch's CPU index) is used only when it
+# answers within a few seconds: offline, behind a firewall or with a local mirror it does not,
+# and pip would fail on it; torch (still pinned) then comes from pip's default index (its
+# configuration: a mirror, or PyPI). An index the user gave is used as given. `reachable` is
+# the check, function(url, python) -> TRUE / FALSE (an argument so that tests can set it).
+.torch_index_to_use <- function(torch_index, python, default = TRUE, reachable = .index_reachable) {
+  if (is.null(torch_index) || !default || isTRUE(reachable(torch_index, python))) {
+    return(torch_index)
+  }
+  cli::cli_inform(c(
+    "!" = "PyTorch's CPU index {.url {torch_index}} is not reachable: installing {.code torch=={(.torch_version)}} from pip's default index instead."
+  ), class = "sclibra_torch_index_unreachable")
+  NULL
+}
+
+# Does `url` answer (any HTTP status) within `timeout` seconds? Asked through `python`, the
+# interpreter whose pip will download, so that its proxy settings apply.
+.index_reachable <- function(url, python, timeout = getOption("sclibra.index.timeout", 5)) {
+  code <- paste(
+    "import sys, urllib.request, urllib.error",
+    "try:",
+    "    urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='HEAD'), timeout=float(sys.argv[2]))",
+    "except urllib.error.HTTPError:",
+    "    pass",
+    "except Exception:",
+    "    sys.exit(1)",
+    sep = "\n"
+  )
+  script <- tempfile(fileext = ".py")
+  on.exit(unlink(script), add = TRUE)
+  writeLines(code, script)
+  status <- suppressWarnings(tryCatch(
+    system2(python, c(shQuote(script), shQuote(url), timeout), stdout = FALSE, stderr = FALSE),
+    error = function(e) 1L
+  ))
+  identical(as.integer(status), 0L)
+}
+
+# A Python built without its ssl module (some pyenv builds) cannot reach an HTTPS index, and
+# pip then reports every package as missing: say so when pip failed.
+.no_ssl_hint <- function(python) {
+  ok <- suppressWarnings(tryCatch(
+    system2(python, c("-c", shQuote("import ssl")), stdout = FALSE, stderr = FALSE),
+    error = function(e) 1L
+  ))
+  if (identical(as.integer(ok), 0L)) {
+    return(character())
+  }
+  c(
+    x = "This Python has no {.pkg ssl} module, so pip cannot download from HTTPS indexes.",
+    i = "Give {.fn install_sclibra} a Python built with ssl ({.arg python}), then {.code new_env = TRUE}."
+  )
 }
 
 # Written into the environment after a complete installation; its absence marks a half-made one.

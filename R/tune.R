@@ -37,6 +37,9 @@
 #' @param overwrite Replace a different search already in `out.dir`.
 #' @param save.models Keep every trial's model in `out.dir`.
 #' @param output For the matrix method: features x cells matrix of the output modality.
+#' @param verbose Show messages and progress (trials done, then the training of the selected
+#'   model: a line when each starts, every few seconds and at its end), all as R messages, so
+#'   that `suppressMessages()` silences them as well as `verbose = FALSE`.
 #' @param ... Further arguments of `sclibra.tune()` (e.g. `save.latent = TRUE`,
 #'   `cluster.resolution = 0.5`) or of `LIBRA.fit()` for every trial (e.g.
 #'   `validation.split = 0.2`), in R or Python spelling; Seurat spellings `assay`, `layer`,
@@ -130,7 +133,8 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
       train = pair$train,
       labels = if (is.null(labels)) NULL else as.list(unname(labels)),
       fit_kwargs = reticulate::dict(settings$fit), refit = TRUE,
-      progress = isTRUE(verbose) && interactive()
+      # the core's trial and epoch bars reach R as messages (.py_call), so verbose alone decides
+      progress = isTRUE(verbose)
     ),
     settings$tune,
     list(.what = "The aLIBRA search", .verbose = verbose)

@@ -61,6 +61,48 @@
   }
 }
 
+# The core's tqdm bars (the aLIBRA trial bar, the epoch bar of the model it retrains), which
+# sclibra._r_bridge._bars_to hands to this R function instead of writing them to stderr: one
+# message when a bar starts, then one every `getOption("sclibra.progress.interval", 10)`
+# seconds, and one when it ends; nothing unless verbose. Messages, so that suppressMessages()
+# silences them.
+.bar_receiver <- function(verbose) {
+  state <- new.env(parent = emptyenv())
+  state$last <- list()
+  state$finished <- list()
+  interval <- getOption("sclibra.progress.interval", 10)
+  function(desc, n, total, postfix, done) {
+    if (!isTRUE(verbose)) {
+      return(NULL)
+    }
+    what <- as.character(.from_py(desc))
+    what <- if (length(what) && nzchar(what)) what else "Progress"
+    n <- as.integer(.from_py(n))
+    total <- .from_py(total)
+    postfix <- as.character(.from_py(postfix))
+    done <- isTRUE(.from_py(done))
+    last <- state$last[[what]]
+    now <- Sys.time()
+    if (done) {
+      if (identical(state$finished[[what]], n)) {
+        return(NULL)
+      }
+      state$finished[[what]] <- n
+    } else if (!is.null(last) && as.numeric(difftime(now, last, units = "secs")) < interval) {
+      return(NULL)
+    } else {
+      state$finished[[what]] <- NULL
+    }
+    state$last[[what]] <- now
+    text <- paste0(
+      what, ": ", n, if (!is.null(total)) paste0("/", as.integer(total)),
+      if (length(postfix) && nzchar(postfix)) paste0(" (", postfix, ")")
+    )
+    cli::cli_inform(c(i = "{text}"), class = "sclibra_progress")
+    NULL
+  }
+}
+
 # Training progress, drawn in R from the core's per-epoch callback. Interactive sessions get a
 # cli progress line (epoch, losses, best epoch, elapsed time); logs get one message every
 # `getOption("sclibra.progress.interval", 10)` seconds, and one at the end. The epoch limit

@@ -195,13 +195,63 @@ def _logs_to(callback):
         logger.handlers = saved
 
 
-def call_capturing_warnings(fn, *args, _r_log=None, **kwargs) -> dict:
+@contextlib.contextmanager
+def _bars_to(callback):
+    """Send the core's tqdm progress bars to ``callback(desc, n, total, postfix, done)`` (an R
+    function that draws R progress through R's conditions) instead of stderr.
+
+    The core creates its bars with ``from tqdm.auto import tqdm`` at the moment it needs one
+    (the aLIBRA trial bar, the epoch bar of a training), so replacing ``tqdm.auto.tqdm`` while
+    the call runs reaches every bar without a change to the core. A bar created disabled
+    (``progress=False``) stays silent; nothing is ever written to stderr; updates from another
+    thread or process (tqdm's monitor thread, workers) are dropped: R may only be called from
+    its own thread.
+    """
+    if callback is None:
+        yield
+        return
+
+    import tqdm.auto as tqdm_auto
+    from tqdm.std import tqdm as std_tqdm
+
+    pid = os.getpid()
+
+    class _ToR(std_tqdm):
+        monitor_interval = 0  # no monitor thread: it would refresh from outside R's thread
+
+        def __init__(self, *args, **kwargs):
+            kwargs["file"] = io.StringIO()
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg=None, pos=None):
+            if os.getpid() != pid or threading.current_thread() is not threading.main_thread():
+                return True
+            d = self.format_dict
+            callback(
+                str(d.get("prefix") or ""),
+                int(d.get("n") or 0),
+                None if d.get("total") is None else int(d["total"]),
+                str(d.get("postfix") or ""),
+                bool(self.disable) or self.n >= (self.total or float("inf")),
+            )
+            return True
+
+    saved = tqdm_auto.tqdm
+    tqdm_auto.tqdm = _ToR
+    try:
+        yield
+    finally:
+        tqdm_auto.tqdm = saved
+
+
+def call_capturing_warnings(fn, *args, _r_log=None, _r_bars=None, **kwargs) -> dict:
     """Call ``fn`` and return ``{"result": ..., "warnings": [...]}`` so that R can re-raise the
     core's warnings as R warnings (reticulate would only print them). Deprecation and
     FutureWarnings from libraries are left out: they are not for the user. ``_r_log``: an R
-    callback receiving the core's log records (see :func:`_logs_to`).
+    callback receiving the core's log records (see :func:`_logs_to`); ``_r_bars``: one
+    receiving the core's progress bars (see :func:`_bars_to`).
     """
-    with warnings.catch_warnings(record=True) as caught, _logs_to(_r_log):
+    with warnings.catch_warnings(record=True) as caught, _logs_to(_r_log), _bars_to(_r_bars):
         warnings.simplefilter("always")
         result = fn(*args, **kwargs)
     skip = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)

@@ -207,3 +207,49 @@ test_that("R's seed default is the core's (NULL: sclibra.settings.seed), not a n
   explicit <- do.call(RunLIBRA, c(args, list(seed = core_seed)))
   expect_equal(by_default$embedding, explicit$embedding)
 })
+
+test_that("install_sclibra() falls back to pip's default index when PyTorch's CPU index does not answer", {
+  url <- "https://download.pytorch.org/whl/cpu"
+  asked <- character()
+  up <- function(url, python) {
+    asked <<- c(asked, url)
+    TRUE
+  }
+  down <- function(url, python) FALSE
+  # reachable: the CPU index is used, silently
+  expect_silent(expect_identical(sclibra:::.torch_index_to_use(url, "python", reachable = up), url))
+  expect_identical(asked, url)
+  # unreachable default: one message, and pip's default index (NULL) for the pinned torch
+  msg <- expect_message(
+    res <- sclibra:::.torch_index_to_use(url, "python", reachable = down),
+    "not reachable",
+    class = "sclibra_torch_index_unreachable"
+  )
+  expect_null(res)
+  expect_match(conditionMessage(msg), paste0("torch==", sclibra:::.torch_version), fixed = TRUE)
+  # an index the user gave is used as given; no index: nothing to check
+  expect_silent(expect_identical(
+    sclibra:::.torch_index_to_use(url, "python", default = FALSE, reachable = down), url
+  ))
+  expect_null(sclibra:::.torch_index_to_use(NULL, "python", reachable = function(...) stop("not called")))
+  # the pinned torch is what is installed either way
+  expect_equal(install_sclibra(dry_run = TRUE)[[1]], paste0("torch==", sclibra:::.torch_version))
+})
+
+test_that("the index check gives up quickly on an address that does not answer", {
+  python <- Sys.getenv("SCLIBRA_PYTHON", Sys.which("python3"))
+  skip_if_not(nzchar(python) && file.exists(python), "no Python to run the check")
+  elapsed <- system.time(
+    ok <- sclibra:::.index_reachable("http://127.0.0.1:9/whl/cpu", python, timeout = 2)
+  )[["elapsed"]]
+  expect_false(ok)
+  expect_lt(elapsed, 15)
+})
+
+test_that("a failed pip names a Python without ssl as the cause", {
+  no_ssl <- fake_python(status = 1)
+  hint <- sclibra:::.no_ssl_hint(no_ssl)
+  expect_match(hint[["x"]], "no {.pkg ssl} module", fixed = TRUE)
+  with_ssl <- fake_python(probe_json = "{}", status = 0)
+  expect_identical(sclibra:::.no_ssl_hint(with_ssl), character())
+})

@@ -76,3 +76,53 @@ test_that("grids are translated for the core and bad input is refused", {
     "ray start --head", class = "sclibra_input_error"
   )
 })
+
+test_that("TuneLIBRA's progress and logs go through R's conditions: suppressMessages() silences them", {
+  need_core()
+  a <- toy_matrix(n_cells = 40)
+  b <- toy_matrix(n_features = 5, n_cells = 40, prefix = "p", seed = 2)
+  tiny <- function(...) {
+    TuneLIBRA(a, b,
+      grid = list(n.nodes = 8, latent.dim = 2), strategy = "grid", max.epochs = 2, ...
+    )
+  }
+  # anything the core writes to Python's own streams (a tqdm bar, a print) is caught here
+  sys <- reticulate::import("sys", convert = FALSE)
+  io <- reticulate::import("io", convert = FALSE)
+  streams <- list(out = sys$stdout, err = sys$stderr)
+  py_out <- io$StringIO()
+  py_err <- io$StringIO()
+  sys$stdout <- py_out
+  sys$stderr <- py_err
+  on.exit({
+    sys$stdout <- streams$out
+    sys$stderr <- streams$err
+  }, add = TRUE)
+
+  # verbose: the trial bar and the retraining's epoch bar (progress = TRUE) become messages
+  classes <- character()
+  withCallingHandlers(
+    tiny(verbose = TRUE),
+    message = function(m) {
+      classes <<- c(classes, class(m))
+      invokeRestart("muffleMessage")
+    }
+  )
+  expect_true("sclibra_progress" %in% classes)
+  expect_true("sclibra_message" %in% classes)
+
+  for (quiet in list(
+    function() suppressMessages(tiny(verbose = TRUE)),
+    function() tiny(verbose = FALSE)
+  )) {
+    messages <- utils::capture.output(
+      output <- utils::capture.output(res <- quiet(), type = "output"),
+      type = "message"
+    )
+    expect_identical(output, character())
+    expect_identical(messages, character())
+    expect_s3_class(res, "LIBRATuneResult")
+  }
+  expect_identical(reticulate::py_to_r(py_out$getvalue()), "")
+  expect_identical(reticulate::py_to_r(py_err$getvalue()), "")
+})

@@ -508,16 +508,9 @@ class LIBRA:
 
     # ------------------------------------------------------------------------------------------
     @takes_recipe("fit", after="train")
-    @takes_fields("inputs", PairInputs)
+    @takes_fields("inputs", PairInputs)  # the arguments mod_a, mod_b, layer_a, ... obsm_b
     def fit_b_encoder(
-        self,
-        a,
-        b=None,
-        *,
-        inputs: PairInputs,  # the arguments mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
-        train=None,
-        progress: bool | None = None,
-        **schedule,
+        self, a, b=None, *, inputs: PairInputs, train=None, progress: bool | None = None, **schedule
     ) -> LIBRA:
         """Train the second network of nn_consistency: modality B -> this model's latent space.
 

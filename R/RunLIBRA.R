@@ -179,17 +179,7 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
                             reduction.name = "libra", reduction.key = "LIBRA_",
                             new.assay.name = NULL, keep.model = TRUE, seed = NULL,
                             device = NULL, verbose = TRUE, ...) {
-  al <- .seurat_aliases(list(...), list(
-    input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
-  ), "RunLIBRA")
-  input.assay <- al$values$input.assay %||% SeuratObject::DefaultAssay(object)
-  input.slot <- al$values$input.slot %||% "data"
-  output.slot <- al$values$output.slot %||% "data"
-  if (missing(output.assay)) {
-    .abort(c("{.arg output.assay} is missing: which assay should LIBRA reconstruct?",
-      i = "Assays present: {.val {SeuratObject::Assays(object)}}."
-    ), class = "sclibra_missing_assay")
-  }
+  dots <- .seurat_assay_args(environment(), list(...), "RunLIBRA")
   .check_assay(object, input.assay, "input.assay")
   .check_assay(object, output.assay, "output.assay")
   if (identical(input.assay, output.assay) && identical(input.slot, output.slot)) {
@@ -200,16 +190,9 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
   .check_string(reduction.name)
   new.assay.name <- new.assay.name %||% paste0("predicted_", output.assay)
   .check_string(new.assay.name)
-  settings <- .training_settings(environment(), al$dots, "RunLIBRA")
-  a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
-  b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
-  features <- features %||% .variable_features(object, input.assay, a, verbose)
-  res <- .train_libra(
-    list(
-      a = a, b = b, name_a = input.assay, name_b = output.assay, features = features,
-      output.features = output.features, train.cells = train.cells, meta = .seurat_meta(object)
-    ),
-    settings, reduction.key, keep.model, verbose,
+  settings <- .training_settings(environment(), dots, "RunLIBRA")
+  res <- .train_libra(.seurat_pair_args(environment()), settings, reduction.key, keep.model,
+    verbose,
     output.slot = output.slot
   )
   params <- list(

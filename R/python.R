@@ -92,7 +92,7 @@ sclibra_python <- function() {
 # Inspect a Python interpreter *in a subprocess*, so that a broken setup (NumPy 2, missing
 # packages) is explained before it is loaded into this R session, where some failures crash R.
 .probe_python <- function(python) {
-  code <- paste(
+  code <- c(
     "import json, sys, importlib",
     "out = {'python_version': sys.version.split()[0]}",
     "for m in ('numpy', 'torch', 'anndata', 'scipy', 'pandas', 'sclibra'):",
@@ -101,16 +101,12 @@ sclibra_python <- function() {
     "    except Exception as e:",
     "        out[m] = None",
     "        out[m + '_error'] = type(e).__name__ + ': ' + str(e).splitlines()[0] if str(e) else type(e).__name__",
-    "print('SCLIBRA_PROBE' + json.dumps(out))",
-    sep = "\n"
+    "print('SCLIBRA_PROBE' + json.dumps(out))"
   )
-  script <- tempfile(fileext = ".py")
-  on.exit(unlink(script), add = TRUE)
-  writeLines(code, script)
-  res <- suppressWarnings(tryCatch(
-    system2(python, script, stdout = TRUE, stderr = TRUE),
-    error = function(e) structure(conditionMessage(e), status = 127L)
-  ))
+  res <- .run_python_script(python, code,
+    on_error = function(e) structure(conditionMessage(e), status = 127L),
+    stdout = TRUE, stderr = TRUE
+  )
   line <- grep("^SCLIBRA_PROBE", res, value = TRUE)
   if (!length(line)) {
     return(list(ok = FALSE, output = paste(res, collapse = "\n")))
@@ -483,24 +479,32 @@ install_sclibra <- function(envname = .default_envname,
 # Does `url` answer (any HTTP status) within `timeout` seconds? Asked through `python`, the
 # interpreter whose pip will download, so that its proxy settings apply.
 .index_reachable <- function(url, python, timeout = getOption("sclibra.index.timeout", 5)) {
-  code <- paste(
+  code <- c(
     "import sys, urllib.request, urllib.error",
     "try:",
     "    urllib.request.urlopen(urllib.request.Request(sys.argv[1], method='HEAD'), timeout=float(sys.argv[2]))",
     "except urllib.error.HTTPError:",
     "    pass",
     "except Exception:",
-    "    sys.exit(1)",
-    sep = "\n"
+    "    sys.exit(1)"
   )
+  status <- .run_python_script(python, code, c(shQuote(url), timeout),
+    on_error = function(e) 1L, stdout = FALSE, stderr = FALSE
+  )
+  identical(as.integer(status), 0L)
+}
+
+# Run the Python `code` (lines) with the interpreter `python` in a subprocess, with the
+# arguments `args` (already quoted); `...` goes to system2(). Returns what system2() returns,
+# or on_error(condition) when the interpreter cannot be started.
+.run_python_script <- function(python, code, args = character(), on_error, ...) {
   script <- tempfile(fileext = ".py")
   on.exit(unlink(script), add = TRUE)
   writeLines(code, script)
-  status <- suppressWarnings(tryCatch(
-    system2(python, c(shQuote(script), shQuote(url), timeout), stdout = FALSE, stderr = FALSE),
-    error = function(e) 1L
+  suppressWarnings(tryCatch(
+    system2(python, c(shQuote(script), args), ...),
+    error = on_error
   ))
-  identical(as.integer(status), 0L)
 }
 
 # A Python built without its ssl module (some pyenv builds) cannot reach an HTTPS index, and

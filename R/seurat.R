@@ -44,6 +44,38 @@
   list(values = values, dots = dots)
 }
 
+# The assay arguments of a Seurat method (RunLIBRA, TuneLIBRA), resolved in its frame `env`:
+# the Seurat spellings in `dots` (see .seurat_aliases()), the defaults (the object's default
+# assay, layer "data") and a missing `output.assay`, refused. Sets `input.assay`, `input.slot`
+# and `output.slot` in `env`; returns `dots` without the aliases.
+.seurat_assay_args <- function(env, dots, fn) {
+  al <- .seurat_aliases(dots, mget(c("input.assay", "input.slot", "output.slot"), envir = env), fn)
+  env$input.assay <- al$values$input.assay %||% SeuratObject::DefaultAssay(env$object)
+  env$input.slot <- al$values$input.slot %||% "data"
+  env$output.slot <- al$values$output.slot %||% "data"
+  if (eval(quote(missing(output.assay)), env)) {
+    .abort(c("{.arg output.assay} is missing: which assay should LIBRA reconstruct?",
+      i = "Assays present: {.val {SeuratObject::Assays(env$object)}}."
+    ), class = "sclibra_missing_assay")
+  }
+  al$dots
+}
+
+# The paired data of a Seurat method for .train_libra() / .tune_libra(), read from the
+# arguments in its frame `env` (object, input.assay, input.slot, output.assay, output.slot,
+# features, output.features, train.cells, verbose); `features` defaults to the variable ones.
+.seurat_pair_args <- function(env) {
+  object <- env$object
+  a <- .seurat_matrix(object, env$input.assay, env$input.slot, "input.assay")
+  list(
+    a = a, b = .seurat_matrix(object, env$output.assay, env$output.slot, "output.assay"),
+    name_a = env$input.assay, name_b = env$output.assay,
+    features = env$features %||% .variable_features(object, env$input.assay, a, env$verbose),
+    output.features = env$output.features, train.cells = env$train.cells,
+    meta = .seurat_meta(object)
+  )
+}
+
 # The features x cells matrix of an assay layer ("slot" in Seurat 4), checked for presence.
 # SeuratObject 5: a layer split by `split()` (e.g. "data.batch1", "data.batch2") is read
 # across all its parts and returned in the object's cell order; parts with different

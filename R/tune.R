@@ -205,27 +205,9 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
                              eta = NULL, n.jobs = NULL, backend = NULL, ray.address = NULL,
                              out.dir = NULL, overwrite = NULL, save.models = NULL, seed = NULL,
                              device = NULL, verbose = TRUE, ...) {
-  al <- .seurat_aliases(list(...), list(
-    input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
-  ), "TuneLIBRA")
-  input.assay <- al$values$input.assay %||% SeuratObject::DefaultAssay(object)
-  output.slot <- al$values$output.slot %||% "data"
-  if (missing(output.assay)) {
-    .abort("{.arg output.assay} is missing: which assay should LIBRA reconstruct?",
-      class = "sclibra_missing_assay"
-    )
-  }
-  settings <- .tune_settings(environment(), al$dots, "TuneLIBRA")
-  a <- .seurat_matrix(object, input.assay, al$values$input.slot, "input.assay")
-  b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
-  features <- features %||% .variable_features(object, input.assay, a, verbose)
-  res <- .tune_libra(
-    list(
-      a = a, b = b, name_a = input.assay, name_b = output.assay, features = features,
-      output.features = output.features, train.cells = train.cells, meta = .seurat_meta(object)
-    ),
-    labels, settings, verbose
-  )
+  dots <- .seurat_assay_args(environment(), list(...), "TuneLIBRA")
+  settings <- .tune_settings(environment(), dots, "TuneLIBRA")
+  res <- .tune_libra(.seurat_pair_args(environment()), labels, settings, verbose)
   res$model$output.slot <- output.slot
   res
 }

@@ -76,6 +76,20 @@ def held_out(a, b):
     return a[is_train], b[is_train], a[~is_train], b[~is_train]
 
 
+def scicar_a549(shared: Path):
+    """``(rna, atac, is_train)`` of sci-CAR A549 under ``shared`` (unique feature names, ATAC in
+    RNA's cell order); it has no split, so the training cells are a seeded random 70 %, as in
+    ``bench_peers``."""
+    import anndata as ad
+
+    rna = ad.read_h5ad(shared / "scicar_a549" / "rna.h5ad")
+    atac = ad.read_h5ad(shared / "scicar_a549" / "atac.h5ad")
+    for x in (rna, atac):
+        x.var_names_make_unique()
+    is_train = np.random.default_rng(0).random(rna.n_obs) < 0.7
+    return rna, atac[rna.obs_names], is_train
+
+
 def fit_and_score(direction: str, seed: int, fit_kwargs=None, **model_kwargs) -> dict:
     """Train LIBRA on the training cells of a bundled direction; score the held-out cells.
 

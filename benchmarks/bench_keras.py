@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import WorkerError, log, markdown_table, run_worker
+from _common import WorkerError, log, markdown_table, run_worker, scicar_a549
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "keras"
@@ -147,7 +147,6 @@ def keras_worker(npz: str, threads: int, cap: float) -> dict:
 # ----------------------------------------------------------------------------------------------
 def load_direction(name: str):
     """``(a, b)`` AnnData of the training cells of a direction."""
-    import anndata as ad
 
     if name == "bmmc_cite RNA->ADT":
         import sclibra
@@ -155,12 +154,7 @@ def load_direction(name: str):
         rna, adt = sclibra.datasets.bmmc_cite()
         tr = rna.obs["is_train"].to_numpy(dtype=bool)
         return rna[tr], adt[rna.obs_names][tr]
-    rna = ad.read_h5ad(SHARED / "scicar_a549" / "rna.h5ad")
-    atac = ad.read_h5ad(SHARED / "scicar_a549" / "atac.h5ad")
-    for x in (rna, atac):
-        x.var_names_make_unique()
-    atac = atac[rna.obs_names]
-    tr = np.random.default_rng(0).random(rna.n_obs) < 0.7  # as bench_peers
+    rna, atac, tr = scicar_a549(SHARED)
     return atac[tr], rna[tr]
 
 

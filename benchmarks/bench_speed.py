@@ -45,6 +45,7 @@ from _common import (
     parse_args,
     prepare_worker,
     run_worker,
+    scicar_a549,
     serve_worker,
     write_results,
 )
@@ -111,13 +112,7 @@ def load_case(name: str):
         adt = ad.read_h5ad(SHARED / "pbmc5k_cite" / "adt.h5ad")[rna.obs_names]
         return rna, adt, rna.obs["is_train"].to_numpy(dtype=bool)
     if name == "sci-CAR RNA->ATAC":
-        rna = ad.read_h5ad(SHARED / "scicar_a549" / "rna.h5ad")
-        atac = ad.read_h5ad(SHARED / "scicar_a549" / "atac.h5ad")
-        for x in (rna, atac):
-            x.var_names_make_unique()
-        atac = atac[rna.obs_names]
-        is_train = np.random.default_rng(0).random(rna.n_obs) < 0.7  # as bench_peers
-        return rna, atac, is_train
+        return scicar_a549(SHARED)
     if name.startswith("synthetic"):
         return synthetic()
     raise ValueError(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,29 @@ def read_input(path, mod=None, backed=False):
     if hasattr(data, "mod"):
         raise SclibraError(f"{path} is a MuData: name the modality with --mod-a/--mod-b/--mod")
     return data
+
+
+def add_command(sub, name: str, func, help: str):
+    """Register the sub-command ``name``, run by ``func``; its ``--help`` describes it with
+    ``func``'s docstring. Returns the sub-command's parser.
+    """
+    p = sub.add_parser(name, help=help, description=inspect.cleandoc(func.__doc__))
+    p.set_defaults(func=func)
+    return p
+
+
+def options(args, names) -> dict:
+    """The parsed values of the options ``names``, by name (as keyword arguments)."""
+    return {name: getattr(args, name) for name in names}
+
+
+#: where to read modalities A and B inside their files (``--mod-a`` picks the file's modality)
+PAIR_OPTIONS = ("layer_a", "layer_b", "obsm_a", "obsm_b")
+
+
+def read_pair(args):
+    """Modalities A and B of ``--input-a``/``--input-b`` (``--mod-a``/``--mod-b``)."""
+    return read_input(args.input_a, args.mod_a), read_input(args.input_b, args.mod_b)
 
 
 def add_input_args(p, suffix: str, label: str, required: bool = True) -> None:

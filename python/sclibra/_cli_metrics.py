@@ -38,7 +38,12 @@ def _headline(table) -> list[str]:
 
 
 def _metrics(args) -> int:
-    from ._cli_common import apply_common, check_output, read_input
+    """Evaluate a saved LIBRA model on paired data: prediction error (held-out and training
+    cells) beside mean/kNN/ridge baselines, PPJI/ARI/NMI/silhouette of the latent space, and
+    nn_consistency. Writes scores.csv, per-feature and per-cell tables and PNG plots to
+    --out-dir.
+    """
+    from ._cli_common import PAIR_OPTIONS, apply_common, check_output, options, read_pair
     from ._model import LIBRA
     from ._persist import foreign_entries
     from ._report import evaluate
@@ -50,8 +55,7 @@ def _metrics(args) -> int:
             args.save_model, args.overwrite, folder=True, owned=foreign_entries, what="model"
         )
     model = LIBRA.load(args.model, device=args.device)
-    a = read_input(args.input_a, args.mod_a)
-    b = read_input(args.input_b, args.mod_b)
+    a, b = read_pair(args)
     fit_kwargs = {}
     if args.consistency_epochs is not None:
         fit_kwargs["max_epochs"] = args.consistency_epochs
@@ -61,10 +65,7 @@ def _metrics(args) -> int:
         b,
         labels=args.labels,
         held_out=args.held_out_key,
-        layer_a=args.layer_a,
-        layer_b=args.layer_b,
-        obsm_a=args.obsm_a,
-        obsm_b=args.obsm_b,
+        **options(args, PAIR_OPTIONS),
         baselines=() if args.no_baselines else ("mean", "knn", "ridge"),
         consistency=not args.no_consistency,
         consistency_kwargs={"fit_kwargs": fit_kwargs} if fit_kwargs else None,
@@ -87,18 +88,10 @@ def _metrics(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra metrics``."""
-    from ._cli_common import add_common_args, add_input_args
+    from ._cli_common import add_command, add_common_args, add_input_args
 
-    p = sub.add_parser(
-        "metrics",
-        help="evaluate a saved model: PPJI, nn_mse, nn_consistency, scores, baselines, plots",
-        description=(
-            "Evaluate a saved LIBRA model on paired data: prediction error (held-out and "
-            "training cells) beside mean/kNN/ridge baselines, PPJI/ARI/NMI/silhouette of the "
-            "latent space, and nn_consistency. Writes scores.csv, per-feature and per-cell "
-            "tables and PNG plots to --out-dir."
-        ),
-    )
+    help = "evaluate a saved model: PPJI, nn_mse, nn_consistency, scores, baselines, plots"
+    p = add_command(sub, "metrics", _metrics, help)
     p.add_argument("--model", required=True, help="folder of a saved model")
     add_input_args(p, "a", "modality A (model input)")
     add_input_args(p, "b", "modality B (measured)")
@@ -126,4 +119,3 @@ def register(sub) -> None:
         help="save the model, with the trained second network, to this folder",
     )
     add_common_args(p)
-    p.set_defaults(func=_metrics)

@@ -42,46 +42,37 @@ def load_grid(spec: str):
     return space
 
 
+#: options passed to tune() under their own names
+_TUNE_OPTIONS = (
+    "objective strategy n_trials labels max_epochs grace_period eta n_jobs backend ray_address "
+    "device out_dir overwrite save_models save_latent retry_failed seed"
+).split()
+
+
 def _tune(args) -> int:
-    from ._cli_common import apply_common, check_output, read_input
+    """Train many LIBRA models and select the configuration that optimises prediction
+    (validation MSE), integration (PPJI) or both (Pareto front). Every finished trial is
+    written to --out-dir; running the same command again resumes the search.
+    """
+    from ._cli_common import PAIR_OPTIONS, apply_common, check_output, options, read_pair
     from ._tune import tune
 
     apply_common(args)
     check_output(args.out_dir, args.overwrite, folder=True)
     grid = load_grid(args.grid)
-    a = read_input(args.input_a, args.mod_a)
-    b = read_input(args.input_b, args.mod_b)
+    a, b = read_pair(args)
     fit_kwargs = {"validation_split": args.validation_split}
     if args.early_stopping_patience is not None:
         fit_kwargs["early_stopping_patience"] = args.early_stopping_patience
     result = tune(
         a,
         b,
-        layer_a=args.layer_a,
-        layer_b=args.layer_b,
-        obsm_a=args.obsm_a,
-        obsm_b=args.obsm_b,
         train=args.train_key,
         grid=grid,
-        objective=args.objective,
-        strategy=args.strategy,
-        n_trials=args.n_trials,
-        labels=args.labels,
-        max_epochs=args.max_epochs,
-        grace_period=args.grace_period,
-        eta=args.eta,
         fit_kwargs=fit_kwargs,
-        n_jobs=args.n_jobs,
-        backend=args.backend,
-        ray_address=args.ray_address,
-        device=args.device,
-        out_dir=args.out_dir,
-        overwrite=args.overwrite,
-        save_models=args.save_models,
-        save_latent=args.save_latent,
-        retry_failed=args.retry_failed,
         refit=not args.no_refit,
-        seed=args.seed,
+        **options(args, PAIR_OPTIONS),
+        **options(args, _TUNE_OPTIONS),
     )
     out = Path(args.out_dir)
     if not args.no_plots and len(result.completed):
@@ -110,17 +101,10 @@ def _tune(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra tune``."""
-    from ._cli_common import add_common_args, add_input_args
+    from ._cli_common import add_command, add_common_args, add_input_args
 
-    p = sub.add_parser(
-        "tune",
-        help="aLIBRA: search LIBRA hyperparameters for prediction, integration or both",
-        description=(
-            "Train many LIBRA models and select the configuration that optimises prediction "
-            "(validation MSE), integration (PPJI) or both (Pareto front). Every finished trial is "
-            "written to --out-dir; running the same command again resumes the search."
-        ),
-    )
+    help = "aLIBRA: search LIBRA hyperparameters for prediction, integration or both"
+    p = add_command(sub, "tune", _tune, help)
     add_input_args(p, "a", "modality A (input)")
     add_input_args(p, "b", "modality B (output)")
     p.add_argument("--out-dir", required=True, help="folder of the trial records (resumable)")
@@ -155,4 +139,3 @@ def register(sub) -> None:
     p.add_argument("--no-refit", action="store_true", help="do not train the selected model")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     add_common_args(p)
-    p.set_defaults(func=_tune)

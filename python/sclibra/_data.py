@@ -7,7 +7,9 @@ a CSR block for the sparse input layer). Nothing here densifies a whole matrix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import functools
+import inspect
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -739,3 +741,107 @@ def match_features(
             stacklevel=3,
         )
     return m.with_columns(pos)
+
+
+# ----------------------------------------------------------------------------------------------
+# the data-input arguments of the public functions, declared once
+# ----------------------------------------------------------------------------------------------
+def _modality_name(data, default: str, mod=None) -> str:
+    """A readable name for messages: the MuData modality, or the AnnData's feature type."""
+    if mod is not None:
+        return str(mod)
+    var = getattr(data, "var", None)
+    if isinstance(var, pd.DataFrame) and "feature_types" in var.columns:
+        kinds = pd.unique(var["feature_types"].astype(str))
+        if len(kinds) == 1:
+            kind = {
+                "GEX": "RNA",
+                "Gene Expression": "RNA",
+                "Peaks": "ATAC",
+                "Antibody Capture": "ADT",
+            }.get(kinds[0], kinds[0])
+            return kind
+    return default
+
+
+@dataclass(frozen=True)
+class PairInputs:
+    """Where to read paired modalities A and B: MuData modality, ``layers`` or ``obsm`` key.
+
+    The arguments ``mod_a`` ... ``obsm_b`` of ``LIBRA.fit``, ``LIBRA.fit_b_encoder`` and
+    ``tune`` (see :func:`takes_fields`).
+    """
+
+    mod_a: str | None = None
+    mod_b: str | None = None
+    layer_a: str | None = None
+    layer_b: str | None = None
+    obsm_a: str | None = None
+    obsm_b: str | None = None
+
+    def given(self) -> dict:
+        """The arguments that are not ``None``."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def read(self, a, b) -> tuple[Matrix, Matrix]:
+        """Modalities A and B as :class:`Matrix` views (``b=None``: both from the MuData ``a``)."""
+        if b is None:
+            if type(a).__name__ != "MuData":
+                raise SclibraError(
+                    "fit() needs two modalities: fit(adata_a, adata_b) or fit(mdata, mod_a=..., mod_b=...)"
+                )
+            b = a
+        name_a = _modality_name(self._modality(a, self.mod_a), "A", self.mod_a)
+        name_b = _modality_name(self._modality(b, self.mod_b), "B", self.mod_b)
+        if name_a == name_b:
+            name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
+        ma = as_matrix(a, layer=self.layer_a, obsm=self.obsm_a, mod=self.mod_a, name=name_a)
+        mb = as_matrix(b, layer=self.layer_b, obsm=self.obsm_b, mod=self.mod_b, name=name_b)
+        return ma, mb
+
+    @staticmethod
+    def _modality(data, mod):
+        return data.mod[mod] if mod and hasattr(data, "mod") and mod in data.mod else data
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """Where to read one modality of the cells to apply a model to, and the minibatch size.
+
+    The keyword arguments of ``LIBRA.get_latent``, ``predict`` and ``get_latent_from_b``.
+    """
+
+    layer: str | None = None
+    obsm: str | None = None
+    mod: str | None = None
+    fill_missing: bool = False
+    batch_size: int | None = None
+
+
+def takes_fields(name: str, cls):
+    """Decorator: ``fn``'s keyword-only parameter ``name`` stands for the fields of the dataclass
+    ``cls``.
+
+    The wrapper's signature (``help()``, ``inspect.signature``, the R package's argument check)
+    lists each field in its place as a keyword-only argument with the field's default; ``fn``
+    receives the given ones gathered into one ``cls`` as ``name``.
+    """
+    P = inspect.Parameter
+    own = [P(f.name, P.KEYWORD_ONLY, default=f.default, annotation=f.type) for f in fields(cls)]
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())
+        at = [p.name for p in params].index(name)
+        signature = signature.replace(parameters=[*params[:at], *own, *params[at + 1 :]])
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            values = {p.name: kwargs.pop(p.name) for p in own if p.name in kwargs}
+            return fn(*args, **kwargs, **{name: cls(**values)})
+
+        wrapper.__signature__ = signature
+        return wrapper
+
+    return decorate

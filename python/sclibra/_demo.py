@@ -120,6 +120,10 @@ def _print_summary(out: Path) -> None:
 
 
 def _cmd(args) -> int:
+    """Train LIBRA ATAC->RNA (10x Multiome) and RNA->ADT (CITE-seq) on the training donor,
+    evaluate on the held-out donor against mean/kNN/ridge baselines, and write models, latent
+    spaces, predictions, metrics and plots to one folder.
+    """
     from ._cli_common import apply_common, check_output
 
     apply_common(args)
@@ -131,21 +135,12 @@ def _cmd(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra demo``."""
-    from ._cli_common import add_common_args
+    from ._cli_common import add_command, add_common_args
 
-    p = sub.add_parser(
-        "demo",
-        help="train and evaluate on the bundled bone-marrow data",
-        description=(
-            "Train LIBRA ATAC->RNA (10x Multiome) and RNA->ADT (CITE-seq) on the training donor, "
-            "evaluate on the held-out donor against mean/kNN/ridge baselines, and write models, "
-            "latent spaces, predictions, metrics and plots to one folder."
-        ),
-    )
+    p = add_command(sub, "demo", _cmd, "train and evaluate on the bundled bone-marrow data")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--max-epochs", type=int, default=1500)
     add_common_args(p)
-    p.set_defaults(func=_cmd)
 
 
 __all__ = ["run_demo"]

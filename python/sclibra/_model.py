@@ -12,13 +12,16 @@ import torch
 
 from . import _persist
 from ._data import (
+    CellInputs,
     Matrix,
+    PairInputs,
     as_matrix,
     check_not_diverged,
     check_unique,
     match_features,
     pair_cells,
     select_pair_cells,
+    takes_fields,
     validate,
 )
 from ._errors import ModelFileError, NotTrainedError, SclibraError, format_names
@@ -43,24 +46,6 @@ from ._settings import logger, resolve_device, settings
 from ._train import Schedule, apply_module, train_module, use_sparse_path
 
 FORMAT_VERSION = _persist.FORMAT_VERSION
-
-
-def _modality_name(data, default: str, mod=None) -> str:
-    """A readable name for messages: the MuData modality, or the AnnData's feature type."""
-    if mod is not None:
-        return str(mod)
-    var = getattr(data, "var", None)
-    if isinstance(var, pd.DataFrame) and "feature_types" in var.columns:
-        kinds = pd.unique(var["feature_types"].astype(str))
-        if len(kinds) == 1:
-            kind = {
-                "GEX": "RNA",
-                "Gene Expression": "RNA",
-                "Peaks": "ATAC",
-                "Antibody Capture": "ADT",
-            }.get(kinds[0], kinds[0])
-            return kind
-    return default
 
 
 class LIBRA:
@@ -166,40 +151,15 @@ class LIBRA:
                 "this LIBRA model is not trained yet: call fit() or LIBRA.load() first"
             )
 
-    def _inputs(
-        self, a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
-    ) -> tuple[Matrix, Matrix]:
-        if b is None:
-            if type(a).__name__ != "MuData":
-                raise SclibraError(
-                    "fit() needs two modalities: fit(adata_a, adata_b) or fit(mdata, mod_a=..., mod_b=...)"
-                )
-            b = a
-        name_a = _modality_name(
-            a.mod[mod_a] if mod_a and hasattr(a, "mod") and mod_a in a.mod else a, "A", mod_a
-        )
-        name_b = _modality_name(
-            b.mod[mod_b] if mod_b and hasattr(b, "mod") and mod_b in b.mod else b, "B", mod_b
-        )
-        if name_a == name_b:
-            name_a, name_b = f"{name_a} (A)", f"{name_b} (B)"
-        ma = as_matrix(a, layer=layer_a, obsm=obsm_a, mod=mod_a, name=name_a)
-        mb = as_matrix(b, layer=layer_b, obsm=obsm_b, mod=mod_b, name=name_b)
-        return ma, mb
-
     # ------------------------------------------------------------------------------------------
     @takes_recipe("fit", after="train")
+    @takes_fields("inputs", PairInputs)
     def fit(
         self,
         a,
         b=None,
         *,
-        mod_a: str | None = None,
-        mod_b: str | None = None,
-        layer_a: str | None = None,
-        layer_b: str | None = None,
-        obsm_a: str | None = None,
-        obsm_b: str | None = None,
+        inputs: PairInputs,  # the arguments mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
         train=None,
         batch_key: str | None = None,
         n_top_genes: int | None = None,
@@ -247,7 +207,7 @@ class LIBRA:
         The fitted model (``self``).
         """
         validation_split, schedule = self._schedule(**schedule)
-        ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
+        ma, mb = inputs.read(a, b)
         for m in (ma, mb):
             check_unique(m.features, "feature", m.name)
         ma, mb = pair_cells(ma, mb)
@@ -451,21 +411,20 @@ class LIBRA:
         return self.output_activation
 
     # ------------------------------------------------------------------------------------------
-    def _input_matrix(self, a, layer, obsm, mod, fill_missing, features=None, name=None) -> Matrix:
+    def _input_matrix(self, a, inputs: CellInputs, features=None, name=None) -> Matrix:
         features = self.features_a if features is None else features
-        m = as_matrix(a, layer=layer, obsm=obsm, mod=mod, name=name or self.names_[0])
+        m = as_matrix(
+            a, layer=inputs.layer, obsm=inputs.obsm, mod=inputs.mod, name=name or self.names_[0]
+        )
         check_unique(m.cells, "cell", m.name)
-        return match_features(m, features, fill_missing=fill_missing)
+        return match_features(m, features, fill_missing=inputs.fill_missing)
 
+    @takes_fields("inputs", CellInputs)
     def get_latent(
         self,
         a,
         *,
-        layer=None,
-        obsm=None,
-        mod=None,
-        fill_missing: bool = False,
-        batch_size: int | None = None,
+        inputs: CellInputs,  # the arguments layer, obsm, mod, fill_missing, batch_size
     ) -> np.ndarray:
         """Coordinates of cells in the shared latent space (cells x ``latent_dim``).
 
@@ -482,8 +441,8 @@ class LIBRA:
             Cells per minibatch (default: 1024).
         """
         self._check_trained()
-        m = self._input_matrix(a, layer, obsm, mod, fill_missing)
-        return self._apply(self.module.encode, m, batch_size, self.latent_width_)
+        m = self._input_matrix(a, inputs)
+        return self._apply(self.module.encode, m, inputs.batch_size, self.latent_width_)
 
     def _apply(self, fn, m: Matrix, batch_size, width) -> np.ndarray:
         device = self._device()
@@ -495,15 +454,12 @@ class LIBRA:
         _check_finite_output(out, m, module)
         return out.reshape(m.n_obs, width)
 
+    @takes_fields("inputs", CellInputs)
     def predict(
         self,
         a,
         *,
-        layer=None,
-        obsm=None,
-        mod=None,
-        fill_missing: bool = False,
-        batch_size: int | None = None,
+        inputs: CellInputs,  # the arguments layer, obsm, mod, fill_missing, batch_size
     ):
         """Predict modality B from modality A.
 
@@ -516,12 +472,12 @@ class LIBRA:
         import anndata as ad
 
         self._check_trained()
-        m = self._input_matrix(a, layer, obsm, mod, fill_missing)
+        m = self._input_matrix(a, inputs)
         device = self._device()
         self.module.to(device).eval()
         lat, pred = [], []
         sparse = use_sparse_path(m, device)
-        bs = batch_size or 1024
+        bs = inputs.batch_size or 1024
         from ._train import to_tensor
 
         with torch.no_grad():
@@ -552,20 +508,9 @@ class LIBRA:
 
     # ------------------------------------------------------------------------------------------
     @takes_recipe("fit", after="train")
+    @takes_fields("inputs", PairInputs)  # the arguments mod_a, mod_b, layer_a, ... obsm_b
     def fit_b_encoder(
-        self,
-        a,
-        b=None,
-        *,
-        mod_a=None,
-        mod_b=None,
-        layer_a=None,
-        layer_b=None,
-        obsm_a=None,
-        obsm_b=None,
-        train=None,
-        progress: bool | None = None,
-        **schedule,
+        self, a, b=None, *, inputs: PairInputs, train=None, progress: bool | None = None, **schedule
     ) -> LIBRA:
         """Train the second network of nn_consistency: modality B -> this model's latent space.
 
@@ -591,7 +536,7 @@ class LIBRA:
         validation_split, schedule = self._schedule(**schedule)
         if validation_split == 0:
             validation_split = 0.1  # as in 0.1.0, whose B encoder always held out 10 %
-        ma, mb = self._inputs(a, b, mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b)
+        ma, mb = inputs.read(a, b)
         ma = match_features(ma, self.features_a)
         mb = match_features(mb, self.features_b, what="model (B features)")
         ma, mb = pair_cells(ma, mb)
@@ -633,15 +578,12 @@ class LIBRA:
         self.b_encoder_history = result.history
         return self
 
+    @takes_fields("inputs", CellInputs)
     def get_latent_from_b(
         self,
         b,
         *,
-        layer=None,
-        obsm=None,
-        mod=None,
-        fill_missing: bool = False,
-        batch_size: int | None = None,
+        inputs: CellInputs,  # the arguments layer, obsm, mod, fill_missing, batch_size
     ) -> np.ndarray:
         """Place cells measured in modality B only into the shared latent space.
 
@@ -652,10 +594,8 @@ class LIBRA:
             raise NotTrainedError(
                 "no B encoder: call fit_b_encoder(a, b) first (it is also trained by nn_consistency)"
             )
-        m = self._input_matrix(
-            b, layer, obsm, mod, fill_missing, features=self.features_b, name=self.names_[1]
-        )
-        return self._apply(self.b_encoder.forward, m, batch_size, self.latent_width_)
+        m = self._input_matrix(b, inputs, features=self.features_b, name=self.names_[1])
+        return self._apply(self.b_encoder.forward, m, inputs.batch_size, self.latent_width_)
 
     # ------------------------------------------------------------------------------------------
     def save(self, path, overwrite: bool = False) -> Path:
@@ -741,7 +681,7 @@ class LIBRA:
         model.train_cells_ = pd.Index(folder.cells["train"], dtype=object)
         model.val_cells_ = pd.Index(folder.cells["validation"], dtype=object)
         if adata is not None:
-            model._input_matrix(adata, None, None, None, False)
+            model._input_matrix(adata, CellInputs())
         return model
 
 

@@ -12,11 +12,14 @@ import sys
 
 from . import _cli_metrics, _cli_tune, _demo
 from ._cli_common import (
+    PAIR_OPTIONS,
     add_common_args,
     add_input_args,
     apply_common,
     check_output,
+    options,
     read_input,
+    read_pair,
     write_h5ad,
 )
 from ._recipe import FIT_KEYS, MODEL_KEYS, PRESETS, RECIPE
@@ -41,25 +44,18 @@ def _train(args) -> int:
     check_output(args.out, args.overwrite, folder=True, owned=foreign_entries, what="model")
     if args.predictions:
         check_output(args.predictions, args.overwrite)
-    a = read_input(args.input_a, args.mod_a)
-    b = read_input(args.input_b, args.mod_b)
+    a, b = read_pair(args)
     model = LIBRA(
-        seed=args.seed,
-        device=args.device,
-        preset=args.preset,
-        **{k: getattr(args, k) for k in MODEL_KEYS},
+        seed=args.seed, device=args.device, preset=args.preset, **options(args, MODEL_KEYS)
     )
     model.fit(
         a,
         b,
-        layer_a=args.layer_a,
-        layer_b=args.layer_b,
-        obsm_a=args.obsm_a,
-        obsm_b=args.obsm_b,
         train=args.train_key,
         n_top_genes=args.n_top_genes,
-        **{k: getattr(args, k) for k in FIT_KEYS},
         allow_counts=args.allow_counts,
+        **options(args, PAIR_OPTIONS),
+        **options(args, FIT_KEYS),
     )
     model.save(args.out, overwrite=args.overwrite)
     print(f"model saved to {args.out}")
@@ -72,13 +68,17 @@ def _train(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
+def _saved_model_and_input(args):
+    """The model of ``--model`` and the cells of ``--input``, after checking ``--out``."""
     from ._model import LIBRA
 
     apply_common(args)
     check_output(args.out, args.overwrite)
-    model = LIBRA.load(args.model, device=args.device)
-    a = read_input(args.input, args.mod)
+    return LIBRA.load(args.model, device=args.device), read_input(args.input, args.mod)
+
+
+def _predict(args) -> int:
+    model, a = _saved_model_and_input(args)
     pred = model.predict(a, layer=args.layer, obsm=args.obsm, fill_missing=args.fill_missing)
     write_h5ad(pred, args.out, args.overwrite)
     print(
@@ -88,13 +88,9 @@ def _predict(args) -> int:
 
 
 def _embed(args) -> int:
-    from ._model import LIBRA
     from .tl import libra
 
-    apply_common(args)
-    check_output(args.out, args.overwrite)
-    model = LIBRA.load(args.model, device=args.device)
-    a = read_input(args.input, args.mod)
+    model, a = _saved_model_and_input(args)
     if getattr(a, "isbacked", False):
         a = a.to_memory()
     libra(

@@ -6,6 +6,7 @@ The public entry point is :func:`tune` (exported as ``sclibra.tune``); it return
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sclibra._data import PairInputs, pair_cells, takes_fields
 from sclibra._errors import SclibraError
 from sclibra._settings import logger, settings
 
@@ -46,16 +48,12 @@ BACKENDS = ("local", "ray")
 
 
 @one_search_per_folder
+@takes_fields("inputs", PairInputs)
 def tune(
     a,
     b=None,
     *,
-    mod_a: str | None = None,
-    mod_b: str | None = None,
-    layer_a: str | None = None,
-    layer_b: str | None = None,
-    obsm_a: str | None = None,
-    obsm_b: str | None = None,
+    inputs: PairInputs,  # the arguments mod_a, mod_b, layer_a, layer_b, obsm_a, obsm_b
     train=None,
     grid: str | Mapping[str, Any] = "prediction",
     objective: str = "prediction",
@@ -205,13 +203,7 @@ def tune(
     if progress is None:
         progress = settings.progress
 
-    data_kwargs = {
-        k: v
-        for k, v in dict(
-            mod_a=mod_a, mod_b=mod_b, layer_a=layer_a, layer_b=layer_b, obsm_a=obsm_a, obsm_b=obsm_b
-        ).items()
-        if v is not None
-    }
+    data_kwargs = inputs.given()
     cells, feats = _search_cells(a, b, data_kwargs, train)
     references = None
     if objective != "prediction":
@@ -361,7 +353,7 @@ def _check_fit_kwargs(fit_kwargs: dict) -> None:
         name
         for name, p in inspect.signature(LIBRA.fit).parameters.items()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
-    } - {"mod_a", "mod_b", "layer_a", "layer_b", "obsm_a", "obsm_b"}
+    } - {f.name for f in dataclasses.fields(PairInputs)}
     unknown = sorted(set(fit_kwargs) - allowed)
     if unknown:
         raise SclibraError(
@@ -405,21 +397,7 @@ def _hash(values) -> str:
 
 def _matrices(a, b, data_kwargs):
     """Modality A and B as paired :class:`Matrix` views (cells in A's order)."""
-    from sclibra._data import pair_cells
-    from sclibra._model import LIBRA
-
-    kw = data_kwargs
-    ma, mb = LIBRA()._inputs(
-        a,
-        b,
-        kw.get("mod_a"),
-        kw.get("mod_b"),
-        kw.get("layer_a"),
-        kw.get("layer_b"),
-        kw.get("obsm_a"),
-        kw.get("obsm_b"),
-    )
-    return pair_cells(ma, mb)
+    return pair_cells(*PairInputs(**data_kwargs).read(a, b))
 
 
 def _search_cells(a, b, data_kwargs, train):

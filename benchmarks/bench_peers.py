@@ -262,9 +262,18 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     data = load_set(set_name)
     a_train, b_train, a_test, b_test = _split(data, a, b)
     label_key = SETS[set_name][1]
-    model = sclibra.LIBRA(seed=seed, **(model_kwargs or {}))
+    model_kwargs = dict(model_kwargs or {})
+    # "_pcs": principal components the latent regulariser predicts (a module constant)
+    from sclibra import _model
+
+    pcs_before = _model.LATENT_PCA_COMPONENTS
+    _model.LATENT_PCA_COMPONENTS = model_kwargs.pop("_pcs", pcs_before)
+    model = sclibra.LIBRA(seed=seed, **model_kwargs)
     t0 = time.perf_counter()
-    model.fit(a_train, b_train, progress=False, **(fit_kwargs or {}))
+    try:
+        model.fit(a_train, b_train, progress=False, **(fit_kwargs or {}))
+    finally:
+        _model.LATENT_PCA_COMPONENTS = pcs_before
     secs = time.perf_counter() - t0
     res = model.predict(a_test)
     out = {
@@ -423,6 +432,13 @@ VARIANTS = {
         "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
     },
     "default": {},
+    # on top of the default (0.2.0's changes after the first ablation)
+    "default_latent_pca0": {"latent_pca": 0.0},
+    "default_latent_pca_50pcs": {"_pcs": 50},
+    "default_latent_pca0_patience10": {
+        "latent_pca": 0.0,
+        "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
+    },
 }
 
 
@@ -483,7 +499,7 @@ as a rough cost (an n_models ensemble costs n_models fits).
 {table}
 """
     args.quick = False
-    write_results("bench_peers_ablation", args, md, {"variants": VARIANTS, "runs": raw})
+    write_results(args.ablation_name, args, md, {"variants": VARIANTS, "runs": raw})
 
 
 def _extra(parser):
@@ -503,6 +519,11 @@ def _extra(parser):
         help="reuse cached sclibra runs of the default variant (assemble runs made in parallel)",
     )
     parser.add_argument("--ablation-variants", nargs="*", help="subset of the variants")
+    parser.add_argument(
+        "--ablation-name",
+        default="bench_peers_ablation",
+        help="results file of the ablation (benchmarks/results/NAME.md)",
+    )
     parser.add_argument(
         "--cached-only", action="store_true", help="ablation table from the cached runs only"
     )

@@ -620,16 +620,29 @@ def select_cells(spec, cells, *, obs=(), all_cells=None, what: str = "train") ->
 #: a training run whose best monitored loss ends above this multiple of the mean baseline's
 #: (predicting each output feature's mean) diverged: it is an error, not a model
 DIVERGENCE_FACTOR = 10.0
+#: the training loss (auxiliary terms included; dropout on; possibly early in a short run) is
+#: held to a much looser bound: only an exploded run (orders of magnitude) is refused
+EXPLOSION_FACTOR = 1e6
 
 
 def check_not_diverged(
-    best_loss: float, stats: MatrixStats, name: str, monitor: str, loss: str = "mse"
+    best_loss: float,
+    stats: MatrixStats,
+    name: str,
+    monitor: str,
+    loss: str = "mse",
+    *,
+    train_loss: float | None = None,
+    auxiliary_baseline: float = 0.0,
 ) -> None:
     """Raise :class:`SclibraError` when training ended far above the mean baseline's error.
 
     ``stats`` are the output's training statistics (:func:`validate`): the mean baseline's MSE
     is the mean per-feature variance; its binary cross-entropy (``loss="bce"``, binary targets)
-    the mean per-feature entropy of the feature's frequency.
+    the mean per-feature entropy of the feature's frequency. ``train_loss`` (the training loss
+    at the best epoch, auxiliary terms included) is held to :data:`EXPLOSION_FACTOR` times the
+    baseline plus ``auxiliary_baseline`` (the auxiliary terms' own error at the start): a run
+    whose training loss exploded is refused even when its monitored loss happened to look fair.
     """
     if loss == "bce":
         p = np.clip(np.asarray(stats.mean, dtype=np.float64), 1e-6, 1 - 1e-6)
@@ -637,13 +650,18 @@ def check_not_diverged(
         baseline = float(np.mean(entropy)) if len(p) else 0.0
     else:
         baseline = float(np.mean(stats.var)) if len(stats.var) else 0.0
-    if np.isfinite(best_loss) and (baseline <= 0 or best_loss <= DIVERGENCE_FACTOR * baseline):
-        return
-    raise SclibraError(
-        f"training diverged: the best {monitor} ({best_loss:.4g}) is far above the error of "
-        f"predicting each {name} feature's mean ({baseline:.4g}); no model was kept. Lower "
-        "learning_rate, or check the input scale (log-normalise raw counts)"
-    )
+    checks = [(f"the best {monitor}", best_loss, DIVERGENCE_FACTOR * baseline)]
+    if train_loss is not None:
+        bound = EXPLOSION_FACTOR * (baseline + auxiliary_baseline)
+        checks.append(("the training loss at the best epoch", train_loss, bound))
+    for what, value, bound in checks:
+        if np.isfinite(value) and (bound <= 0 or value <= bound):
+            continue
+        raise SclibraError(
+            f"training diverged: {what} ({value:.4g}) is far above the error of predicting "
+            f"each {name} feature's mean ({baseline:.4g}); no model was kept. Lower "
+            "learning_rate, or check the input scale (log-normalise raw counts)"
+        )
 
 
 def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:

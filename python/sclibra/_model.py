@@ -335,7 +335,17 @@ class LIBRA:
         # -- divergence: a loss far above the mean baseline's is an error, not a model --------
         try:
             for r in results:
-                check_not_diverged(r.best_loss, stats_b, mb.name, r.monitor, loss)
+                at_best = r.history.loc[r.history["epoch"] == r.best_epoch, "train_loss"]
+                check_not_diverged(
+                    r.best_loss,
+                    stats_b,
+                    mb.name,
+                    r.monitor,
+                    loss,
+                    train_loss=float(at_best.iloc[0]) if len(at_best) else None,
+                    # the latent regulariser's error at the start: PC scores of variance <= 1
+                    auxiliary_baseline=self.latent_pca,
+                )
         except SclibraError:
             self.module = None
             raise

@@ -100,6 +100,24 @@ def test_a_diverged_fit_keeps_no_model(small_cite, monkeypatch):
         model.predict(rna)
 
 
+def test_an_exploded_training_loss_is_refused_even_with_a_fair_val_loss(small_cite, monkeypatch):
+    # with the latent regulariser, lr=10 once ended at val_loss 1.7 (3x the mean's) while the
+    # training loss was 2.5e23: the model was kept. Both losses are now held to the bound.
+    rna, adt = small_cite
+
+    def half_exploded(*args, **kwargs):
+        history = pd.DataFrame(
+            {"epoch": [1, 2], "train_loss": [3e23, 2.5e23], "val_loss": [9e22, 1.7]}
+        )
+        return TrainResult(history, 2, 1.7, 2, "max_epochs", "val_loss")
+
+    monkeypatch.setattr(sclibra._model, "train_module", half_exploded)
+    model = sclibra.LIBRA(**FAST)
+    with pytest.raises(SclibraError, match=r"the training loss at the best epoch \(2\.5e\+23\)"):
+        model.fit(rna, adt, train="is_train", max_epochs=2)
+    assert model.module is None
+
+
 def test_cli_refuses_counts_and_allow_counts_overrides(small_cite, tmp_path, capsys):
     rna, adt = small_cite
     rna.write_h5ad(tmp_path / "rna.h5ad")

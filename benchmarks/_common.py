@@ -235,6 +235,14 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def command_line() -> str:
+    """The command that is running, as typed from the repository root."""
+    import shlex
+
+    script = f"benchmarks/{Path(sys.argv[0]).name}"
+    return " ".join(["python", script, *map(shlex.quote, sys.argv[1:])])
+
+
 def write_results(name: str, args, markdown: str, data: dict) -> tuple[Path, Path]:
     """Write ``<name>.md`` and ``<name>.json`` (``<name>_quick.*`` for ``--quick``) and print where."""
     stem = f"{name}_quick" if args.quick else name
@@ -244,7 +252,7 @@ def write_results(name: str, args, markdown: str, data: dict) -> tuple[Path, Pat
         f"\n\n_Machine: {data['machine']['cpu_count']} CPU cores, "
         f"{data['machine'].get('memory_gib', '?')} GiB RAM, torch {data['machine']['torch']} "
         f"({data['machine']['torch_threads']} threads), {data['machine']['date_utc']} UTC. "
-        f"Command: `python benchmarks/{name}.py{' --quick' if args.quick else ''}`. "
+        f"Command: `{command_line()}`. "
         f"Raw numbers: `{json_path.name}`._\n"
     )
     _atomic_write(md_path, markdown.rstrip() + "\n" + footer)

@@ -486,7 +486,8 @@ def ablation(args) -> None:
         best.append(cell)
     rows.append(best)
     table = markdown_table(["variant", "LIBRA(...)", *[f"{s} {a}->{b}" for s, a, b in dirs]], rows)
-    md = f"""# Ablation of the default recipe
+    if args.ablation_name == "bench_peers_ablation":
+        intro = f"""# Ablation of the default recipe
 
 Held-out RMSE (mean ± sd over seeds {list(args.seeds)}), per-cell AUROC for ATAC targets, best
 Leiden ARI of the latent space where the set has labels, and fit seconds, for each recipe change
@@ -494,7 +495,15 @@ alone on top of sclibra 0.1.0 (`preset="0.1.0"`) and for the new default. Same s
 as `bench_peers.md`. Made with `python benchmarks/bench_peers.py --ablation` (`--cached-only`
 assembles the cached runs; "-" = not run). The seconds were measured on a machine shared with
 other jobs (load average 5-27 on 2 cores), so they compare poorly across rows: use them only
-as a rough cost (an n_models ensemble costs n_models fits).
+as a rough cost (an n_models ensemble costs n_models fits)."""
+    else:
+        intro = f"""# Ablation: {", ".join(names)}
+
+Held-out RMSE (mean ± sd over the seeds of {list(args.seeds)} that were run), per-cell AUROC for
+ATAC targets, best Leiden ARI of the latent space where the set has labels, and mean fit seconds
+of each variant. Same splits and peers as `bench_peers.md`; "-" = not run. Seconds were taken on
+a 2-core machine shared with other jobs (load average 1-5): a rough cost only."""
+    md = f"""{intro}
 
 {table}
 """

@@ -118,6 +118,11 @@ class RecipeArg:
         )
 
 
+#: modality B wider than this (features) goes through the rank-``output_rank`` output layer
+WIDE_OUTPUT = 10000
+#: principal components of the input the latent space must predict (``latent_pca > 0``)
+LATENT_PCA_COMPONENTS = 10
+
 #: every recipe argument: those of ``LIBRA()`` (positional ones first, in their order), then
 #: the schedule of ``LIBRA.fit()``
 RECIPE: tuple[RecipeArg, ...] = (
@@ -191,7 +196,8 @@ RECIPE: tuple[RecipeArg, ...] = (
         "latent_pca", "model", float, low=0.0, high=100.0,
         help="weight of the latent regulariser (latent predicts the input's top PCs)",
         doc="Weight of a latent regulariser: during training a linear map of the latent space "
-        "must also predict the top 10 principal components of the input, so the latent space "
+        f"must also predict the top {LATENT_PCA_COMPONENTS} principal components of the input, "
+        "so the latent space "
         "keeps the input's main structure (clusters) and not only what predicts the target. "
         "0: off.",
     ),
@@ -204,9 +210,9 @@ RECIPE: tuple[RecipeArg, ...] = (
     ),
     RecipeArg(
         "output_rank", "model", int, low=0,
-        help="rank of the output layer when B has more than 10,000 features (0: full)",
+        help=f"rank of the output layer when B has more than {WIDE_OUTPUT:,} features (0: full)",
         doc="Rank of the output layer for wide targets: when modality B has more than "
-        ":data:`WIDE_OUTPUT` features (10,000; peaks), the last hidden layer reaches the "
+        f":data:`WIDE_OUTPUT` features ({WIDE_OUTPUT:,}; peaks), the last hidden layer reaches the "
         "outputs through ``output_rank`` linear units, so each cell costs ``output_rank x "
         "n_features`` instead of ``n_nodes x n_features`` (``benchmarks/bench_speed.py``). "
         "0: a full output layer, as published.",
@@ -398,9 +404,6 @@ PRESETS["default"] = {
     "latent_pca": 5.0,  # a latent space that keeps the input's clusters; lower RMSE ADT->RNA
 }
 
-#: modality B wider than this (features) goes through the rank-``output_rank`` output layer
-WIDE_OUTPUT = 10000
-
 for _name, _values in PRESETS.items():  # every preset gives every declared argument
     if set(_values) != set(RECIPE_ARGS):
         raise RuntimeError(f"preset {_name!r} does not match the recipe's arguments")
@@ -491,8 +494,6 @@ def split_by_batch(batches: np.ndarray, validation_split: float, seed: int):
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-#: principal components of the input the latent space must predict (``latent_pca > 0``)
-LATENT_PCA_COMPONENTS = 10
 #: cells used to fit the input PCA of the latent regulariser (a subsample on large data)
 PCA_MAX_CELLS = 20000
 

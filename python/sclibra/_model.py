@@ -316,6 +316,21 @@ class LIBRA:
                     desc="LIBRA" if self.n_models == 1 else f"LIBRA {k + 1}/{self.n_models}",
                     on_epoch=on_epoch,
                 )
+                # a loss far above the mean baseline's is an error, not a model: checked per
+                # member, so a diverged member stops the fit before the next one trains
+                at_best = result.history.loc[
+                    result.history["epoch"] == result.best_epoch, "train_loss"
+                ]
+                check_not_diverged(
+                    result.best_loss,
+                    stats_b,
+                    mb.name,
+                    result.monitor,
+                    loss,
+                    train_loss=float(at_best.iloc[0]) if len(at_best) else None,
+                    # the latent regulariser's error at the start: PC scores of variance <= 1
+                    auxiliary_baseline=self.latent_pca,
+                )
             except Exception:
                 self.module = None
                 raise
@@ -332,23 +347,6 @@ class LIBRA:
             history = pd.concat(
                 [r.history.assign(member=i) for i, r in enumerate(results)], ignore_index=True
             )
-        # -- divergence: a loss far above the mean baseline's is an error, not a model --------
-        try:
-            for r in results:
-                at_best = r.history.loc[r.history["epoch"] == r.best_epoch, "train_loss"]
-                check_not_diverged(
-                    r.best_loss,
-                    stats_b,
-                    mb.name,
-                    r.monitor,
-                    loss,
-                    train_loss=float(at_best.iloc[0]) if len(at_best) else None,
-                    # the latent regulariser's error at the start: PC scores of variance <= 1
-                    auxiliary_baseline=self.latent_pca,
-                )
-        except SclibraError:
-            self.module = None
-            raise
         self.loss_ = loss
         self.output_activation_ = out_act
         self.features_a, self.features_b = pd.Index(ma.features), pd.Index(mb.features)

@@ -97,17 +97,20 @@ def test_divergence_check_bce_uses_the_entropy_of_rare_features():
 def test_a_diverged_fit_keeps_no_model(small_cite, monkeypatch, train_loss, val_loss, message):
     rna, adt = small_cite
     n = len(val_loss)
+    calls = []
 
     def diverged(*args, **kwargs):
+        calls.append(1)
         history = pd.DataFrame(
             {"epoch": range(1, n + 1), "train_loss": train_loss, "val_loss": val_loss}
         )
         return TrainResult(history, n, val_loss[-1], n, "max_epochs", "val_loss")
 
     monkeypatch.setattr(sclibra._model, "train_module", diverged)
-    model = sclibra.LIBRA(**FAST)
+    model = sclibra.LIBRA(**{**FAST, "n_models": 3})
     with pytest.raises(SclibraError, match=message):
         model.fit(rna, adt, train="is_train", max_epochs=2)
+    assert calls == [1]  # the first member's divergence stops the fit: no further member trains
     assert model.module is None
     with pytest.raises(sclibra.NotTrainedError):
         model.predict(rna)

@@ -129,6 +129,10 @@ def _dense(x):
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
+def _rmse(pred, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(pred) - truth) ** 2)))
+
+
 # ----------------------------------------------------------------------------------------------
 # worker tasks
 # ----------------------------------------------------------------------------------------------
@@ -246,7 +250,7 @@ def task_full(spec):
         "fit_cpu_s": fit_cpu,
         "predict_s": pred_s,
         "epochs": int(model.n_epochs_),
-        "rmse": float(np.sqrt(np.mean((pred - truth) ** 2))),
+        "rmse": _rmse(pred, truth),
         "auto_threads_now": _settings.auto_num_threads(net_flops) if net_flops else None,
     }
 
@@ -267,7 +271,7 @@ def task_knn(spec):
     return {
         "knn_s": knn_s,
         "knn_cpu_s": knn_cpu,
-        "rmse": float(np.sqrt(np.mean((pred - truth) ** 2))),
+        "rmse": _rmse(pred, truth),
     }
 
 
@@ -280,7 +284,7 @@ def task_seurat(spec):
 
     a, b, is_train = load_case(spec["case"])
     t0 = time.perf_counter()
-    res = bench_peers.run_seurat(a[is_train], b[is_train], a[~is_train])
+    res = bench_peers.run_seurat(_rows(a, is_train), _rows(b, is_train), _rows(a, ~is_train))
     wall = time.perf_counter() - t0
     if res is None:
         return {"seurat_s": None}
@@ -289,7 +293,7 @@ def task_seurat(spec):
     return {
         "seurat_s": seconds,
         "seurat_call_s": wall,
-        "rmse": float(np.sqrt(np.mean((pred - truth) ** 2))),
+        "rmse": _rmse(pred, truth),
     }
 
 

@@ -439,6 +439,10 @@ VARIANTS = {
         "latent_pca": 0.0,
         "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
     },
+    # the input PCA (default input_pca=100): off, fewer and more components
+    "default_input_pca0": {"input_pca": 0},
+    "default_input_pca50": {"input_pca": 50},
+    "default_input_pca150": {"input_pca": 150},
 }
 
 

@@ -370,7 +370,8 @@ def default_recipe(args, paths) -> None:
     """The package's default recipe, fitted to early stopping, next to kNN and Seurat, same run.
 
     With ``--rank-ablation`` the wide-output case (sci-CAR RNA -> ATAC) is also fitted with a
-    full output layer (``output_rank=0``, the 0.1.0 layout) for the same-run cost of that default.
+    full output layer (``output_rank=0``, the 0.1.0 layout) for the same-run cost of that default;
+    with ``--pca-ablation`` every case is also fitted reading A's features (``input_pca=0``).
     """
     cases = ["bmmc_cite RNA->ADT", "pbmc5k_cite RNA->ADT", "synthetic 10k x 5k -> 100"]
     cases.append("sci-CAR RNA->ATAC")
@@ -382,6 +383,8 @@ def default_recipe(args, paths) -> None:
             continue
         base = {"case": case, "threads": args.threads}
         variants = [("default", "default")]
+        if args.pca_ablation:
+            variants.append(("input_pca=0", {"input_pca": 0}))
         if args.rank_ablation and "sci-CAR" in case:
             variants.append(("output_rank=0", {"output_rank": 0}))
         knn = run({**base, "task": "knn"}, "after", paths)
@@ -438,7 +441,8 @@ def default_recipe(args, paths) -> None:
         "# The default recipe's fit time, same run as kNN and Seurat",
         "",
         "`sclibra.LIBRA(seed=0)` with the package's default recipe (an ensemble of 3 networks "
-        "with latent 32, a rank-32 output layer for targets wider than 10,000 features; see "
+        "with latent 32, reading the input's top 100 principal components, a rank-32 output "
+        "layer for targets wider than 10,000 features; see "
         "`bench_peers_ablation.md`), fitted to early stopping on the training cells, one torch "
         "thread; kNN: k = 15 on a 50-dimension TruncatedSVD of the input; Seurat v4: "
         "FindTransferAnchors + TransferData (`peers/seurat_transfer.R`, one thread; the ratio "
@@ -470,6 +474,11 @@ def main() -> None:
             "--rank-ablation",
             action="store_true",
             help="with --default-recipe: also fit sci-CAR RNA->ATAC with output_rank=0",
+        )
+        parser.add_argument(
+            "--pca-ablation",
+            action="store_true",
+            help="with --default-recipe: also fit every case with input_pca=0",
         )
         parser.add_argument(
             "--threads-check",

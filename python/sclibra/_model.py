@@ -30,6 +30,7 @@ from ._recipe import (
     FIT_KEYS,
     LATENT_PCA_COMPONENTS,
     MODEL_KEYS,
+    PRESETS,
     WIDE_OUTPUT,
     EnsembleNet,
     LatentPCARegularised,
@@ -37,6 +38,8 @@ from ._recipe import (
     check_recipe_value,
     choose_loss,
     input_pc_scores,
+    input_pca_scores,
+    input_pcs_for,
     recipe_docstring,
     resolve_preset,
     split_by_batch,
@@ -105,6 +108,8 @@ class LIBRA:
         self.stopped_by_: str | None = None
         self.output_activation_: str | None = None
         self.loss_: str | None = None
+        #: principal components of A the network reads (0: A's features)
+        self.input_pcs_: int = 0
         self.names_: tuple[str, str] = ("A", "B")
         self._seed_used: int | None = None
 
@@ -260,6 +265,17 @@ class LIBRA:
             is_val[perm[start : start + n_val]] = True
             return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
+        # the input PCA: fitted once; training reads the scores, never A's features again
+        x_train, pca = ma, None
+        n_pcs = input_pcs_for(self.input_pca, ma.n_vars)
+        if n_pcs:
+            est, scores, scale = input_pca_scores(ma, n_pcs, seed)
+            n_pcs = int(est.n_components_)  # fewer when there are fewer cells
+            pca = (est.components_, est.mean_, scale)
+            x_train = Matrix(
+                scores, ma.cells, pd.Index([f"PC{i + 1}" for i in range(n_pcs)]), name=ma.name
+            )
+        self.input_pcs_ = n_pcs
         train_idx, val_idx = member_split(0)
         n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
@@ -276,7 +292,9 @@ class LIBRA:
             n_val,
             loss.upper(),
             f", {self.n_models} models" if self.n_models > 1 else "",
-            " [sparse input]" if use_sparse_path(ma, device) else "",
+            f", input read as its top {n_pcs} principal components"
+            if n_pcs
+            else (" [sparse input]" if use_sparse_path(ma, device) else ""),
         )
         on_epoch = None
         if callback is not None:
@@ -286,7 +304,10 @@ class LIBRA:
 
         pc_scores = None
         if self.latent_pca > 0:
-            pc_scores = input_pc_scores(ma, LATENT_PCA_COMPONENTS, seed)
+            if n_pcs >= LATENT_PCA_COMPONENTS:  # the same PCA's top components
+                pc_scores = np.ascontiguousarray(scores[:, :LATENT_PCA_COMPONENTS])
+            else:
+                pc_scores = input_pc_scores(ma, LATENT_PCA_COMPONENTS, seed)
         members, results, trained = [], [], np.zeros(n, dtype=bool)
         for k in range(self.n_models):
             member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
@@ -298,14 +319,16 @@ class LIBRA:
                 module.decoder.init_output_bias(stats_b.mean)
                 if self.start_at_mean:  # the untrained network predicts the training mean
                     torch.nn.init.zeros_(module.decoder.net[-1].weight)
-                trained_net = module
+                if pca is not None:
+                    module.projection.set_pca(*pca)
+                trained_net = module.body()
                 if pc_scores is not None:
-                    trained_net = LatentPCARegularised(module, pc_scores, self.latent_pca)
+                    trained_net = LatentPCARegularised(trained_net, pc_scores, self.latent_pca)
             self.module = module
             try:
                 result = train_module(
                     trained_net,
-                    ma,
+                    x_train,
                     mb,
                     train_idx,
                     val_idx,
@@ -380,6 +403,7 @@ class LIBRA:
                 self.latent_dim,
                 output_activation,
                 self.output_rank if n_output > WIDE_OUTPUT else None,
+                self.input_pcs_ or None,
             )
 
         if members is None or members == 1:
@@ -659,9 +683,11 @@ class LIBRA:
         known = set(inspect.signature(cls.__init__).parameters) - {"self", "device"}
         folder = _persist.read(path, known)
         path, meta = folder.path, folder.meta
+        # a model saved before presets existed has the 0.1.0 recipe, and a recipe argument
+        # missing from an older file is a feature it did not have: its 0.1.0 value
+        old = {k: v for k, v in PRESETS["0.1.0"].items() if k in MODEL_KEYS}
         try:
-            # a model saved before presets existed has the 0.1.0 recipe
-            model = cls(**{"preset": "0.1.0", **meta["config"], "device": device})
+            model = cls(**{"preset": "0.1.0", **old, **meta["config"], "device": device})
         except SclibraError as err:
             raise ModelFileError(f"{path / 'config.json'}: {err}") from None
         out_act = meta.get("output_activation_") or "relu"
@@ -671,6 +697,12 @@ class LIBRA:
                 f"{', '.join(OUTPUT_ACTIVATIONS)}; got {out_act!r}"
             )
         fa, fb = folder.features_a, folder.features_b
+        model.input_pcs_ = int(meta.get("input_pcs", 0))
+        if model.input_pcs_ < 0 or model.input_pcs_ >= max(len(fa), 1):
+            raise ModelFileError(
+                f"{path / 'config.json'}: input_pcs must be in [0, {len(fa) - 1}] (the model "
+                f"reads {len(fa)} features), got {model.input_pcs_}"
+            )
         module = model._build_module(len(fa), len(fb), out_act, int(meta.get("n_members", 1)))
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")

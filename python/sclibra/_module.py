@@ -195,6 +195,58 @@ class Decoder(nn.Module):
         return y
 
 
+class InputPCA(nn.Module):
+    """A frozen first map: modality A -> its top principal components.
+
+    The PCA is fitted once, on the training cells (:meth:`set_pca`); its centring, rotation and
+    scale are one linear layer (an :class:`InputLinear`, so sparse input stays sparse) whose
+    weights never train. The network behind it reads ``n_pcs`` denoised coordinates instead of
+    thousands of noisy features.
+    """
+
+    def __init__(self, n_input: int, n_pcs: int) -> None:
+        super().__init__()
+        self.linear = InputLinear(n_input, n_pcs)
+        for p in self.linear.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def n_pcs(self) -> int:
+        """Number of principal components (the encoder's input width)."""
+        return self.linear.out_features
+
+    def set_pca(self, components, mean, scale: float) -> None:
+        """Set the map to ``(x - mean) @ components.T / scale`` (``components``: pcs x features)."""
+        comp = torch.as_tensor(np.ascontiguousarray(components, dtype=np.float32))
+        centre = torch.as_tensor(np.ascontiguousarray(mean, dtype=np.float32))
+        with torch.no_grad():
+            self.linear.weight.copy_(comp.t() / scale)  # stored (in, out)
+            self.linear.bias.copy_(-(comp @ centre) / scale)
+
+    def forward(self, x) -> torch.Tensor:  # noqa: D102
+        return self.linear(x)
+
+
+class _Body(nn.Module):
+    """Encoder and decoder of a :class:`LIBRANet` without its input PCA (shared parameters):
+    what training updates, fed with principal-component scores computed once.
+    """
+
+    def __init__(self, net: LIBRANet) -> None:
+        super().__init__()
+        self.encoder = net.encoder
+        self.decoder = net.decoder
+
+    def encode(self, x):  # noqa: D102
+        return self.encoder(x)
+
+    def decode(self, z):  # noqa: D102
+        return self.decoder(z)
+
+    def forward(self, x):  # noqa: D102
+        return self.decoder(self.encoder(x))
+
+
 class LIBRANet(nn.Module):
     """The unbalanced autoencoder: modality A -> latent -> modality B.
 
@@ -209,6 +261,9 @@ class LIBRANet(nn.Module):
         ``"relu"`` (published), ``"softplus"`` or ``"linear"`` (for signed targets).
     output_rank
         Factorise the output layer through this many units (``None``: a full output layer).
+    input_pcs
+        Read modality A through a frozen :class:`InputPCA` of this many components (``None``:
+        the features themselves, as published).
     """
 
     def __init__(
@@ -222,16 +277,27 @@ class LIBRANet(nn.Module):
         latent_dim: int = 10,
         output_activation: str = "relu",
         output_rank: int | None = None,
+        input_pcs: int | None = None,
     ):
         super().__init__()
-        self.encoder = Encoder(n_input, n_layers, n_nodes, alpha, dropout, latent_dim)
+        self.projection = InputPCA(n_input, input_pcs) if input_pcs else None
+        n_encoder = input_pcs if input_pcs else n_input
+        self.encoder = Encoder(n_encoder, n_layers, n_nodes, alpha, dropout, latent_dim)
         self.decoder = Decoder(
             n_output, n_layers, n_nodes, alpha, dropout, latent_dim, output_activation, output_rank
         )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Map modality A to the shared latent space."""
+        if self.projection is not None:
+            x = self.projection(x)
         return self.encoder(x)
+
+    def body(self) -> nn.Module:
+        """The trainable part (encoder and decoder, same parameters) reading PC scores, when the
+        network has an input PCA; the network itself otherwise.
+        """
+        return self if self.projection is None else _Body(self)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Map latent coordinates to modality B."""

@@ -1,6 +1,6 @@
 """The saved-model folder: what :meth:`LIBRA.save` writes and :meth:`LIBRA.load` checks.
 
-Layout (format 2)::
+Layout (format 3)::
 
     model/
         config.json            format, versions, hyperparameters, training summary
@@ -12,7 +12,10 @@ Layout (format 2)::
         cells.json             training and validation cell names (optional)
         manifest.json          sha256 and size of every file above, checked on load
 
-Format 1 (sclibra 0.1.0) is the same without ``manifest.json``; it still loads. Every problem in
+Format 3 added ``input_pcs`` to ``config.json`` (the input PCA's width; its weights are in
+``weights.pt``); format 2 (sclibra 0.2.0 before it) is the same without it and format 1
+(sclibra 0.1.0) also without ``manifest.json``; both still load. A recipe argument missing from
+an older file's hyperparameters takes its sclibra 0.1.0 value (the feature did not exist). Every problem in
 a model folder raises :class:`~sclibra.ModelFileError` naming the file; an unreadable optional
 file only warns.
 """
@@ -34,7 +37,7 @@ from ._errors import ModelFileError, format_names
 from ._fs import PARTIAL_MARKER, recover_dir, replace_dir, write_file
 
 FORMAT = "sclibra.LIBRA"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "features.json", "weights.pt")
 OPTIONAL_FILES = ("cells.json", "history.csv", "b_encoder.pt", "b_encoder_history.csv")
@@ -60,6 +63,7 @@ META_KEYS = {
     "has_b_encoder": ((bool,), False),
     "n_members": (_INT, False),
     "loss_": ((str,), False),
+    "input_pcs": (_INT, False),
 }
 
 
@@ -97,6 +101,7 @@ def model_files(model) -> dict[str, bytes]:
         "has_b_encoder": model.b_encoder is not None,
         "n_members": len(getattr(model.module, "members", [None])),
         "loss_": model.loss_,
+        "input_pcs": model.input_pcs_,
     }
     files = {
         "config.json": json.dumps(meta, indent=2, default=_json_default).encode(),

@@ -202,6 +202,15 @@ RECIPE: tuple[RecipeArg, ...] = (
         "0: off.",
     ),
     RecipeArg(
+        "input_pca", "model", int, low=0,
+        help="read modality A as its top principal components (0: its features)",
+        doc="Read modality A through its top ``input_pca`` principal components: a PCA fitted "
+        "once on the training cells (sparse input is never densified) becomes a frozen first "
+        "layer, so the network learns from denoised coordinates and each training step costs "
+        "the same whatever A's width. Off (0) when A has at most ``input_pca`` features (e.g. a "
+        "small protein panel); 0: A's features themselves, as published.",
+    ),
+    RecipeArg(
         "start_at_mean", "model", bool,
         help="start the output layer at the mean baseline",
         doc="Start training from the mean baseline: the output layer's weights start at zero "
@@ -373,6 +382,7 @@ _PUBLISHED = {
     "loss": "mse",
     "weight_decay": 0.0,
     "latent_pca": 0.0,
+    "input_pca": 0,
     "start_at_mean": False,
     "output_rank": 0,
     "validation_split": 0.0,
@@ -402,6 +412,7 @@ PRESETS["default"] = {
     "n_models": 3,  # an ensemble: lower RMSE in every bundled direction
     "output_rank": 32,  # wide (peak) outputs: same accuracy, a fraction of the time
     "latent_pca": 5.0,  # a latent space that keeps the input's clusters; lower RMSE ADT->RNA
+    "input_pca": 100,  # denoised input: lower RMSE on thousands of cells, fast wide inputs
 }
 
 for _name, _values in PRESETS.items():  # every preset gives every declared argument
@@ -498,12 +509,13 @@ def split_by_batch(batches: np.ndarray, validation_split: float, seed: int):
 PCA_MAX_CELLS = 20000
 
 
-def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
-    """Top ``n_pcs`` principal-component scores of every row of ``m`` (float32, rows of ``m``).
+def input_pca_scores(m, n_pcs: int, seed: int):
+    """A PCA of the rows of ``m``: ``(estimator, scores, scale)``.
 
     The PCA (implicitly centred for sparse input, never densified) is fitted on at most
-    :data:`PCA_MAX_CELLS` rows and applied block by block. Scores are divided by the standard
-    deviation of the first component, so the regulariser's scale does not depend on the data's.
+    :data:`PCA_MAX_CELLS` rows and applied block by block. ``scores`` (float32, rows of ``m``,
+    ``estimator.n_components_`` columns) are divided by ``scale``, the standard deviation of the
+    first component, so what reads them does not depend on the data's scale.
     """
     import scipy.sparse as sp
 
@@ -519,7 +531,20 @@ def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
         x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
         blocks.append(pca_transform(est, x if sp.issparse(x) else np.asarray(x)))
     scores = np.concatenate(blocks).astype(np.float32)
-    return scores / max(float(scores[:, 0].std()), 1e-8)
+    scale = max(float(scores[:, 0].std()), 1e-8)
+    return est, scores / scale, scale
+
+
+def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
+    """Top ``n_pcs`` principal-component scores of every row of ``m`` (see
+    :func:`input_pca_scores`), divided by the standard deviation of the first.
+    """
+    return input_pca_scores(m, n_pcs, seed)[1]
+
+
+def input_pcs_for(input_pca: int, n_features: int) -> int:
+    """Principal components the network reads for ``input_pca`` and A's width (0: none)."""
+    return int(input_pca) if 0 < input_pca < n_features else 0
 
 
 class LatentPCARegularised(nn.Module):

@@ -118,21 +118,108 @@ def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
     np.testing.assert_allclose(back.get_latent(test), out.obsm["X_libra"], rtol=1e-5, atol=1e-6)
 
 
-def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite, cite_model):
-    path = cite_model.save(tmp_path / "m")
+def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
+    rna, adt = cite
+    model = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, adt, train="is_train", max_epochs=3)
+    path = model.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
-    for k in ("preset", "n_models", "loss", "weight_decay", "output_rank"):
+    for k in ("preset", "n_models", "loss", "weight_decay", "output_rank", "input_pca"):
         meta["config"].pop(k)
     meta.pop("n_members")
     meta.pop("loss_")
+    meta.pop("input_pcs")
     meta["format_version"] = 1  # as sclibra 0.1.0 wrote it: format 1, no manifest
     (path / "manifest.json").unlink()
     (path / "config.json").write_text(json.dumps(meta))
     back = sclibra.LIBRA.load(path)
     assert back.preset == "0.1.0"
     assert back.n_models == 1
-    rna = cite[0]
-    np.testing.assert_allclose(back.predict(rna).X, cite_model.predict(rna).X, rtol=1e-5)
+    assert back.input_pca == 0
+    assert back.module.projection is None
+    np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-5)
+
+
+def _rewrite_config(path, meta):
+    """Write ``meta`` as the model's config.json and update its checksum in the manifest."""
+    import hashlib
+
+    data = json.dumps(meta).encode()
+    (path / "config.json").write_bytes(data)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["config.json"] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_format_2_model_of_the_default_preset_loads_without_an_input_pca(tmp_path, cite):
+    # sclibra 0.2.0 before the input PCA saved preset "default" without input_pca / input_pcs:
+    # the missing argument is a feature that model did not have, not today's default
+    rna, adt = cite
+    model = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, adt, train="is_train", max_epochs=3)
+    path = model.save(tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["format_version"] == 3
+    assert meta["input_pcs"] == 0
+    meta["config"].pop("input_pca")
+    meta.pop("input_pcs")
+    meta["format_version"] = 2
+    _rewrite_config(path, meta)
+    back = sclibra.LIBRA.load(path)
+    assert back.preset == "default"
+    assert back.input_pca == 0
+    assert back.input_pcs_ == 0
+    np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-5)
+
+
+def test_input_pca_is_a_frozen_first_layer_fitted_once(tmp_path, cite):
+    import scipy.sparse as sp
+
+    from sclibra._data import as_matrix
+    from sclibra._recipe import input_pca_scores
+
+    rna, adt = cite
+    train = rna[rna.obs["is_train"]]
+    model = sclibra.LIBRA(**FAST, input_pca=20).fit(rna, adt, train="is_train", max_epochs=5)
+    assert model.input_pcs_ == 20
+    proj = model.module.projection
+    assert proj.n_pcs == 20
+    assert model.module.encoder.net[0].in_features == 20
+    assert not any(p.requires_grad for p in proj.parameters())
+    # after training the first layer is still the PCA of the training cells (scaled by PC1's sd)
+    _, scores, _ = input_pca_scores(as_matrix(train, name="RNA"), 20, model._seed_used)
+    with torch.no_grad():
+        got = proj(torch.as_tensor(np.asarray(train.X.toarray(), dtype=np.float32))).numpy()
+    np.testing.assert_allclose(np.abs(got), np.abs(scores), rtol=1e-3, atol=1e-3)
+    assert abs(got[:, 0].std() - 1) < 1e-3
+    # sparse and dense input give the same prediction; the model round-trips
+    dense = rna.copy()
+    dense.X = rna.X.toarray()
+    assert sp.issparse(rna.X)
+    np.testing.assert_allclose(model.predict(dense).X, model.predict(rna).X, rtol=1e-4, atol=1e-5)
+    path = model.save(tmp_path / "m")
+    assert json.loads((path / "config.json").read_text())["input_pcs"] == 20
+    back = sclibra.LIBRA.load(path)
+    assert back.input_pcs_ == 20
+    np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(back.get_latent(rna), model.get_latent(rna), rtol=1e-5, atol=1e-6)
+
+
+def test_input_pca_is_off_for_narrow_inputs_and_capped_by_cells(cite):
+    rna, adt = cite
+    # 134 proteins read directly when input_pca is not below their number
+    m = sclibra.LIBRA(**FAST, input_pca=134).fit(adt, rna, train="is_train", max_epochs=2)
+    assert m.input_pcs_ == 0
+    assert m.module.projection is None
+    assert m.module.encoder.net[0].in_features == 134
+    # 40 training cells: at most 39 components
+    few = rna.obs_names[:40]
+    m = sclibra.LIBRA(**FAST, input_pca=50).fit(rna, adt, train=list(few), max_epochs=2)
+    assert m.input_pcs_ == 39
+    assert PRESETS["published"]["input_pca"] == PRESETS["0.1.0"]["input_pca"] == 0
+    with pytest.raises(SclibraError, match="input_pca must be an integer >= 0"):
+        sclibra.LIBRA(input_pca=-1)
 
 
 def test_batch_split_holds_out_whole_batches():

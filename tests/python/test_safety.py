@@ -27,6 +27,7 @@ import sclibra
 from sclibra import FeatureMismatchError, ModelFileError, SclibraError
 from sclibra._data import as_matrix, select_cells
 from sclibra._fs import PARTIAL_MARKER, FolderLock, LockedError, OutputError
+from sclibra._persist import FORMAT_VERSION
 from sclibra.cli import main
 
 TINY = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32, n_models=1)
@@ -699,9 +700,9 @@ def test_format_1_models_of_sclibra_0_1_0_still_load(tmp_path, model, pair):
     np.testing.assert_array_equal(loaded.predict(pair[0]).X, model.predict(pair[0]).X)
     assert list(loaded.train_cells_) == list(model.train_cells_)
     assert snapshot(tmp_path) == before
-    # re-saving writes format 2 with a manifest
+    # re-saving writes the current format with a manifest
     loaded.save(path, overwrite=True)
-    assert json.loads((path / "config.json").read_text())["format_version"] == 2
+    assert json.loads((path / "config.json").read_text())["format_version"] == FORMAT_VERSION
     assert (path / "manifest.json").is_file()
 
 

@@ -128,13 +128,20 @@ def test_old_layout_state_dict_loads_and_gives_identical_outputs(tmp_path):
 
 def test_saved_model_round_trip_gives_identical_predictions(cite, tmp_path):
     rna, adt = cite
-    model = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=3)
-    model.save(tmp_path / "m")
-    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
-    assert state["encoder.net.0.weight"].shape == (64, rna.n_vars)
-    again = sclibra.LIBRA.load(tmp_path / "m")
     held = rna[~rna.obs["is_train"].astype(bool)]
-    np.testing.assert_array_equal(again.predict(held).X, model.predict(held).X)
+    # the first layer reading the (sparse) features is saved in nn.Linear's (out, in) layout:
+    # the encoder's first layer, or the input PCA's when there is one
+    for input_pca, key, shape in [
+        (0, "encoder.net.0.weight", (64, rna.n_vars)),
+        (30, "projection.linear.weight", (30, rna.n_vars)),
+    ]:
+        model = sclibra.LIBRA(**FAST, input_pca=input_pca)
+        model.fit(rna, adt, train="is_train", max_epochs=3)
+        path = model.save(tmp_path / f"m{input_pca}")
+        state = torch.load(path / "weights.pt", weights_only=True)
+        assert state[key].shape == shape
+        again = sclibra.LIBRA.load(path)
+        np.testing.assert_array_equal(again.predict(held).X, model.predict(held).X)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -172,6 +172,9 @@ class Decoder(nn.Module):
             prev = int(output_rank)
         self.net = nn.Sequential(*layers, nn.Linear(prev, n_output))
         self.output_activation = output_activation
+        #: return the sigmoid's input (logits) instead of probabilities: set only while a BCE
+        #: loss is computed from logits (:func:`sclibra._train.logits_for_bce`)
+        self.emit_logits = False
 
     def init_output_bias(self, target_mean) -> None:
         """Start the output at the per-feature mean of the target (the mean baseline)."""
@@ -191,7 +194,7 @@ class Decoder(nn.Module):
         if self.output_activation == "softplus":
             return F.softplus(y)
         if self.output_activation == "sigmoid":
-            return torch.sigmoid(y)
+            return y if self.emit_logits else torch.sigmoid(y)
         return y
 
 

@@ -205,6 +205,24 @@ def _loss_fn(loss):
     return loss if callable(loss) else loss_function(loss)
 
 
+@contextlib.contextmanager
+def logits_for_bce(module: nn.Module, loss):
+    """Within the block, a module trained with the ``"bce"`` loss returns logits (its decoders
+    skip the final sigmoid), which that loss takes; the previous behaviour is restored after.
+    """
+    from ._module import Decoder
+
+    decoders = [m for m in module.modules() if isinstance(m, Decoder)] if loss == "bce" else []
+    before = [d.emit_logits for d in decoders]
+    for d in decoders:
+        d.emit_logits = True
+    try:
+        yield
+    finally:
+        for d, b in zip(decoders, before):
+            d.emit_logits = b
+
+
 @torch.no_grad()
 def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None, loss="mse") -> float:
     """Mean training loss over ``idx`` in eval mode (dropout off).
@@ -221,11 +239,12 @@ def evaluate_loss(module, x, y, idx, *, batch_size, device=None, sparse=None, lo
         y = RowSource(y, device)
     module.eval()
     total, count = 0.0, 0
-    for start in range(0, len(idx), batch_size):
-        b = idx[start : start + batch_size]
-        tgt = y(b)
-        total += float(loss_fn(module(x(b)), tgt)) * tgt.numel()
-        count += tgt.numel()
+    with logits_for_bce(module, loss):
+        for start in range(0, len(idx), batch_size):
+            b = idx[start : start + batch_size]
+            tgt = y(b)
+            total += float(loss_fn(module(x(b)), tgt)) * tgt.numel()
+            count += tgt.numel()
     return total / max(count, 1)
 
 
@@ -329,7 +348,8 @@ def _train(
     rows, stopped_by, since_best = [], "max_epochs", 0
 
     fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
+    fork = torch.random.fork_rng(devices=fork_devices, enabled=seed is not None)
+    with fork, logits_for_bce(module, loss_name):
         if seed is not None:
             torch.manual_seed(seed)
         bar = tqdm(

@@ -380,3 +380,39 @@ def test_wide_output_goes_through_a_rank_limited_layer(tmp_path):
     assert PRESETS["published"]["output_rank"] == PRESETS["0.1.0"]["output_rank"] == 0
     with pytest.raises(SclibraError, match="output_rank"):
         sclibra.LIBRA(output_rank=-1)
+
+
+def test_bce_trains_on_logits_and_predicts_probabilities(multiome):
+    from sclibra._data import as_matrix
+    from sclibra._recipe import loss_function
+    from sclibra._train import evaluate_loss, logits_for_bce
+
+    rna, atac = multiome
+    m = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, atac, train="is_train", max_epochs=3)
+    assert m.loss_ == "bce"
+    decoder = m.module.decoder
+    assert decoder.emit_logits is False  # restored after training
+    x = torch.as_tensor(rna.X[:20].toarray(), dtype=torch.float32)
+    with torch.no_grad():
+        prob = m.module(x)
+        with logits_for_bce(m.module, "bce"):
+            logits = m.module(x)
+        assert decoder.emit_logits is False
+        with logits_for_bce(m.module, "mse"):  # only BCE asks for logits
+            assert torch.equal(m.module(x), prob)
+    assert float(prob.min()) >= 0
+    assert float(prob.max()) <= 1
+    np.testing.assert_allclose(torch.sigmoid(logits).numpy(), prob.numpy(), rtol=1e-5, atol=1e-6)
+    # the BCE from logits equals the BCE of the probabilities (away from saturation)
+    y = torch.as_tensor(atac.X[:20].toarray(), dtype=torch.float32)
+    from_logits = float(loss_function("bce")(logits, y))
+    from_prob = float(torch.nn.functional.binary_cross_entropy(prob, y))
+    assert abs(from_logits - from_prob) < 1e-4
+    # and the validation loss of the model is that BCE, computed the same way
+    idx = np.arange(20)
+    got = evaluate_loss(
+        m.module, as_matrix(rna[:20], name="RNA"), as_matrix(atac[:20], name="ATAC"), idx,
+        batch_size=8, device=torch.device("cpu"), sparse=False, loss="bce",
+    )  # fmt: skip
+    assert abs(got - from_logits) < 1e-4
+    assert decoder.emit_logits is False

@@ -33,11 +33,15 @@ def totalvi_python() -> tuple[str | None, str]:
 def _check(exe: str | None) -> tuple[str | None, str]:
     if not exe:
         return None, f"{ENV_VAR} is not set (see benchmarks/README.md)"
-    r = subprocess.run(
-        [exe, "-c", "import scvi; print(scvi.__version__)"], capture_output=True, text=True
-    )
+    try:
+        r = subprocess.run(
+            [exe, "-c", "import scvi; print(scvi.__version__)"], capture_output=True, text=True
+        )
+    except OSError as e:
+        return None, f"{ENV_VAR}={exe} does not run ({e})"
     if r.returncode != 0:
-        return None, f"{ENV_VAR}={exe} cannot import scvi: {r.stderr.strip()[-300:]}"
+        last = (r.stderr.strip().splitlines() or [""])[-1]
+        return None, f"{ENV_VAR}={exe} cannot import scvi ({last})"
     return exe, f"scvi-tools {r.stdout.strip()}"
 
 

@@ -21,8 +21,9 @@ target (``X``):
 ``totalvi`` RNA -> ADT only, when ``SCLIBRA_TOTALVI_PYTHON`` names an interpreter with scvi-tools
            (``benchmarks/_totalvi.py``, ``benchmarks/peers/totalvi_transfer.py``): totalVI trained on
            the training cells' RNA and protein counts plus the held-out cells' RNA counts (their
-           proteins missing), denoised proteins for the training batch, put through the target's
-           per-cell CLR (:func:`_totalvi.fit_clr`); skipped with a note otherwise;
+           proteins missing), their expected protein counts for the training batch (background
+           included: the target is a CLR of observed counts) put through the target's per-cell CLR
+           (:func:`_totalvi.fit_clr`); skipped with a note otherwise;
 ``sclibra`` ``sclibra.LIBRA()`` defaults (3 seeds, mean ± sd).
 
 Scores: RMSE, mean per-cell and per-feature Pearson; for ATAC targets also per-cell AUROC and
@@ -618,8 +619,8 @@ Train on the training cells, score held-out cells (bmmc: donor s1d2; pbmc5k: its
 sci-CAR: seeded random 70/30). Peers: per-feature mean, kNN (k=15) and ridge on a 50-PC PCA of
 the input, Seurat v4 FindTransferAnchors + TransferData (PCA of the reference, 30 dims,
 `pcaproject`) and, for RNA->ADT where scvi-tools was available, totalVI (reference + query with
-missing proteins, denoised proteins for the reference batch, mapped by the target's per-cell CLR;
-"-" where it did not run). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
+missing proteins; expected protein counts for the reference batch, background included, through
+the target's per-cell CLR; "-" where it did not run). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
 of held-out cells vs `cell_type` (bmmc) or `time_h` (sci-CAR). AUROC/AUPRC: per cell, target > 0
 is positive. Seconds: fit (+ predict for the peers) wall time, one thread each; load average
 recorded below. The peers are cached from an earlier run, so on a shared machine their seconds

@@ -18,16 +18,23 @@ target (``X``):
 ``ridge``  ridge regression on that PCA (``sclibra.metrics.baseline_predictions``);
 ``seurat`` Seurat v4 ``FindTransferAnchors`` + ``TransferData`` (``benchmarks/peers/seurat_transfer.R``,
            run by ``Rscript``; skipped with a note when R/Seurat are missing);
+``totalvi`` RNA -> ADT only, when ``SCLIBRA_TOTALVI_PYTHON`` names an interpreter with scvi-tools
+           (``benchmarks/_totalvi.py``, ``benchmarks/peers/totalvi_transfer.py``): totalVI trained on
+           the training cells' RNA and protein counts plus the held-out cells' RNA counts (their
+           proteins missing), their expected protein counts for the training batch (background
+           included: the target is a CLR of observed counts) put through the target's per-cell CLR
+           (:func:`_totalvi.fit_clr`); skipped with a note otherwise;
 ``sclibra`` ``sclibra.LIBRA()`` defaults (3 seeds, mean ± sd).
 
 Scores: RMSE, mean per-cell and per-feature Pearson; for ATAC targets also per-cell AUROC and
 AUPRC (target > 0 is a positive); for the latent space of held-out cells, Leiden ARI/NMI against
 labels (``cell_type`` in the bmmc sets, ``time_h`` in sci-CAR; pbmc5k has none) of sclibra's
-latent, of a 50-component PCA of the input and of Seurat's projected PCA, each the best over the
-same resolution grid; and fit seconds of every method (one thread each, same run).
+latent, of a 50-component PCA of the input, of Seurat's projected PCA and of totalVI's latent, each
+the best over the same resolution grid; and fit seconds of every method (one thread each, same run).
 
 Peers do not change when sclibra changes: their scores are cached under ``benchmarks/_work/peers``
-(``--refresh-peers`` recomputes them). ``--variant NAME --model-kwargs JSON`` scores another
+(``--refresh-peers`` recomputes them); a cached RNA -> ADT direction without totalVI gets it
+added when scvi-tools is available. ``--variant NAME --model-kwargs JSON`` scores another
 sclibra configuration (used for the ablation, ``bench_peers_ablation``).
 
 Run ``python benchmarks/bench_peers.py`` (results: ``benchmarks/results/bench_peers.{md,json,csv}``).
@@ -46,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import log, markdown_table, parse_args, write_results
+from _totalvi import add_totalvi
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "peers"
@@ -213,14 +221,28 @@ def run_seurat(a_train, b_train, a_test) -> tuple[np.ndarray, np.ndarray, float]
     return pred, emb, seconds
 
 
+def _add_totalvi(out: dict, set_name: str, a: str, b: str, data=None) -> bool:
+    """totalVI into the peer results ``out`` where it applies and is installed (see _totalvi)."""
+    load = (lambda: data) if data is not None else (lambda: load_set(set_name))
+    label_key = SETS[set_name][1]
+    return add_totalvi(out, load, a, b, label_key, WORK, log, prediction_scores, latent_scores)
+
+
 def peers(set_name: str, a: str, b: str, refresh: bool) -> dict:
-    """Scores of mean/kNN/ridge/Seurat and of the input PCA's latent, cached as JSON."""
+    """Scores of mean/kNN/ridge/Seurat(/totalVI) and of the input PCA's latent, cached as JSON.
+
+    A cached RNA -> ADT result without totalVI gets only totalVI added (and cached) when
+    scvi-tools is available.
+    """
     import sclibra
     from sclibra.metrics._utils import pca_scores, pca_transform
 
     cache = WORK / f"{set_name}_{a}_to_{b}.json"
     if cache.is_file() and not refresh:
-        return json.loads(cache.read_text())
+        out = json.loads(cache.read_text())
+        if "totalvi" not in out["methods"] and _add_totalvi(out, set_name, a, b):
+            cache.write_text(json.dumps(out, indent=2))
+        return out
     data = load_set(set_name)
     a_train, b_train, a_test, b_test = _split(data, a, b)
     atac = b == "ATAC"
@@ -245,6 +267,7 @@ def peers(set_name: str, a: str, b: str, refresh: bool) -> dict:
         if labels is not None:
             out["latent_seurat_pcaproject"] = latent_scores(emb, labels)
         log(f"{set_name} {a}->{b} seurat: {out['methods']['seurat']}")
+    _add_totalvi(out, set_name, a, b, data)
     WORK.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out, indent=2))
     return out
@@ -297,10 +320,14 @@ def _fmt(vals, digits=3):
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
+#: peer columns of the tables ("-" where a peer did not run)
+PEER_COLUMNS = ("mean", "knn", "ridge", "seurat", "totalvi")
+
+
 def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
     """Markdown report and a long CSV-ready frame from ``results[direction]``."""
     rows_csv = []
-    head = ["set", "direction", "metric", "sclibra", "mean", "knn", "ridge", "seurat"]
+    head = ["set", "direction", "metric", "sclibra", *PEER_COLUMNS]
     md_rows = []
     for key, r in results.items():
         set_name, direction = key.split(" ", 1)
@@ -314,7 +341,7 @@ def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
             mine = [x[m] for x in runs]
             best_peer = (min if lower else max)(peer_vals.values())
             cells = [set_name, direction, m, _fmt(mine, 2 if m == "seconds" else 3)]
-            for p in ("mean", "knn", "ridge", "seurat"):
+            for p in PEER_COLUMNS:
                 v = peer_vals.get(p)
                 if v is None:
                     cells.append("-")
@@ -365,13 +392,15 @@ def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
             ari = [x["latent"]["ari"] for x in runs]
             nmi = [x["latent"]["nmi"] for x in runs]
             sl = r["peers"].get("latent_seurat_pcaproject")
+            tv = r["peers"].get("latent_totalvi")
             row += [
                 f"{_fmt(ari)} / {_fmt(nmi)}",
                 f"{lat['ari']:.3f} / {lat['nmi']:.3f}",
                 f"{sl['ari']:.3f} / {sl['nmi']:.3f}" if sl else "-",
+                f"{tv['ari']:.3f} / {tv['nmi']:.3f}" if tv else "-",
             ]
         else:
-            row += ["-", "-", "-"]
+            row += ["-", "-", "-", "-"]
         sec = np.mean([x["seconds"] for x in runs])
         ep = np.mean([x["epochs"] for x in runs])
         seu = pm.get("seurat", {}).get("seconds")
@@ -389,6 +418,7 @@ def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
             "latent ARI / NMI sclibra",
             "input PCA50",
             "Seurat pcaproject",
+            "totalVI latent",
             "sclibra fit",
             "fit time / Seurat",
         ],
@@ -592,7 +622,9 @@ Variant `{args.variant}`: `LIBRA({model_kwargs or ""})`, fit arguments `{fit_kwa
 Train on the training cells, score held-out cells (bmmc: donor s1d2; pbmc5k: its `is_train`;
 sci-CAR: seeded random 70/30). Peers: per-feature mean, kNN (k=15) and ridge on a 50-PC PCA of
 the input, Seurat v4 FindTransferAnchors + TransferData (PCA of the reference, 30 dims,
-`pcaproject`). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
+`pcaproject`) and, for RNA->ADT where scvi-tools was available, totalVI (reference + query with
+missing proteins; expected protein counts for the reference batch, background included, through
+the target's per-cell CLR; "-" where it did not run). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
 of held-out cells vs `cell_type` (bmmc) or `time_h` (sci-CAR). AUROC/AUPRC: per cell, target > 0
 is positive. Seconds: fit (+ predict for the peers) wall time, one thread each; load average
 recorded below. The peers are cached from an earlier run, so on a shared machine their seconds

@@ -243,6 +243,15 @@ RECIPE: tuple[RecipeArg, ...] = (
         doc="Stop after this many epochs without improvement.",
     ),
     RecipeArg(
+        "min_delta", "fit", float, low=0.0, high=1.0, high_open=True,
+        help="relative decrease of the monitored loss that counts as an improvement",
+        doc="An epoch improves on the best so far when the monitored loss falls below "
+        "``best x (1 - min_delta)``; only such an epoch resets the early-stopping patience "
+        "(the best weights are kept at any decrease). ``1e-4`` is also the learning-rate "
+        "schedule's threshold, so training stops once the schedule has nothing left to gain "
+        "instead of running on for decreases of a millionth; ``0``: any decrease, as published.",
+    ),
+    RecipeArg(
         "lr_patience", "fit", int, low=0, searchable=True,
         help="epochs without improvement before the learning rate drops",
         doc="Multiply the learning rate by ``lr_factor`` after this many epochs without "
@@ -388,6 +397,7 @@ _PUBLISHED = {
     "validation_split": 0.0,
     "max_epochs": 1500,
     "early_stopping_patience": 20,
+    "min_delta": 0.0,
     "lr_patience": 15,
     "lr_factor": 0.1,
     "min_lr": 1e-5,
@@ -413,6 +423,7 @@ PRESETS["default"] = {
     "output_rank": 32,  # wide (peak) outputs: same accuracy, a fraction of the time
     "latent_pca": 5.0,  # a latent space that keeps the input's clusters; lower RMSE ADT->RNA
     "input_pca": 100,  # denoised input: lower RMSE on thousands of cells, fast wide inputs
+    "min_delta": 1e-4,  # stop when the loss no longer improves by more than the LR schedule's
 }
 
 for _name, _values in PRESETS.items():  # every preset gives every declared argument

@@ -172,6 +172,9 @@ class Schedule:
         Stop after ``max_epochs``, or after ``early_stopping_patience`` epochs without
         improvement; multiply the learning rate by ``lr_factor`` (down to ``min_lr``) after
         ``lr_patience`` such epochs.
+    min_delta
+        Relative decrease of the monitored loss that resets the early-stopping patience (the
+        best weights follow any decrease).
     weight_decay
         Decoupled weight decay (AdamW) when > 0, else Adam.
     loss
@@ -187,6 +190,7 @@ class Schedule:
     min_lr: float
     weight_decay: float = 0.0
     loss: object = "mse"
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -341,6 +345,7 @@ def _train(
     rng = np.random.default_rng(seed)
     monitor = "val_loss" if len(val_idx) else "train_loss"
     best_loss, best_epoch = math.inf, 0
+    anchor = math.inf  # the loss of the last epoch that reset the patience
     # the best weights so far: copied into buffers allocated once (no deepcopy per improvement)
     state = dict(module.named_parameters())
     state.update(dict(module.named_buffers()))
@@ -398,7 +403,13 @@ def _train(
                 }
             )
             if current < best_loss:
-                best_loss, best_epoch, since_best = current, epoch, 0
+                # patience restarts only at a decrease of at least min_delta (relative) below
+                # the loss of the last such epoch; the best weights follow any decrease
+                if current < anchor * (1.0 - schedule.min_delta) or not math.isfinite(anchor):
+                    anchor, since_best = current, 0
+                else:
+                    since_best += 1
+                best_loss, best_epoch = current, epoch
                 with torch.no_grad():
                     if best_state is None:
                         best_state = {k: v.detach().clone() for k, v in state.items()}

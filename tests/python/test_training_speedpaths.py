@@ -328,3 +328,34 @@ def test_adamw_and_custom_loss_hooks():
         assert res.best_loss == pytest.approx(  # the module ends with its best weights
             float(torch.mean(torch.abs(pred - x))), rel=1e-5
         )
+
+
+def test_min_delta_stops_on_negligible_improvements(monkeypatch):
+    from sclibra._data import as_matrix
+
+    a, b = _sparse_pair()
+    ma, mb = as_matrix(a), as_matrix(b)
+    # a validation loss that keeps falling by 0.005 % per epoch: every epoch is a new best
+    losses = iter(1.0 * (1 - 5e-5) ** np.arange(100))
+    monkeypatch.setattr(_train, "evaluate_loss", lambda *a, **k: float(next(losses)))
+
+    def run(min_delta):
+        net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
+        schedule = _train.Schedule(
+            batch_size=50, learning_rate=1e-3, max_epochs=12, early_stopping_patience=2,
+            lr_patience=5, lr_factor=0.1, min_lr=1e-5, min_delta=min_delta,
+        )  # fmt: skip
+        return _train.train_module(
+            net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
+            seed=0, device=torch.device("cpu"), progress=False,
+        )  # fmt: skip
+
+    res = run(1e-4)  # decreases of 5e-5 do not reset the patience of 2 epochs
+    assert res.stopped_by == "early_stopping"
+    assert res.n_epochs == 3
+    assert res.best_epoch == 3  # but the best weights follow every decrease
+    res = run(0.0)  # the published rule: any decrease counts
+    assert res.stopped_by == "max_epochs"
+    assert res.n_epochs == 12
+    with pytest.raises(sclibra.SclibraError, match="min_delta must be in"):
+        sclibra.LIBRA(n_models=1).fit(a, b, min_delta=1.5)

@@ -469,10 +469,12 @@ VARIANTS = {
         "latent_pca": 0.0,
         "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
     },
-    # the input PCA (default input_pca=100): off, fewer and more components
-    "default_input_pca0": {"input_pca": 0},
-    "default_input_pca50": {"input_pca": 50},
-    "default_input_pca150": {"input_pca": 150},
+    # the input PCA (default input_pca=100): off, fewer and more components; run before
+    # min_delta became 1e-4, so next to the default with min_delta=0
+    "default_md0": {"min_delta": 0.0},
+    "default_md0_input_pca0": {"min_delta": 0.0, "input_pca": 0},
+    "default_md0_input_pca50": {"min_delta": 0.0, "input_pca": 50},
+    "default_md0_input_pca150": {"min_delta": 0.0, "input_pca": 150},
 }
 
 

@@ -6,7 +6,7 @@
 # 1. the version is written once, in pyproject.toml: DESCRIPTION's Version and the core's
 #    sclibra.__version__ must equal it;
 # 2. the CPU torch that installs pin (Makefile's TORCH_PIN, R's install_sclibra(), the README's
-#    pip line, the wheel check) is one version;
+#    pip line, the wheel check, every optional extra of pyproject.toml) is one version;
 # 3. the copy that configure bundled into the installed R package (RLIB/sclibra/core, made from
 #    python/sclibra and pyproject.toml at R CMD INSTALL time) is identical to the source.
 set -euo pipefail
@@ -27,7 +27,15 @@ mk_torch="$(sed -n 's/^TORCH_PIN *:= *torch==//p' Makefile)"
 r_torch="$(sed -n 's/^\.torch_version <- "\(.*\)"$/\1/p' R/python.R)"
 readme_torch="$(sed -n 's/^pip install "torch==\([0-9.]*\)".*/\1/p' README.md | head -n1)"
 wheel_torch="$(sed -n "s/.*torch.__version__.startswith('\([0-9.]*\)').*/\1/p" tools/check_wheel.sh)"
-echo "== torch pin: Makefile $mk_torch, R/python.R $r_torch, README $readme_torch, check_wheel $wheel_torch"
+# every optional extra that installs torch (e.g. bench-totalvi) pins the same one
+extra_torch="$(sed -n 's/^[a-z-]* *= *\[.*"torch==\([0-9.]*\)".*/\1/p' pyproject.toml | sort -u)"
+echo "== torch pin: Makefile $mk_torch, R/python.R $r_torch, README $readme_torch, check_wheel $wheel_torch, extras ${extra_torch:-none}"
+for t in $extra_torch; do
+  if [ "$t" != "$mk_torch" ]; then
+    echo "torch pin mismatch: an extra of pyproject.toml pins torch==$t, the Makefile $mk_torch" >&2
+    exit 1
+  fi
+done
 if [ -z "$mk_torch" ] || [ "$mk_torch" != "$r_torch" ] || [ "$mk_torch" != "$readme_torch" ] \
   || [ "$mk_torch" != "$wheel_torch" ]; then
   echo "torch pin mismatch: Makefile's TORCH_PIN is the reference; make the others $mk_torch" >&2

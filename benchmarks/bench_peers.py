@@ -471,10 +471,10 @@ VARIANTS = {
     },
     # the input PCA (default input_pca=100): off, fewer and more components; run before
     # min_delta became 1e-4, so next to the default with min_delta=0
-    "default_md0": {"min_delta": 0.0},
-    "default_md0_input_pca0": {"min_delta": 0.0, "input_pca": 0},
-    "default_md0_input_pca50": {"min_delta": 0.0, "input_pca": 50},
-    "default_md0_input_pca150": {"min_delta": 0.0, "input_pca": 150},
+    "default_md0": {"_fit": {"min_delta": 0.0}},
+    "default_md0_input_pca0": {"input_pca": 0, "_fit": {"min_delta": 0.0}},
+    "default_md0_input_pca50": {"input_pca": 50, "_fit": {"min_delta": 0.0}},
+    "default_md0_input_pca150": {"input_pca": 150, "_fit": {"min_delta": 0.0}},
 }
 
 

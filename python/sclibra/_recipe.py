@@ -202,7 +202,7 @@ RECIPE: tuple[RecipeArg, ...] = (
         "0: off.",
     ),
     RecipeArg(
-        "input_pca", "model", int, low=0,
+        "input_pca", "model", int, low=0, searchable=True,
         help="read modality A as its top principal components (0: its features)",
         doc="Read modality A through its top ``input_pca`` principal components: a PCA fitted "
         "once on the training cells (sparse input is never densified) becomes a frozen first "

@@ -517,3 +517,16 @@ def test_ray_backend_gives_the_same_table(tmp_path, calls):
     again = _tune(tmp_path / "ray", backend="ray", **kw)
     assert calls() == n
     assert len(again.trials) == 4
+
+
+def test_input_pca_can_be_searched(tmp_path):
+    rna, adt = sclibra.datasets.bmmc_cite()
+    grid = {"input_pca": [0, 20], "n_nodes": [16], "latent_dim": [4], "batch_size": [64]}
+    res = tune(
+        rna, adt, grid=grid, strategy="grid", train="is_train", max_epochs=2, refit=False,
+        out_dir=str(tmp_path / "t"), progress=False,
+    )  # fmt: skip
+    assert sorted(res.trials["input_pca"].tolist()) == [0, 20]
+    assert res.trials["status"].eq("ok").all()
+    with pytest.raises(sclibra.SclibraError, match="input_pca"):
+        tune(rna, adt, grid={"input_pca": [-1]}, strategy="grid", train="is_train")

@@ -340,8 +340,19 @@
   canon <- gsub("_", ".", nms, fixed = TRUE)
   unknown <- nms[!canon %in% gsub("_", ".", known, fixed = TRUE)]
   if (length(unknown)) {
-    hint <- if (length(known)) {
-      c(i = "Arguments passed on to the core: {.arg {sort(unique(gsub('_', '.', known, fixed = TRUE)))}}.")
+    valid <- sort(unique(gsub("_", ".", known, fixed = TRUE)))
+    hint <- NULL
+    if (length(valid)) {
+      # the closest valid name of each unknown one (a typo), then every valid name, untruncated
+      near <- unique(unlist(lapply(gsub("_", ".", unknown, fixed = TRUE), function(u) {
+        d <- utils::adist(u, valid)[1, ]
+        valid[d == min(d) & d <= max(2, nchar(u) %/% 4)]
+      })))
+      all_valid <- cli::cli_vec(valid, list("vec-trunc" = length(valid)))
+      hint <- c(
+        if (length(near)) c(i = "Did you mean {.arg {near}}?"),
+        i = "Arguments passed on to the core: {.arg {all_valid}}."
+      )
     }
     .abort(c("{.fn {fn}} has no argument{?s} {.arg {unknown}}.", hint),
       class = c("sclibra_unknown_argument", "sclibra_input_error"), unknown = unknown

@@ -43,7 +43,7 @@ trained_cite <- function() {
   if (is.null(.data_cache$trained)) {
     .data_cache$trained <- run_fast(example_data("cite"),
       input.assay = "RNA", output.assay = "ADT",
-      train.cells = "is_train", max.epochs = 15
+      train.cells = "is_train", max.epochs = 30
     )
   }
   .data_cache$trained

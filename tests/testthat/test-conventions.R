@@ -27,7 +27,11 @@ test_that("unknown arguments are errors naming them, before any work", {
   )
   expect_equal(err$unknown, "n.nodez")
   expect_match(conditionMessage(err), "has no argument `n.nodez`")
-  expect_match(cli::ansi_strip(conditionMessage(err)), "n.nodes") # the list of valid names
+  msg <- cli::ansi_strip(conditionMessage(err))
+  expect_match(msg, "Did you mean `n.nodes`?", fixed = TRUE) # the closest valid name
+  expect_match(msg, "`weight.decay`", fixed = TRUE) # and every valid name, none cut off
+  expect_match(msg, "`n.layers`", fixed = TRUE)
+  expect_false(grepl("...", msg, fixed = TRUE))
   model <- GetLIBRAModel(trained_cite())
   expect_error(LIBRAPredict(seu, model = model, foo = 1), "no argument `foo`",
     class = "sclibra_unknown_argument"

@@ -384,7 +384,7 @@ def build_tables(results: dict) -> tuple[str, pd.DataFrame]:
         ]
         if "auroc_cell" in pm["mean"]:
             au = np.array([x["auroc_cell"] for x in runs])
-            row.append(f"{_fmt(au)} vs {pm['mean']['auroc_cell']:.3f}")
+            row.append(f"{_fmt(au, 4)} vs {pm['mean']['auroc_cell']:.4f}")
         else:
             row.append("-")
         if "latent_input_pca50" in r["peers"]:

@@ -475,15 +475,28 @@ class EnsembleNet(nn.Module):
     own arbitrary rotation, so averaging them would mix unrelated axes); ``decode`` splits that
     concatenation and averages the members' predictions, so ``decode(encode(x))`` is exactly the
     mean of the members' predictions.
+
+    The members of one fit read A through the same input PCA (one fit, the same weights): they
+    share one :class:`~sclibra._module.InputPCA` module, so ``encode`` projects a minibatch once,
+    not once per member (the sparse product with A is the costly part on wide inputs). The
+    state dict keeps one entry per member, as before.
     """
 
     def __init__(self, members: list[nn.Module]):
         super().__init__()
+        projection = getattr(members[0], "projection", None)
+        if projection is not None:
+            for m in members[1:]:
+                m.projection = projection
         self.members = nn.ModuleList(members)
         self.latent_dim = members[0].encoder.net[-1].out_features
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.cat([m.encode(x) for m in self.members], dim=1)
+        projection = getattr(self.members[0], "projection", None)
+        if projection is None:
+            return torch.cat([m.encode(x) for m in self.members], dim=1)
+        x = projection(x)
+        return torch.cat([m.encoder(x) for m in self.members], dim=1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
         d = self.latent_dim

@@ -110,10 +110,20 @@ def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
     # members trained with their own validation cells, so every training cell was used
     assert len(m.train_cells_) == int(rna.obs["is_train"].sum())
     assert set(m.history["member"]) == {0, 1, 2}
+    # one input PCA for all members, applied once per minibatch
+    projections = {id(mm.projection) for mm in m.module.members}
+    assert len(projections) == 1
+    assert m.module.members[0].projection is not None
+    calls = []
+    hook = m.module.members[0].projection.register_forward_hook(lambda *a: calls.append(1))
+    m.get_latent(test, batch_size=test.n_obs)
+    hook.remove()
+    assert len(calls) == 1
     path = m.save(tmp_path / "ens")
     back = sclibra.LIBRA.load(path)
     assert back.n_models == 3
     assert isinstance(back.module, EnsembleNet)
+    assert len({id(mm.projection) for mm in back.module.members}) == 1
     np.testing.assert_allclose(back.predict(test).X, out.X, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(back.get_latent(test), out.obsm["X_libra"], rtol=1e-5, atol=1e-6)
 

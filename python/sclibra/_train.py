@@ -405,7 +405,7 @@ def _train(
             if current < best_loss:
                 # patience restarts only at a decrease of at least min_delta (relative) below
                 # the loss of the last such epoch; the best weights follow any decrease
-                if current < anchor * (1.0 - schedule.min_delta) or not math.isfinite(anchor):
+                if current < anchor * (1.0 - schedule.min_delta):  # anchor starts at inf
                     anchor, since_best = current, 0
                 else:
                     since_best += 1

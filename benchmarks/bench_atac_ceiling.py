@@ -36,31 +36,29 @@ KS = (15, 50, 150)
 
 def ceiling(set_name: str, a: str, b: str) -> dict:
     """Per-cell (AUROC, AUPRC) of each predictor of the module docstring."""
-    from sklearn.neighbors import NearestNeighbors
+    import scipy.sparse as sp
 
-    from sclibra.metrics._utils import pca_scores, pca_transform
+    from sclibra.metrics import baseline_predictions
 
     data = bp.load_set(set_name)
     a_train, b_train, a_test, b_test = bp._split(data, a, b)
-    target = (bp._dense(b_train.X) > 0).astype(np.float32)
-    mean = target.mean(axis=0)
-    n = a_test.n_obs
-    preds = {"mean": np.tile(mean, (n, 1))}
+    target = sp.csr_matrix(b_train.X > 0, dtype=np.float32)  # binarised peaks, kept sparse
+    mean = np.asarray(target.mean(axis=0), dtype=np.float32).ravel()
+    preds = {"mean": np.tile(mean, (a_test.n_obs, 1))}
     label = bp.SETS[set_name][1]
     lab_train = a_train.obs[label].astype(str).to_numpy()
     lab_test = a_test.obs[label].astype(str).to_numpy()
-    by_label = {lab: target[lab_train == lab].mean(axis=0) for lab in np.unique(lab_train)}
+    by_label = {
+        lab: np.asarray(target[lab_train == lab].mean(axis=0)).ravel()
+        for lab in np.unique(lab_train)
+    }
     oracle = np.stack([by_label.get(lab, mean) for lab in lab_test])
     preds["label_mean"] = oracle
     preds["label_blend"] = 0.3 * oracle + 0.7 * mean
-    est, _ = pca_scores(a_train.X, 50, seed=0)
-    z_train, z_test = pca_transform(est, a_train.X), pca_transform(est, a_test.X)
-    index = NearestNeighbors(n_neighbors=max(KS)).fit(z_train)
-    neighbours = index.kneighbors(z_test, return_distance=False)
-    for k in KS:  # a few cells at a time: cells x k x peaks at once would not fit in memory
-        preds[f"knn{k}"] = np.concatenate(
-            [target[neighbours[i : i + 16, :k]].mean(axis=1) for i in range(0, n, 16)]
-        )
+    for k in KS:  # the kNN peer of bench_peers.py (50-PC PCA of A), with k neighbours
+        preds[f"knn{k}"] = baseline_predictions(
+            a_train.X, target, a_test.X, methods=("knn",), n_neighbors=k
+        )["knn"]
     preds["knn150_blend"] = 0.5 * preds["knn150"] + 0.5 * mean
     out = {}
     for name, p in preds.items():

@@ -29,7 +29,7 @@ from torch import nn
 
 from ._data import Matrix
 from ._module import SparseRows
-from ._recipe import loss_function
+from ._recipe import LR_THRESHOLD, loss_function
 from ._settings import logger, training_threads
 
 #: below this density, sparse minibatches go through the sparse first layer instead of being densified
@@ -341,6 +341,8 @@ def _train(
         factor=schedule.lr_factor,
         patience=schedule.lr_patience,
         min_lr=schedule.min_lr,
+        threshold=LR_THRESHOLD,
+        threshold_mode="rel",
     )
     rng = np.random.default_rng(seed)
     monitor = "val_loss" if len(val_idx) else "train_loss"

@@ -10,7 +10,7 @@ from conftest import FAST
 
 import sclibra
 from sclibra import _settings, _train
-from sclibra._module import InputLinear, LIBRANet, SparseRows
+from sclibra._module import Dropout, InputLinear, LIBRANet, SparseRows
 
 
 def _sparse(n=13, p=40, density=0.15, seed=0):
@@ -359,3 +359,30 @@ def test_min_delta_stops_on_negligible_improvements(monkeypatch):
     assert res.n_epochs == 12
     with pytest.raises(sclibra.SclibraError, match="min_delta must be in"):
         sclibra.LIBRA(n_models=1).fit(a, b, min_delta=1.5)
+
+
+def test_cpu_dropout_mask_rate_scale_gradient_and_seed():
+    layer = Dropout(0.2)
+    x = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(3)
+    y = layer(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.2) < 0.005  # 200,000 draws: sd of the rate is 0.0009
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / 0.8))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(sum)/dx = the scaled mask
+    # every 16-bit lane of the draws is used: no column or lane pattern in the mask
+    lanes = (y.detach() == 0).float().view(-1, 4).mean(0)
+    assert torch.all((lanes - 0.2).abs() < 0.01)
+    torch.manual_seed(3)
+    assert torch.equal(layer(torch.ones(400, 500)), y.detach())
+    torch.manual_seed(4)
+    assert not torch.equal(layer(torch.ones(400, 500)), y.detach())
+    layer.eval()
+    assert layer(x) is x
+    assert Dropout(0.0).train()(x) is x
+    torch.manual_seed(0)
+    rates = [(Dropout(p)(torch.ones(100_000)) == 0).float().mean().item() for p in (0.05, 0.5)]
+    assert abs(rates[0] - 0.05) < 0.004
+    assert abs(rates[1] - 0.5) < 0.006

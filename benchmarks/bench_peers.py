@@ -286,17 +286,22 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     a_train, b_train, a_test, b_test = _split(data, a, b)
     label_key = SETS[set_name][1]
     model_kwargs = dict(model_kwargs or {})
-    # "_pcs": principal components the latent regulariser predicts (a module constant)
-    from sclibra import _model
+    # "_pcs": principal components the latent regulariser predicts (a module constant);
+    # "_dense_wide_loss": train a wide sparse MSE target through the dense output and its
+    # activation instead of the closed form (sclibra._train.closed_form_mse)
+    from sclibra import _model, _train
 
-    pcs_before = _model.LATENT_PCA_COMPONENTS
+    pcs_before, closed_before = _model.LATENT_PCA_COMPONENTS, _train.closed_form_mse
     _model.LATENT_PCA_COMPONENTS = model_kwargs.pop("_pcs", pcs_before)
+    if model_kwargs.pop("_dense_wide_loss", False):
+        _train.closed_form_mse = lambda *args: False
     model = sclibra.LIBRA(seed=seed, **model_kwargs)
     t0 = time.perf_counter()
     try:
         model.fit(a_train, b_train, progress=False, **(fit_kwargs or {}))
     finally:
         _model.LATENT_PCA_COMPONENTS = pcs_before
+        _train.closed_form_mse = closed_before
     secs = time.perf_counter() - t0
     res = model.predict(a_test)
     out = {
@@ -475,6 +480,9 @@ VARIANTS = {
     "default_md0_input_pca0": {"input_pca": 0, "_fit": {"min_delta": 0.0}},
     "default_md0_input_pca50": {"input_pca": 50, "_fit": {"min_delta": 0.0}},
     "default_md0_input_pca150": {"input_pca": 150, "_fit": {"min_delta": 0.0}},
+    # a wide sparse MSE target (sci-CAR ATAC) trained through the dense output layer and its
+    # ReLU, as before the closed-form loss of sclibra._train.mse
+    "default_dense_wide_loss": {"_dense_wide_loss": True},
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -174,6 +176,20 @@ class Encoder(nn.Module):
         return self.net(x)
 
 
+class FactorOutput(NamedTuple):
+    """A rank-limited output layer's input and parameters, not multiplied out.
+
+    The output's pre-activation is ``hidden @ weight.T + bias``; a loss that needs only its
+    squares and its values at a sparse target's non-zero entries can be computed from these in
+    ``O(batch x rank^2 + nnz x rank)`` instead of ``O(batch x rank x n_output)``
+    (:func:`sclibra._train.mse`).
+    """
+
+    hidden: torch.Tensor  # (batch, rank)
+    weight: torch.Tensor  # (n_output, rank)
+    bias: torch.Tensor  # (n_output,)
+
+
 class Decoder(nn.Module):
     """Mirror of :class:`Encoder` followed by the output layer and its activation.
 
@@ -199,7 +215,9 @@ class Decoder(nn.Module):
             raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}")
         widths = list(reversed(layer_widths(n_layers, n_nodes)))
         layers, prev = _blocks(latent_dim, widths, alpha, dropout, first_sparse=False)
-        if output_rank and output_rank < prev:
+        #: whether the output layer is factorised through ``output_rank`` units
+        self.factorised = bool(output_rank and output_rank < prev)
+        if self.factorised:
             layers.append(nn.Linear(prev, int(output_rank), bias=False))
             prev = int(output_rank)
         self.net = nn.Sequential(*layers, nn.Linear(prev, n_output))
@@ -207,6 +225,10 @@ class Decoder(nn.Module):
         #: return the sigmoid's input (logits) instead of probabilities: set only while a BCE
         #: loss is computed from logits (:func:`sclibra._train.logits_for_bce`)
         self.emit_logits = False
+        #: return a :class:`FactorOutput` (a factorised layer's input and parameters) instead of
+        #: the output: set only while an MSE loss is computed in closed form
+        #: (:func:`sclibra._train.factor_outputs`)
+        self.emit_factors = False
 
     def init_output_bias(self, target_mean) -> None:
         """Start the output at the per-feature mean of the target (the mean baseline)."""
@@ -220,6 +242,12 @@ class Decoder(nn.Module):
             last.bias.copy_(mean)
 
     def forward(self, z):  # noqa: D102
+        if self.emit_factors and self.factorised:
+            last = len(self.net) - 1
+            for i, layer in enumerate(self.net):
+                if i == last:
+                    return FactorOutput(z, layer.weight, layer.bias)
+                z = layer(z)
         y = self.net(z)
         if self.output_activation == "relu":
             return F.relu(y)

@@ -26,9 +26,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._data import Matrix
-from ._module import SparseRows
+from ._module import FactorOutput, SparseRows
 from ._recipe import LR_THRESHOLD, loss_function
 from ._settings import logger, training_threads
 
@@ -84,6 +85,156 @@ def use_sparse_path(m: Matrix, device) -> bool:
     return m.is_sparse and m.density() < SPARSE_DENSITY_THRESHOLD
 
 
+class SparseTarget:
+    """A minibatch of a sparse target, kept sparse (for the closed-form :func:`mse`).
+
+    ``csr`` is the scipy block (CPU kernels); on other devices ``rows``, ``cols`` and ``values``
+    hold its non-zero entries as tensors. ``col_sums`` (per output feature) and ``sq_sum`` are
+    what the loss needs of the target besides its products. ``numel()`` is that of the dense
+    minibatch (losses are means over every entry).
+    """
+
+    __slots__ = ("col_sums", "cols", "csr", "device", "rows", "shape", "sq_sum", "values")
+
+    def __init__(self, block: sp.spmatrix, device, dtype=torch.float32) -> None:
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        csr = sp.csr_matrix(block, dtype=np_dtype)
+        if not csr.has_canonical_format:
+            csr.sum_duplicates()
+        self.csr, self.shape, self.device = csr, csr.shape, device
+        data = csr.data.astype(np.float64)
+        self.sq_sum = float(np.dot(data, data))
+        col_sums = np.asarray(csr.sum(axis=0), dtype=np_dtype).ravel()
+        self.col_sums = _to_device(torch.from_numpy(col_sums), device)
+        self.rows = self.cols = self.values = None
+        if device is not None and device.type != "cpu":
+            rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+            self.rows = _to_device(torch.from_numpy(rows), device)
+            self.cols = _to_device(torch.from_numpy(csr.indices.astype(np.int64)), device)
+            self.values = _to_device(torch.from_numpy(csr.data), device)
+
+    def numel(self) -> int:  # noqa: D102
+        return int(self.shape[0]) * int(self.shape[1])
+
+    def dense(self) -> torch.Tensor:
+        """The minibatch as a dense tensor."""
+        out = torch.from_numpy(self.csr.toarray())
+        return _to_device(out, self.device) if self.device is not None else out
+
+
+class _ClosedFormMSE(torch.autograd.Function):
+    """The summed squared error of ``pred = h W^T + b`` against a CPU scipy CSR ``Y``, and its
+    gradients, without ``pred``: see :func:`mse`.
+
+    Forward needs ``G = W^T W`` and ``Y W``; backward ``W (h^T h)``, ``Y^T h`` and small
+    vectors: two ``n_output x rank^2`` products and two sparse ones per step, no gather or
+    scatter of weight rows and no ``n_output``-wide intermediate per cell.
+    """
+
+    @staticmethod
+    def forward(ctx, h, w, b, target):  # noqa: D102
+        h, w, b = h.detach(), w.detach(), b.detach()
+        y = target.csr
+        gram, wtb = w.t() @ w, w.t() @ b
+        yw = torch.from_numpy(y @ w.numpy())  # (batch, rank)
+        col, hh = h.sum(0), h.t() @ h
+        n_cells = h.shape[0]
+        total = (
+            (gram * hh).sum()
+            + 2.0 * (col @ wtb)
+            + n_cells * (b @ b)
+            - 2.0 * ((h * yw).sum() + target.col_sums @ b)
+            + target.sq_sum
+        )
+        ctx.save_for_backward(h, w, b, gram, wtb, yw, col, hh)
+        ctx.target = target
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        h, w, b, gram, wtb, yw, col, hh = ctx.saved_tensors
+        target = ctx.target
+        k = 2.0 * grad
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_h = torch.addmm(wtb - yw, h, gram).mul_(k)
+        if ctx.needs_input_grad[1]:
+            yth = torch.from_numpy(target.csr.T @ h.contiguous().numpy())  # (n_output, rank)
+            grad_w = (w @ hh).sub_(yth).addr_(b, col).mul_(k)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.addmv(b * h.shape[0] - target.col_sums, w, col).mul_(k)
+        return grad_h, grad_w, grad_b, None
+
+
+def use_sparse_target(m) -> bool:
+    """Whether minibatches of the target ``m`` can stay sparse for a closed-form MSE."""
+    return isinstance(m, Matrix) and m.is_sparse and m.density() < SPARSE_DENSITY_THRESHOLD
+
+
+def mse(out, target) -> torch.Tensor:
+    """Mean squared error of ``out`` (a tensor or a :class:`~sclibra._module.FactorOutput`)
+    against ``target`` (a tensor or a :class:`SparseTarget`).
+
+    A factorised output against a sparse target is computed without multiplying the output out:
+    with ``pred = h W^T + b`` (``W`` of shape (n_output, rank)),
+    ``sum (pred - y)^2 = sum(h G * h) + 2 sum(h W^T b) + n_cells |b|^2
+    - 2 (sum(h * (Y W)) + b . colsums(Y)) + sum y^2`` with ``G = W^T W`` (rank x rank):
+    ``O(n_output x rank^2 + nnz x rank)`` per step instead of ``O(batch x rank x n_output)``
+    for the product, the loss and their gradients. The value and the gradients are those of
+    ``F.mse_loss`` on the pre-activation, to rounding.
+    """
+    if isinstance(out, FactorOutput):
+        h, w, b = out
+        if isinstance(target, SparseTarget):
+            n_cells, n_out = target.shape
+            if target.rows is None:  # CPU: scipy's sparse products, gradients in closed form
+                return _ClosedFormMSE.apply(h, w, b, target) / (n_cells * n_out)
+            gram = w.t() @ w
+            pred_sq = ((h @ gram) * h).sum() + 2.0 * (h @ (w.t() @ b)).sum() + n_cells * (b @ b)
+            pairs = h.index_select(0, target.rows) * w.index_select(0, target.cols)
+            cross = (target.values * pairs.sum(1)).sum() + target.col_sums @ b
+            return (pred_sq - 2.0 * cross + target.sq_sum) / (n_cells * n_out)
+        out = torch.addmm(b, h, w.t())
+    if isinstance(target, SparseTarget):
+        target = target.dense()
+    return F.mse_loss(out, target)
+
+
+@contextlib.contextmanager
+def factor_outputs(module: nn.Module, enabled: bool):
+    """Within the block (when ``enabled``), the factorised decoders of ``module`` return a
+    :class:`~sclibra._module.FactorOutput` for :func:`mse`; restored after.
+    """
+    from ._module import Decoder
+
+    decoders = [m for m in module.modules() if isinstance(m, Decoder)] if enabled else []
+    before = [d.emit_factors for d in decoders]
+    for d in decoders:
+        d.emit_factors = True
+    try:
+        yield
+    finally:
+        for d, b in zip(decoders, before):
+            d.emit_factors = b
+
+
+def closed_form_mse(module: nn.Module, y, loss) -> bool:
+    """Whether ``module`` trains on ``y`` with the closed-form MSE of :func:`mse`: an MSE loss,
+    a sparse target and a factorised output layer whose activation is linear or ReLU.
+
+    With ReLU the loss is that of the output's pre-activation (a linear output trained with MSE,
+    clipped at zero in prediction), see ``benchmarks/results/bench_peers_ablation_wide.md``.
+    """
+    from ._module import Decoder
+
+    if loss != "mse" or not use_sparse_target(y):
+        return False
+    decoders = [m for m in module.modules() if isinstance(m, Decoder)]
+    return bool(decoders) and all(
+        d.factorised and d.output_activation in ("linear", "relu") for d in decoders
+    )
+
+
 class RowSource:
     """Minibatches of rows of a :class:`Matrix` (or an array), prepared once per training run.
 
@@ -92,9 +243,12 @@ class RowSource:
     for the first layer and large or on-disk matrices are read one minibatch at a time.
     """
 
-    def __init__(self, m, device, *, sparse: bool = False) -> None:
+    def __init__(self, m, device, *, sparse: bool = False, sparse_target: bool = False) -> None:
         self.m, self.device, self.sparse = m, device, sparse
+        self.sparse_target = sparse_target
         self.cached: torch.Tensor | None = None
+        if sparse_target:
+            return
         if isinstance(m, Matrix):
             n, p = m.shape
             if not sparse and not m.is_backed and 4 * n * p <= DENSE_CACHE_BYTES:
@@ -105,6 +259,8 @@ class RowSource:
             )
 
     def __call__(self, idx: np.ndarray):
+        if self.sparse_target:
+            return SparseTarget(self.m.sparse_rows(idx), self.device)
         if self.cached is not None:
             rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
             return self.cached.index_select(0, rows.to(self.cached.device, non_blocking=True))
@@ -206,7 +362,9 @@ class TrainResult:
 
 
 def _loss_fn(loss):
-    return loss if callable(loss) else loss_function(loss)
+    if callable(loss):
+        return loss
+    return mse if loss == "mse" else loss_function(loss)
 
 
 @contextlib.contextmanager
@@ -289,15 +447,16 @@ def train_module(
     """
     sparse = use_sparse_path(x, device)
     module.to(device)
+    closed_form = closed_form_mse(module, y, schedule.loss)
     n_threads = training_threads(
         step_flops(module, schedule.batch_size, x.density() if sparse else 1.0)
     )
     logger.debug("%s: %d torch threads", desc, n_threads)
-    with torch_threads(n_threads):
+    with torch_threads(n_threads), factor_outputs(module, closed_form):
         return _train(
             module,
             RowSource(x, device, sparse=sparse),
-            RowSource(y, device),
+            RowSource(y, device, sparse_target=closed_form),
             train_idx,
             val_idx,
             schedule,

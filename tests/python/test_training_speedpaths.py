@@ -386,3 +386,92 @@ def test_cpu_dropout_mask_rate_scale_gradient_and_seed():
     rates = [(Dropout(p)(torch.ones(100_000)) == 0).float().mean().item() for p in (0.05, 0.5)]
     assert abs(rates[0] - 0.05) < 0.004
     assert abs(rates[1] - 0.5) < 0.006
+
+
+# ------------------------------------------------------------------------------------------------
+# wide sparse targets: the closed-form MSE of a factorised output layer
+# ------------------------------------------------------------------------------------------------
+def test_closed_form_mse_equals_dense_mse_and_its_gradients():
+    from sclibra._module import FactorOutput
+
+    torch.manual_seed(0)
+    h = torch.randn(32, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(900, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(900, dtype=torch.float64, requires_grad=True)
+    y = _sparse(32, 900, density=0.02, seed=1)
+    target = _train.SparseTarget(y, torch.device("cpu"), dtype=torch.float64)
+    assert target.numel() == 32 * 900
+    assert torch.equal(target.dense(), torch.from_numpy(y.toarray()).double())
+    closed = _train.mse(FactorOutput(h, w, b), target)
+    dense = torch.nn.functional.mse_loss(h @ w.T + b, torch.from_numpy(y.toarray()).double())
+    assert closed.item() == pytest.approx(dense.item(), rel=1e-12)
+    for g1, g2 in zip(
+        torch.autograd.grad(closed, [h, w, b]), torch.autograd.grad(dense, [h, w, b])
+    ):
+        assert torch.allclose(g1, g2, rtol=1e-9, atol=1e-12)
+    # the gather path (non-CPU devices) gives the same value
+    csr = target.csr
+    target.rows = torch.from_numpy(np.repeat(np.arange(32), np.diff(csr.indptr)).astype(np.int64))
+    target.cols = torch.from_numpy(csr.indices.astype(np.int64))
+    target.values = torch.from_numpy(csr.data)
+    gathered = _train.mse(FactorOutput(h, w, b), target)
+    assert gathered.item() == pytest.approx(dense.item(), rel=1e-12)
+    # the other combinations multiply out or densify
+    mixed = _train.mse(FactorOutput(h, w, b), torch.from_numpy(y.toarray()).double())
+    assert mixed.item() == pytest.approx(dense.item(), rel=1e-12)
+
+
+def test_factorised_decoder_emits_factors_only_in_the_block():
+    net = LIBRANet(20, 12_000, n_layers=1, n_nodes=16, latent_dim=3, output_rank=4)
+    x = torch.randn(5, 20)
+    net.eval()
+    with torch.no_grad():
+        full = net(x)
+        with _train.factor_outputs(net, True):
+            h, w, b = net(x)
+        assert not net.decoder.emit_factors
+        with _train.factor_outputs(net, False):
+            assert torch.equal(net(x), full)
+    assert h.shape == (5, 4)
+    assert w.shape == (12_000, 4)
+    assert torch.allclose(torch.relu(h @ w.T + b), full, atol=1e-6)  # relu output: pre-activation
+
+
+def test_closed_form_is_used_only_for_mse_sparse_targets_and_factorised_outputs():
+    from sclibra._data import as_matrix
+
+    wide = as_matrix(_sparse(10, 12_000, density=0.01))
+    narrow_dense = as_matrix(np.zeros((10, 12_000), dtype=np.float32))
+    factorised = LIBRANet(20, 12_000, n_layers=1, n_nodes=16, latent_dim=3, output_rank=4)
+    full = LIBRANet(20, 12_000, n_layers=1, n_nodes=16, latent_dim=3)
+    softplus = LIBRANet(20, 12_000, 1, 16, 0.3, 0.2, 3, "softplus", output_rank=4)
+    assert _train.closed_form_mse(factorised, wide, "mse")
+    assert not _train.closed_form_mse(factorised, wide, "bce")
+    assert not _train.closed_form_mse(factorised, narrow_dense, "mse")
+    assert not _train.closed_form_mse(full, wide, "mse")
+    assert not _train.closed_form_mse(softplus, wide, "mse")
+
+
+def test_wide_sparse_target_trains_in_closed_form_like_the_dense_loss(monkeypatch):
+    """Same seed, same data: the closed-form fit follows the dense-loss fit of a linear output."""
+    rng = np.random.default_rng(0)
+    a = rng.random((120, 30)).astype(np.float32)
+    b = sp.random(120, 11_000, density=0.01, format="csr", random_state=1, dtype=np.float32)
+    kw = {"n_models": 1, "input_pca": 0, "latent_pca": 0.0, "output_activation": "linear",
+          "seed": 0, "n_nodes": 64, "latent_dim": 4}  # fmt: skip
+    calls = []
+    real = _train.mse
+
+    def spy(out, target):
+        calls.append(type(target).__name__)
+        return real(out, target)
+
+    monkeypatch.setattr(_train, "mse", spy)
+    closed = sclibra.LIBRA(**kw).fit(a, b, progress=False, max_epochs=4)
+    assert set(calls) == {"SparseTarget"}
+    monkeypatch.setattr(_train, "closed_form_mse", lambda *args: False)
+    calls.clear()
+    dense = sclibra.LIBRA(**kw).fit(a, b, progress=False, max_epochs=4)
+    assert set(calls) == {"Tensor"}
+    np.testing.assert_allclose(closed.history["train_loss"], dense.history["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(closed.predict(a).X, dense.predict(a).X, rtol=1e-3, atol=1e-5)

@@ -288,11 +288,14 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     model_kwargs = dict(model_kwargs or {})
     # "_pcs": principal components the latent regulariser predicts (a module constant);
     # "_dense_wide_loss": train a wide sparse MSE target through the dense output and its
-    # activation instead of the closed form (sclibra._train.closed_form_mse)
+    # activation instead of the closed form (sclibra._train.closed_form_mse); "_wide": targets
+    # wider than this get the rank-limited output layer (sclibra._recipe.WIDE_OUTPUT)
     from sclibra import _model, _train
 
     pcs_before, closed_before = _model.LATENT_PCA_COMPONENTS, _train.closed_form_mse
+    wide_before = _model.WIDE_OUTPUT
     _model.LATENT_PCA_COMPONENTS = model_kwargs.pop("_pcs", pcs_before)
+    _model.WIDE_OUTPUT = model_kwargs.pop("_wide", wide_before)
     if model_kwargs.pop("_dense_wide_loss", False):
         _train.closed_form_mse = lambda *args: False
     model = sclibra.LIBRA(seed=seed, **model_kwargs)
@@ -301,6 +304,7 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
         model.fit(a_train, b_train, progress=False, **(fit_kwargs or {}))
     finally:
         _model.LATENT_PCA_COMPONENTS = pcs_before
+        _model.WIDE_OUTPUT = wide_before
         _train.closed_form_mse = closed_before
     secs = time.perf_counter() - t0
     res = model.predict(a_test)
@@ -483,6 +487,9 @@ VARIANTS = {
     # a wide sparse MSE target (sci-CAR ATAC) trained through the dense output layer and its
     # ReLU, as before the closed-form loss of sclibra._train.mse
     "default_dense_wide_loss": {"_dense_wide_loss": True},
+    # the rank-limited output layer (output_rank=32) for targets wider than 1,000 features
+    # instead of 10,000 (genes predicted from proteins or peaks)
+    "default_wide1000": {"_wide": 1000},
 }
 
 

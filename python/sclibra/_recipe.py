@@ -544,7 +544,8 @@ PCA_MAX_CELLS = 20000
 def input_pca_scores(m, n_pcs: int, seed: int):
     """A PCA of the rows of ``m``: ``(estimator, scores, scale)``.
 
-    The PCA (implicitly centred for sparse input, never densified) is fitted on at most
+    The PCA (implicitly centred for sparse input, never densified; a randomized range finder,
+    :class:`~sclibra.metrics._utils.RandomizedPCA`, for sparse input) is fitted on at most
     :data:`PCA_MAX_CELLS` rows and applied block by block. ``scores`` (float32, rows of ``m``,
     ``estimator.n_components_`` columns) are divided by ``scale``, the standard deviation of the
     first component, so what reads them does not depend on the data's scale.
@@ -556,7 +557,7 @@ def input_pca_scores(m, n_pcs: int, seed: int):
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.permutation(m.n_obs)[:PCA_MAX_CELLS])
     sample = m.sparse_rows(fit_rows) if m.is_sparse else m.dense_rows(fit_rows)
-    est, _ = pca_scores(sample, n_pcs, seed=seed)
+    est, _ = pca_scores(sample, n_pcs, seed=seed, randomized=True)
     blocks = []
     for start in range(0, m.n_obs, 4096):
         idx = np.arange(start, min(start + 4096, m.n_obs))

@@ -426,3 +426,32 @@ def test_bce_trains_on_logits_and_predicts_probabilities(multiome):
     )  # fmt: skip
     assert abs(got - from_logits) < 1e-4
     assert decoder.emit_logits is False
+
+
+def test_randomized_pca_finds_arpack_s_components_sparse_and_dense():
+    import scipy.sparse as sp
+
+    from sclibra.metrics._utils import RandomizedPCA, pca_scores
+
+    rng = np.random.default_rng(0)
+    # 6 strong directions plus sparse noise: the leading components are well separated
+    factors = rng.normal(size=(400, 6)) * np.array([9.0, 7, 5, 4, 3, 2])
+    x = factors @ rng.normal(size=(6, 300)) + 5.0
+    x = sp.csr_matrix(x * (rng.random(x.shape) < 0.3))
+    ref, ref_scores = pca_scores(x, 30, seed=0)  # ARPACK
+    est, scores = pca_scores(x, 30, seed=0, randomized=True)
+    assert isinstance(est, RandomizedPCA)
+    assert scores.shape == (400, 30)
+    cos = np.abs(np.sum(ref.components_[:6] * est.components_[:6], axis=1))
+    assert np.all(cos > 0.999)
+    assert scores.var(axis=0).sum() >= 0.99 * ref_scores.var(axis=0).sum()
+    np.testing.assert_allclose(est.transform(x), scores)
+    np.testing.assert_allclose(est.mean_, np.asarray(x.mean(axis=0)).ravel())
+    # the centring is implicit: the same as a dense, explicitly centred product
+    dense = x.toarray()
+    np.testing.assert_allclose(scores, (dense - dense.mean(0)) @ est.components_.T, atol=1e-8)
+    # seeded: the same components again; another seed gives the same leading subspace
+    again = RandomizedPCA(30, seed=0).fit(x)
+    np.testing.assert_array_equal(again.components_, est.components_)
+    other = RandomizedPCA(30, seed=1).fit(x)
+    assert np.all(np.abs(np.sum(other.components_[:6] * est.components_[:6], axis=1)) > 0.999)

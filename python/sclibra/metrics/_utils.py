@@ -185,12 +185,12 @@ def align_labels(a: pd.Series, b: pd.Series, name_a: str, name_b: str, cells=Non
     return a.to_numpy(), b.loc[a.index].to_numpy(), pd.Index(a.index)
 
 
-def pca_scores(x, n_pcs: int, seed: int | None = 0):
+def pca_scores(x, n_pcs: int, seed: int | None = 0, *, randomized: bool = False):
     """Fit a PCA on ``x`` (numpy or sparse; sparse is never densified) and return the fitted
     estimator (with ``transform``) and the scores of ``x``.
 
-    Sparse input uses scikit-learn's implicitly centred ARPACK PCA. The number of components is
-    capped below the matrix rank limits.
+    Sparse input uses scikit-learn's implicitly centred ARPACK PCA, or :class:`RandomizedPCA`
+    with ``randomized=True``. The number of components is capped below the matrix rank limits.
     """
     from sklearn.decomposition import PCA
 
@@ -203,6 +203,9 @@ def pca_scores(x, n_pcs: int, seed: int | None = 0):
             f"cannot compute a PCA of a {n} x {p} matrix; need at least 2 cells and 2 features"
         )
     k = min(int(n_pcs), limit)
+    if randomized and sp.issparse(x):
+        est = RandomizedPCA(k, seed=seed).fit(x.astype(np.float64))
+        return est, est.transform(x.astype(np.float64))
     if sp.issparse(x):
         est = PCA(n_components=k, svd_solver="arpack", random_state=seed)
         scores = est.fit_transform(x.astype(np.float64))
@@ -214,6 +217,55 @@ def pca_scores(x, n_pcs: int, seed: int | None = 0):
         )
         scores = est.fit_transform(np.asarray(x, dtype=np.float64))
     return est, scores
+
+
+class RandomizedPCA:
+    """A PCA by a randomized range finder (Halko, Martinsson & Tropp 2011), implicitly centred.
+
+    The products with ``x`` are blocks of ``n_components + oversamples`` vectors (sparse x dense
+    kernels) instead of ARPACK's one vector at a time: several times faster on wide sparse
+    input, with the leading components as accurate and the last few slightly rotated within the
+    span of their neighbours (what a denoising first layer does not notice). Sparse input is
+    never densified: the centring is applied to the small products.
+
+    Attributes follow :class:`sklearn.decomposition.PCA`: ``components_`` (k, p), ``mean_``,
+    ``explained_variance_``, ``n_components_``; :meth:`transform` gives the scores.
+    """
+
+    def __init__(self, n_components: int, *, n_iter: int = 7, oversamples: int = 20, seed=0):
+        self.n_components = int(n_components)
+        self.n_iter, self.oversamples, self.seed = int(n_iter), int(oversamples), seed
+
+    def fit(self, x) -> RandomizedPCA:
+        """Fit on the rows of ``x`` (numpy or scipy sparse)."""
+        n, p = x.shape
+        mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+        width = min(self.n_components + self.oversamples, n, p)
+        rng = np.random.default_rng(self.seed)
+
+        def right(m):  # (x - 1 mean^T) @ m
+            return np.asarray(x @ m) - mean @ m
+
+        def left(q):  # (x - 1 mean^T)^T @ q
+            return np.asarray(x.T @ q) - np.outer(mean, q.sum(axis=0))
+
+        q, _ = np.linalg.qr(right(rng.standard_normal((p, width))))
+        for _ in range(self.n_iter):  # power iterations, re-orthonormalised each half-step
+            z, _ = np.linalg.qr(left(q))
+            q, _ = np.linalg.qr(right(z))
+        _, s, vt = np.linalg.svd(left(q).T, full_matrices=False)
+        k = self.n_components
+        vt = vt[:k]
+        signs = np.sign(vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)])
+        self.components_ = vt * signs[:, None]  # largest loading positive: a fixed sign
+        self.mean_ = mean
+        self.explained_variance_ = s[:k] ** 2 / max(n - 1, 1)
+        self.n_components_ = vt.shape[0]
+        return self
+
+    def transform(self, x) -> np.ndarray:
+        """Scores of the rows of ``x``: ``(x - mean) @ components_.T``."""
+        return np.asarray(x @ self.components_.T) - self.mean_ @ self.components_.T
 
 
 def pca_transform(est, x) -> np.ndarray:

@@ -32,6 +32,7 @@ from ._recipe import (
     MODEL_KEYS,
     PRESETS,
     WIDE_OUTPUT,
+    WIDE_OUTPUT_BEFORE_FORMAT_4,
     EnsembleNet,
     LatentPCARegularised,
     check_int,
@@ -40,6 +41,7 @@ from ._recipe import (
     input_pc_scores,
     input_pca_scores,
     input_pcs_for,
+    output_rank_for,
     recipe_docstring,
     resolve_preset,
     split_by_batch,
@@ -110,6 +112,8 @@ class LIBRA:
         self.loss_: str | None = None
         #: principal components of A the network reads (0: A's features)
         self.input_pcs_: int = 0
+        #: rank of the factorised output layer (0: a full layer), from ``output_rank`` and B's width
+        self.output_rank_used_: int = 0
         self.names_: tuple[str, str] = ("A", "B")
         self._seed_used: int | None = None
 
@@ -276,6 +280,7 @@ class LIBRA:
                 scores, ma.cells, pd.Index([f"PC{i + 1}" for i in range(n_pcs)]), name=ma.name
             )
         self.input_pcs_ = n_pcs
+        self.output_rank_used_ = output_rank_for(self.output_rank, mb.n_vars, WIDE_OUTPUT)
         train_idx, val_idx = member_split(0)
         n_val = len(val_idx)
         batch_size = min(self.batch_size, len(train_idx))
@@ -402,7 +407,7 @@ class LIBRA:
                 self.dropout,
                 self.latent_dim,
                 output_activation,
-                self.output_rank if n_output > WIDE_OUTPUT else None,
+                self.output_rank_used_ or None,
                 self.input_pcs_ or None,
             )
 
@@ -703,6 +708,15 @@ class LIBRA:
                 f"{path / 'config.json'}: input_pcs must be in [0, {len(fa) - 1}] (the model "
                 f"reads {len(fa)} features), got {model.input_pcs_}"
             )
+        # the output layer's rank: recorded since format 4; before, the rule of the time
+        rank = meta.get("output_rank_used")
+        if rank is None:
+            rank = output_rank_for(model.output_rank, len(fb), WIDE_OUTPUT_BEFORE_FORMAT_4)
+        if rank < 0:
+            raise ModelFileError(
+                f"{path / 'config.json'}: output_rank_used must be >= 0, got {rank}"
+            )
+        model.output_rank_used_ = int(rank)
         module = model._build_module(len(fa), len(fb), out_act, int(meta.get("n_members", 1)))
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")

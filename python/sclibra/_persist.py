@@ -1,6 +1,6 @@
 """The saved-model folder: what :meth:`LIBRA.save` writes and :meth:`LIBRA.load` checks.
 
-Layout (format 3)::
+Layout (format 4)::
 
     model/
         config.json            format, versions, hyperparameters, training summary
@@ -12,8 +12,10 @@ Layout (format 3)::
         cells.json             training and validation cell names (optional)
         manifest.json          sha256 and size of every file above, checked on load
 
-Format 3 added ``input_pcs`` to ``config.json`` (the input PCA's width; its weights are in
-``weights.pt``); format 2 (sclibra 0.2.0 before it) is the same without it and format 1
+Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
+full layer; earlier files used the rank-limited layer for targets wider than 10,000 features,
+the threshold is now 1,000, so the rank is recorded instead of re-derived). Format 3 added
+``input_pcs`` (the input PCA's width; its weights are in ``weights.pt``); format 2 (sclibra 0.2.0 before it) is the same without it and format 1
 (sclibra 0.1.0) also without ``manifest.json``; both still load. A recipe argument missing from
 an older file's hyperparameters takes its sclibra 0.1.0 value (the feature did not exist). Every problem in
 a model folder raises :class:`~sclibra.ModelFileError` naming the file; an unreadable optional
@@ -37,7 +39,7 @@ from ._errors import ModelFileError, format_names
 from ._fs import PARTIAL_MARKER, recover_dir, replace_dir, write_file
 
 FORMAT = "sclibra.LIBRA"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "features.json", "weights.pt")
 OPTIONAL_FILES = ("cells.json", "history.csv", "b_encoder.pt", "b_encoder_history.csv")
@@ -64,6 +66,7 @@ META_KEYS = {
     "n_members": (_INT, False),
     "loss_": ((str,), False),
     "input_pcs": (_INT, False),
+    "output_rank_used": (_INT, False),
 }
 
 
@@ -102,6 +105,7 @@ def model_files(model) -> dict[str, bytes]:
         "n_members": len(getattr(model.module, "members", [None])),
         "loss_": model.loss_,
         "input_pcs": model.input_pcs_,
+        "output_rank_used": model.output_rank_used_,
     }
     files = {
         "config.json": json.dumps(meta, indent=2, default=_json_default).encode(),

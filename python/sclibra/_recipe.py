@@ -119,7 +119,10 @@ class RecipeArg:
 
 
 #: modality B wider than this (features) goes through the rank-``output_rank`` output layer
-WIDE_OUTPUT = 10000
+#: (``benchmarks/results/bench_peers_ablation_wide.md``)
+WIDE_OUTPUT = 1000
+#: the same threshold for models saved before format 4, which did not record the rank they used
+WIDE_OUTPUT_BEFORE_FORMAT_4 = 10000
 #: principal components of the input the latent space must predict (``latent_pca > 0``)
 LATENT_PCA_COMPONENTS = 10
 #: relative decrease of the monitored loss that the learning-rate schedule counts as progress
@@ -544,8 +547,8 @@ PCA_MAX_CELLS = 20000
 def input_pca_scores(m, n_pcs: int, seed: int):
     """A PCA of the rows of ``m``: ``(estimator, scores, scale)``.
 
-    The PCA (implicitly centred for sparse input, never densified; a randomized range finder,
-    :class:`~sclibra.metrics._utils.RandomizedPCA`, for sparse input) is fitted on at most
+    The PCA (a randomized range finder, :class:`~sclibra.metrics._utils.RandomizedPCA`,
+    implicitly centred for sparse input, never densified) is fitted on at most
     :data:`PCA_MAX_CELLS` rows and applied block by block. ``scores`` (float32, rows of ``m``,
     ``estimator.n_components_`` columns) are divided by ``scale``, the standard deviation of the
     first component, so what reads them does not depend on the data's scale.
@@ -573,6 +576,11 @@ def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
     :func:`input_pca_scores`), divided by the standard deviation of the first.
     """
     return input_pca_scores(m, n_pcs, seed)[1]
+
+
+def output_rank_for(output_rank: int, n_features: int, wide: int = WIDE_OUTPUT) -> int:
+    """Rank of the output layer for ``output_rank`` and B's width (0: a full layer)."""
+    return int(output_rank) if output_rank and n_features > wide else 0
 
 
 def input_pcs_for(input_pca: int, n_features: int) -> int:

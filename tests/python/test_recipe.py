@@ -170,10 +170,11 @@ def test_format_2_model_of_the_default_preset_loads_without_an_input_pca(tmp_pat
     model = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, adt, train="is_train", max_epochs=3)
     path = model.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
-    assert meta["format_version"] == 3
+    assert meta["format_version"] == 4
     assert meta["input_pcs"] == 0
     meta["config"].pop("input_pca")
     meta.pop("input_pcs")
+    meta.pop("output_rank_used")
     meta["format_version"] = 2
     _rewrite_config(path, meta)
     back = sclibra.LIBRA.load(path)
@@ -379,14 +380,18 @@ def test_wide_output_goes_through_a_rank_limited_layer(tmp_path):
     assert (layers[-2].in_features, layers[-2].out_features) == (FAST["n_nodes"], 8)
     assert layers[-2].bias is None
     assert (layers[-1].in_features, layers[-1].out_features) == (8, n_wide)
+    assert model.output_rank_used_ == 8
     # the factorised model saves and loads with the same predictions
     model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["output_rank_used"] == 8
     back = sclibra.LIBRA.load(tmp_path / "m")
     assert back.output_rank == 8
+    assert back.output_rank_used_ == 8
     np.testing.assert_allclose(back.predict(a).X, model.predict(a).X, rtol=1e-5, atol=1e-6)
     # a narrow target keeps the full output layer; the published model never factorises
     narrow = sclibra.LIBRA(**kw).fit(a, b[:, :50], max_epochs=2, progress=False)
     assert narrow.module.decoder.net[-1].in_features == FAST["n_nodes"]
+    assert narrow.output_rank_used_ == 0
     assert PRESETS["published"]["output_rank"] == PRESETS["0.1.0"]["output_rank"] == 0
     with pytest.raises(SclibraError, match="output_rank"):
         sclibra.LIBRA(output_rank=-1)
@@ -450,8 +455,45 @@ def test_randomized_pca_finds_arpack_s_components_sparse_and_dense():
     # the centring is implicit: the same as a dense, explicitly centred product
     dense = x.toarray()
     np.testing.assert_allclose(scores, (dense - dense.mean(0)) @ est.components_.T, atol=1e-8)
+    # the same data as a dense array: the same PCA (training on either form gives one model)
+    _, dense_scores = pca_scores(dense, 30, seed=0, randomized=True)
+    np.testing.assert_allclose(dense_scores, scores, atol=1e-8)
     # seeded: the same components again; another seed gives the same leading subspace
     again = RandomizedPCA(30, seed=0).fit(x)
     np.testing.assert_array_equal(again.components_, est.components_)
     other = RandomizedPCA(30, seed=1).fit(x)
     assert np.all(np.abs(np.sum(other.components_[:6] * est.components_[:6], axis=1)) > 0.999)
+
+
+def test_format_3_model_of_a_mid_width_target_loads_its_full_output_layer(tmp_path, monkeypatch):
+    # before format 4 the rank-limited layer started above 10,000 features and the rank was not
+    # recorded: a 3,000-gene target saved then has a full output layer, whatever today's rule
+    from sclibra import _model
+    from sclibra._recipe import WIDE_OUTPUT, WIDE_OUTPUT_BEFORE_FORMAT_4
+
+    rng = np.random.default_rng(0)
+    a = rng.random((80, 20), dtype=np.float32)
+    b = rng.random((80, 3000), dtype=np.float32)
+    assert WIDE_OUTPUT < 3000 <= WIDE_OUTPUT_BEFORE_FORMAT_4
+    monkeypatch.setattr(_model, "WIDE_OUTPUT", WIDE_OUTPUT_BEFORE_FORMAT_4)
+    old = sclibra.LIBRA(**FAST, output_rank=8).fit(a, b, max_epochs=2, progress=False)
+    monkeypatch.undo()
+    assert old.output_rank_used_ == 0
+    path = old.save(tmp_path / "m")
+    meta = json.loads((path / "config.json").read_text())
+    meta.pop("output_rank_used")
+    meta["format_version"] = 3
+    _rewrite_config(path, meta)
+    back = sclibra.LIBRA.load(path)
+    assert back.output_rank_used_ == 0
+    assert back.module.decoder.net[-1].in_features == FAST["n_nodes"]
+    np.testing.assert_allclose(back.predict(a).X, old.predict(a).X, rtol=1e-5, atol=1e-6)
+    # today the same target gets the rank-limited layer, and the file says so
+    new = sclibra.LIBRA(**FAST, output_rank=8).fit(a, b, max_epochs=2, progress=False)
+    assert new.output_rank_used_ == 8
+    assert new.module.decoder.net[-1].in_features == 8
+    meta["output_rank_used"] = -1
+    meta["format_version"] = 4
+    _rewrite_config(path, meta)
+    with pytest.raises(sclibra.ModelFileError, match="output_rank_used must be >= 0"):
+        sclibra.LIBRA.load(path)

@@ -189,8 +189,8 @@ def pca_scores(x, n_pcs: int, seed: int | None = 0, *, randomized: bool = False)
     """Fit a PCA on ``x`` (numpy or sparse; sparse is never densified) and return the fitted
     estimator (with ``transform``) and the scores of ``x``.
 
-    Sparse input uses scikit-learn's implicitly centred ARPACK PCA, or :class:`RandomizedPCA`
-    with ``randomized=True``. The number of components is capped below the matrix rank limits.
+    Sparse input uses scikit-learn's implicitly centred ARPACK PCA; ``randomized=True`` uses
+    :class:`RandomizedPCA` for sparse and dense input alike. The number of components is capped below the matrix rank limits.
     """
     from sklearn.decomposition import PCA
 
@@ -203,9 +203,10 @@ def pca_scores(x, n_pcs: int, seed: int | None = 0, *, randomized: bool = False)
             f"cannot compute a PCA of a {n} x {p} matrix; need at least 2 cells and 2 features"
         )
     k = min(int(n_pcs), limit)
-    if randomized and sp.issparse(x):
-        est = RandomizedPCA(k, seed=seed).fit(x.astype(np.float64))
-        return est, est.transform(x.astype(np.float64))
+    if randomized:  # sparse and dense alike, so both forms of the same data agree
+        x = x.astype(np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
+        est = RandomizedPCA(k, seed=seed).fit(x)
+        return est, est.transform(x)
     if sp.issparse(x):
         est = PCA(n_components=k, svd_solver="arpack", random_state=seed)
         scores = est.fit_transform(x.astype(np.float64))

@@ -201,21 +201,28 @@ def mse(out, target) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def factor_outputs(module: nn.Module, enabled: bool):
-    """Within the block (when ``enabled``), the factorised decoders of ``module`` return a
-    :class:`~sclibra._module.FactorOutput` for :func:`mse`; restored after.
+def _decoders_set(module: nn.Module, flag: str, enabled: bool):
+    """Within the block (when ``enabled``), set the boolean ``flag`` of every
+    :class:`~sclibra._module.Decoder` in ``module``; each is restored after.
     """
     from ._module import Decoder
 
     decoders = [m for m in module.modules() if isinstance(m, Decoder)] if enabled else []
-    before = [d.emit_factors for d in decoders]
+    before = [getattr(d, flag) for d in decoders]
     for d in decoders:
-        d.emit_factors = True
+        setattr(d, flag, True)
     try:
         yield
     finally:
         for d, b in zip(decoders, before):
-            d.emit_factors = b
+            setattr(d, flag, b)
+
+
+def factor_outputs(module: nn.Module, enabled: bool):
+    """Within the block (when ``enabled``), the factorised decoders of ``module`` return a
+    :class:`~sclibra._module.FactorOutput` for :func:`mse`; restored after.
+    """
+    return _decoders_set(module, "emit_factors", enabled)
 
 
 def closed_form_mse(module: nn.Module, y, loss) -> bool:
@@ -367,22 +374,11 @@ def _loss_fn(loss):
     return mse if loss == "mse" else loss_function(loss)
 
 
-@contextlib.contextmanager
 def logits_for_bce(module: nn.Module, loss):
     """Within the block, a module trained with the ``"bce"`` loss returns logits (its decoders
     skip the final sigmoid), which that loss takes; the previous behaviour is restored after.
     """
-    from ._module import Decoder
-
-    decoders = [m for m in module.modules() if isinstance(m, Decoder)] if loss == "bce" else []
-    before = [d.emit_logits for d in decoders]
-    for d in decoders:
-        d.emit_logits = True
-    try:
-        yield
-    finally:
-        for d, b in zip(decoders, before):
-            d.emit_logits = b
+    return _decoders_set(module, "emit_logits", loss == "bce")
 
 
 @torch.no_grad()

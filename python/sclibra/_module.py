@@ -136,7 +136,7 @@ class Dropout(nn.Dropout):
     """:class:`torch.nn.Dropout` with a cheaper mask on CPU (:func:`_keep_mask`).
 
     Same semantics: in training each element is zeroed with probability ``p`` and the others are
-    scaled by ``1 / (1 - p)``; in evaluation it is the identity. On CUDA, or in place, it is
+    scaled by ``1 / (1 - p)``; in evaluation it is the identity. Off the CPU, or in place, it is
     torch's own. A profile of the default fit of a 10k-cell set had 20 % of the time in torch's
     CPU dropout, drawing random numbers (``benchmarks/results/bench_speed_default.md``).
     """
@@ -144,7 +144,7 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if not self.training or self.p == 0.0:
             return x
-        if x.is_cuda or self.inplace or self.p >= 1.0 or not x.is_floating_point():
+        if x.device.type != "cpu" or self.inplace or self.p >= 1.0 or not x.is_floating_point():
             return super().forward(x)
         keep = _keep_mask(x.shape, self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
         return x * keep

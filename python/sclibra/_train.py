@@ -103,7 +103,7 @@ class SparseTarget:
             csr.sum_duplicates()
         self.csr, self.shape, self.device = csr, csr.shape, device
         data = csr.data.astype(np.float64)
-        self.sq_sum = float(np.dot(data, data))
+        self.sq_sum = float(np.square(data).sum())  # not np.dot: BLAS threads would spin per step
         col_sums = np.asarray(csr.sum(axis=0), dtype=np_dtype).ravel()
         self.col_sums = _to_device(torch.from_numpy(col_sums), device)
         self.rows = self.cols = self.values = None

@@ -441,9 +441,10 @@ def default_recipe(args, paths) -> None:
         "# The default recipe's fit time, same run as kNN and Seurat",
         "",
         "`sclibra.LIBRA(seed=0)` with the package's default recipe (an ensemble of 3 networks "
-        "with latent 32, reading the input's top 100 principal components, a rank-32 output "
-        "layer for targets wider than 10,000 features; see "
-        "`bench_peers_ablation.md`), fitted to early stopping on the training cells, one torch "
+        "with latent 32, reading the input's top 100 principal components (randomized PCA), a "
+        "rank-32 output layer for targets wider than 1,000 features, trained in closed form "
+        "for a sparse MSE target such as sci-CAR's normalised peaks; see "
+        "`bench_peers_ablation*.md`), fitted to early stopping on the training cells, one torch "
         "thread; kNN: k = 15 on a 50-dimension TruncatedSVD of the input; Seurat v4: "
         "FindTransferAnchors + TransferData (`peers/seurat_transfer.R`, one thread; the ratio "
         "uses Seurat's own seconds for anchors + transfer, the stricter comparison; in brackets "

@@ -190,10 +190,9 @@ def pca_scores(x, n_pcs: int, seed: int | None = 0, *, randomized: bool = False)
     estimator (with ``transform``) and the scores of ``x``.
 
     Sparse input uses scikit-learn's implicitly centred ARPACK PCA; ``randomized=True`` uses
-    :class:`RandomizedPCA` for sparse and dense input alike. The number of components is capped below the matrix rank limits.
+    :class:`RandomizedPCA` for sparse and dense input alike (scikit-learn is then not
+    imported). The number of components is capped below the matrix rank limits.
     """
-    from sklearn.decomposition import PCA
-
     n, p = x.shape
     if n_pcs is None or int(n_pcs) < 1:
         raise SclibraError(f"n_pcs must be a positive integer, got {n_pcs!r}")
@@ -207,6 +206,8 @@ def pca_scores(x, n_pcs: int, seed: int | None = 0, *, randomized: bool = False)
         x = x.astype(np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
         est = RandomizedPCA(k, seed=seed).fit(x)
         return est, est.transform(x)
+    from sklearn.decomposition import PCA
+
     if sp.issparse(x):
         est = PCA(n_components=k, svd_solver="arpack", random_state=seed)
         scores = est.fit_transform(x.astype(np.float64))

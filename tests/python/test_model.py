@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import FAST
+from conftest import FAST, resign_manifest
 
 import sclibra
 from sclibra import FeatureMismatchError, NotTrainedError, SclibraError
@@ -423,20 +423,9 @@ def test_load_validates(tmp_path, cite, cite_model):
     (path / "features.json").write_text(json.dumps(feats))
     with pytest.raises(SclibraError, match="features.json: does not match manifest.json"):
         sclibra.LIBRA.load(path)
-    _resign(path)
+    resign_manifest(path)
     with pytest.raises(SclibraError, match="feature counts differ"):
         sclibra.LIBRA.load(path)
-
-
-def _resign(path):
-    """Rewrite manifest.json for the files as they are now (what a tamperer could also do)."""
-    import hashlib
-
-    man = json.loads((path / "manifest.json").read_text())
-    for name in man["files"]:
-        data = (path / name).read_bytes()
-        man["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (path / "manifest.json").write_text(json.dumps(man))
 
 
 def test_load_never_unpickles_code(tmp_path, cite_model):
@@ -447,7 +436,7 @@ def test_load_never_unpickles_code(tmp_path, cite_model):
             return (exec, ("import pathlib; pathlib.Path('/tmp/sclibra_pwned').touch()",))
 
     torch.save({"x": Evil()}, path / "weights.pt")
-    _resign(path)
+    resign_manifest(path)
     with pytest.raises(SclibraError, match="cannot read the weights safely"):
         sclibra.LIBRA.load(path)
     import os

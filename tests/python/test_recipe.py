@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST
+from conftest import FAST, resign_manifest
 
 import sclibra
 from sclibra._errors import SclibraError
@@ -151,16 +151,8 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
 
 def _rewrite_config(path, meta):
     """Write ``meta`` as the model's config.json and update its checksum in the manifest."""
-    import hashlib
-
-    data = json.dumps(meta).encode()
-    (path / "config.json").write_bytes(data)
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["config.json"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "config.json").write_text(json.dumps(meta))
+    resign_manifest(path)
 
 
 def test_format_2_model_of_the_default_preset_loads_without_an_input_pca(tmp_path, cite):

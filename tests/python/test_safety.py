@@ -8,7 +8,6 @@ changed. Families of malformed model files and CLI misuse are parametrised
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import resign_manifest
 
 import sclibra
 from sclibra import FeatureMismatchError, ModelFileError, SclibraError
@@ -106,16 +106,6 @@ def sclibra_log(caplog):
     yield caplog
     log.removeHandler(caplog.handler)
     log.setLevel(old)
-
-
-def resign(path: Path) -> None:
-    """Rewrite manifest.json for the files as they are now (so a structural check is reached)."""
-    man = json.loads((path / "manifest.json").read_text())
-    for name in list(man["files"]):
-        if (path / name).is_file():
-            data = (path / name).read_bytes()
-            man["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (path / "manifest.json").write_text(json.dumps(man))
 
 
 def dead_pid() -> int:
@@ -657,7 +647,7 @@ def test_malformed_model_files_give_one_error_naming_the_file(copy_of, case):
     edit, sign, file, words = MALFORMED[case]
     edit(copy_of)
     if sign:
-        resign(copy_of)
+        resign_manifest(copy_of)
     before = snapshot(copy_of.parent)
     with pytest.raises(ModelFileError) as info:
         sclibra.LIBRA.load(copy_of)
@@ -681,7 +671,7 @@ def test_unreadable_optional_files_only_warn(copy_of, pair, model, case):
     edit, sign, what = OPTIONAL[case]
     edit(copy_of)
     if sign:
-        resign(copy_of)
+        resign_manifest(copy_of)
     before = snapshot(copy_of.parent)
     with pytest.warns(UserWarning, match="loading the model without it"):
         loaded = sclibra.LIBRA.load(copy_of)

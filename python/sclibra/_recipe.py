@@ -560,13 +560,16 @@ def input_pca_scores(m, n_pcs: int, seed: int):
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.permutation(m.n_obs)[:PCA_MAX_CELLS])
     sample = m.sparse_rows(fit_rows) if m.is_sparse else m.dense_rows(fit_rows)
-    est, _ = pca_scores(sample, n_pcs, seed=seed, randomized=True)
-    blocks = []
-    for start in range(0, m.n_obs, 4096):
-        idx = np.arange(start, min(start + 4096, m.n_obs))
-        x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
-        blocks.append(pca_transform(est, x if sp.issparse(x) else np.asarray(x)))
-    scores = np.concatenate(blocks).astype(np.float32)
+    est, sample_scores = pca_scores(sample, n_pcs, seed=seed, randomized=True)
+    if len(fit_rows) == m.n_obs:  # fitted on every row, in order: its scores are the scores
+        scores = sample_scores.astype(np.float32)
+    else:  # the other rows too, block by block
+        blocks = []
+        for start in range(0, m.n_obs, 4096):
+            idx = np.arange(start, min(start + 4096, m.n_obs))
+            x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
+            blocks.append(pca_transform(est, x if sp.issparse(x) else np.asarray(x)))
+        scores = np.concatenate(blocks).astype(np.float32)
     scale = max(float(scores[:, 0].std()), 1e-8)
     return est, scores / scale, scale
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._data import Matrix
-from ._module import FactorOutput, SparseRows
+from ._module import Decoder, FactorOutput, SparseRows
 from ._recipe import LR_THRESHOLD, loss_function
 from ._settings import logger, training_threads
 
@@ -167,8 +167,10 @@ class _ClosedFormMSE(torch.autograd.Function):
 
 
 def use_sparse_target(m) -> bool:
-    """Whether minibatches of the target ``m`` can stay sparse for a closed-form MSE."""
-    return isinstance(m, Matrix) and m.is_sparse and m.density() < SPARSE_DENSITY_THRESHOLD
+    """Whether minibatches of the target ``m`` can stay sparse for a closed-form MSE (the rule
+    of :func:`use_sparse_path`, for a :class:`Matrix` target).
+    """
+    return isinstance(m, Matrix) and use_sparse_path(m, None)
 
 
 def mse(out, target) -> torch.Tensor:
@@ -200,14 +202,16 @@ def mse(out, target) -> torch.Tensor:
     return F.mse_loss(out, target)
 
 
+def _decoders(module: nn.Module) -> list[Decoder]:
+    return [m for m in module.modules() if isinstance(m, Decoder)]
+
+
 @contextlib.contextmanager
 def _decoders_set(module: nn.Module, flag: str, enabled: bool):
     """Within the block (when ``enabled``), set the boolean ``flag`` of every
     :class:`~sclibra._module.Decoder` in ``module``; each is restored after.
     """
-    from ._module import Decoder
-
-    decoders = [m for m in module.modules() if isinstance(m, Decoder)] if enabled else []
+    decoders = _decoders(module) if enabled else []
     before = [getattr(d, flag) for d in decoders]
     for d in decoders:
         setattr(d, flag, True)
@@ -232,11 +236,9 @@ def closed_form_mse(module: nn.Module, y, loss) -> bool:
     With ReLU the loss is that of the output's pre-activation (a linear output trained with MSE,
     clipped at zero in prediction), see ``benchmarks/results/bench_peers_ablation_wide.md``.
     """
-    from ._module import Decoder
-
     if loss != "mse" or not use_sparse_target(y):
         return False
-    decoders = [m for m in module.modules() if isinstance(m, Decoder)]
+    decoders = _decoders(module)
     return bool(decoders) and all(
         d.factorised and d.output_activation in ("linear", "relu") for d in decoders
     )

@@ -21,12 +21,15 @@ class SparseRows:
     """A CPU minibatch of sparse rows for the first layer, kept in CSC form (scipy).
 
     The first layer's forward ``x @ W`` is computed from the CSC block column by column (the
-    weight ``W`` is read sequentially, the small output is the scattered-to side), and its weight
-    gradient ``x^T @ grad`` from the same arrays read as CSR of ``x^T``: no dense copy of the
-    minibatch, no transposed copy of the weight, and no sort or coalescing per step. Both products
-    are scipy's compiled kernels, several times faster than ``torch.sparse.mm`` with a CSR left
-    operand at wide inputs, where the gather of weight rows misses the cache
-    (``benchmarks/bench_speed.py``).
+    weight ``W`` is read sequentially, the small output is the scattered-to side; scipy's kernel,
+    several times faster than ``torch.sparse.mm`` with a CSR left operand at wide inputs, where
+    the gather of weight rows misses the cache). Its weight gradient ``x^T @ grad`` reads the same
+    arrays as one bag of minibatch rows per input feature: torch's ``embedding_bag`` sum over the
+    rows of ``grad`` (small, cache-resident) weighted by the values, written straight into the
+    (in, out) gradient (measured: 1.3-2x faster than scipy's CSR(x^T) product, 25 vs 43 ms at
+    4,096 x 100,000 x 64). No dense copy of the minibatch, no transposed copy of the weight, and
+    no sort or coalescing per step; all conversions happen here, which
+    :class:`sclibra._train.Minibatches` runs ahead of the step that uses them.
 
     Parameters
     ----------
@@ -34,7 +37,7 @@ class SparseRows:
         A scipy sparse matrix (rows = cells), converted to ``float32`` CSC once.
     """
 
-    __slots__ = ("csc", "shape")
+    __slots__ = ("col_ptr", "csc", "row_index", "shape", "values")
 
     def __init__(self, block) -> None:
         csc = block.tocsc()
@@ -42,6 +45,10 @@ class SparseRows:
             csc = csc.astype(np.float32)
         self.csc = csc
         self.shape = csc.shape
+        # the bags of the weight gradient: int64 offsets and indices (torch's fastest kernel)
+        self.col_ptr = torch.from_numpy(csc.indptr.astype(np.int64))
+        self.row_index = torch.from_numpy(csc.indices.astype(np.int64))
+        self.values = torch.from_numpy(csc.data)
 
 
 class _SparseLinearFunction(torch.autograd.Function):
@@ -60,8 +67,15 @@ class _SparseLinearFunction(torch.autograd.Function):
         rows = ctx.rows
         grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            g = grad_out.detach().contiguous().numpy()
-            grad_w = torch.from_numpy(rows.csc.T @ g)  # CSR(x^T) x dense: (in, out)
+            # x^T @ grad: for input feature j, the sum of grad's rows i weighted by x[i, j]
+            grad_w = F.embedding_bag(
+                rows.row_index,
+                grad_out.detach().contiguous(),
+                rows.col_ptr,
+                mode="sum",
+                per_sample_weights=rows.values,
+                include_last_offset=True,
+            )
         if ctx.needs_input_grad[1]:
             grad_b = grad_out.sum(0)
         return grad_w, grad_b, None

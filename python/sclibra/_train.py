@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from ._data import Matrix
 from ._module import Decoder, FactorOutput, SparseRows
 from ._recipe import LR_THRESHOLD, loss_function
-from ._settings import logger, training_threads
+from ._settings import cpu_quota, logger, training_threads, usable_cores
 
 #: below this density, sparse minibatches go through the sparse first layer instead of being densified
 SPARSE_DENSITY_THRESHOLD = 0.1
@@ -267,6 +267,11 @@ class RowSource:
                 torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)), device
             )
 
+    @property
+    def per_batch_work(self) -> bool:
+        """Whether each minibatch is read and converted anew (not gathered from a cached tensor)."""
+        return self.cached is None
+
     def __call__(self, idx: np.ndarray):
         if self.sparse_target:
             return SparseTarget(self.m.sparse_rows(idx), self.device)
@@ -274,6 +279,60 @@ class RowSource:
             rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
             return self.cached.index_select(0, rows.to(self.cached.device, non_blocking=True))
         return to_tensor(self.m, idx, self.device, self.sparse)
+
+
+class Minibatches:
+    """The minibatches of one epoch, in order; the next one prepared in a background thread.
+
+    With ``ahead`` true, while the caller trains on minibatch ``i``, one worker thread reads and
+    converts minibatch ``i + 1`` (row slicing, CSC conversion of a sparse input, the sums of a
+    sparse target). Those are scipy/numpy kernels that release the GIL, so on a machine with a
+    spare core they cost no wall time (measured: the CSC conversion was 43 of the 150 ms of a
+    step at 4,096 x 100,000 in ``benchmarks/bench_scaling.py``). The minibatches and their order
+    are the same either way; only one is prepared ahead, so memory grows by one minibatch. An
+    error raised while preparing one is raised here, in the caller's thread.
+    """
+
+    def __init__(
+        self, xs: RowSource, ys: RowSource, order: np.ndarray, batch_size: int, ahead: bool
+    ) -> None:
+        self.xs, self.ys = xs, ys
+        self.batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        self.ahead = ahead and len(self.batches) > 1
+
+    def _load(self, b):
+        return b, self.xs(b), self.ys(b)
+
+    def __iter__(self):
+        if not self.ahead:
+            for b in self.batches:
+                yield self._load(b)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sclibra-minibatch")
+        try:
+            pending = pool.submit(self._load, self.batches[0])
+            for nxt in self.batches[1:]:
+                ready = pending.result()
+                pending = pool.submit(self._load, nxt)
+                yield ready
+            yield pending.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prefetch_minibatches(xs: RowSource, ys: RowSource, n_threads: int) -> bool:
+    """Whether to prepare minibatches ahead (:class:`Minibatches`): only when they cost work
+    per step and the process may use a core beyond the ``n_threads`` torch trains with.
+    """
+    if not (xs.per_batch_work or ys.per_batch_work):
+        return False
+    cores = usable_cores()
+    quota = cpu_quota()
+    if quota is not None and quota > 0:
+        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    return cores > n_threads
 
 
 def make_optimizer(params, *, learning_rate: float, device, weight_decay: float = 0.0):
@@ -450,11 +509,15 @@ def train_module(
         step_flops(module, schedule.batch_size, x.density() if sparse else 1.0)
     )
     logger.debug("%s: %d torch threads", desc, n_threads)
+    xs = RowSource(x, device, sparse=sparse)
+    ys = RowSource(y, device, sparse_target=closed_form)
+    ahead = prefetch_minibatches(xs, ys, n_threads)
+    logger.debug("%s: minibatches prepared ahead: %s", desc, ahead)
     with torch_threads(n_threads), factor_outputs(module, closed_form):
         return _train(
             module,
-            RowSource(x, device, sparse=sparse),
-            RowSource(y, device, sparse_target=closed_form),
+            xs,
+            ys,
             train_idx,
             val_idx,
             schedule,
@@ -463,6 +526,7 @@ def train_module(
             progress=progress,
             desc=desc,
             on_epoch=on_epoch,
+            ahead=ahead,
         )
 
 
@@ -479,6 +543,7 @@ def _train(
     progress,
     desc,
     on_epoch,
+    ahead=False,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
@@ -525,10 +590,7 @@ def _train(
             order = rng.permutation(train_idx)
             total = torch.zeros((), dtype=torch.float64, device=device)
             count = 0
-            for start in range(0, len(order), batch_size):
-                b = order[start : start + batch_size]
-                xb = xs(b)
-                yb = ys(b)
+            for b, xb, yb in Minibatches(xs, ys, order, batch_size, ahead):
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(module(xb), yb)
                 if auxiliary is not None:

@@ -286,6 +286,60 @@ def test_row_source_caches_small_dense_and_reads_large_per_batch(monkeypatch):
     assert block.shape == (2, 30)
 
 
+def test_minibatches_prepared_ahead_are_the_same_in_the_same_order():
+    from sclibra._data import as_matrix
+
+    x = as_matrix(_sparse(23, 30, 0.2))
+    y = as_matrix(np.arange(23 * 2, dtype=np.float32).reshape(23, 2))
+    xs = _train.RowSource(x, torch.device("cpu"), sparse=True)
+    ys = _train.RowSource(y, torch.device("cpu"))
+    order = np.random.default_rng(0).permutation(23)
+    plain = list(_train.Minibatches(xs, ys, order, 5, ahead=False))
+    ahead = list(_train.Minibatches(xs, ys, order, 5, ahead=True))
+    assert [len(b) for b, _, _ in ahead] == [5, 5, 5, 5, 3]
+    for (b1, x1, y1), (b2, x2, y2) in zip(plain, ahead, strict=True):
+        np.testing.assert_array_equal(b1, b2)
+        assert (x1.csc != x2.csc).nnz == 0
+        np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+    # an error while preparing a minibatch in the worker reaches the caller
+    calls = []
+
+    def failing(idx):
+        calls.append(len(idx))
+        if len(calls) == 3:
+            raise OSError("disk went away")
+        return xs(idx)
+
+    with pytest.raises(OSError, match="disk went away"):
+        list(_train.Minibatches(failing, ys, order, 5, ahead=True))
+
+
+def test_minibatches_are_prepared_ahead_only_with_per_batch_work_and_a_spare_core(monkeypatch):
+    from sclibra._data import as_matrix
+
+    cpu = torch.device("cpu")
+    sparse = _train.RowSource(as_matrix(_sparse(6, 30, 0.05)), cpu, sparse=True)
+    cached = _train.RowSource(as_matrix(np.ones((6, 2), dtype=np.float32)), cpu)
+    monkeypatch.setattr(_train, "cpu_quota", lambda: None)
+    monkeypatch.setattr(_train, "usable_cores", lambda: 2)
+    assert _train.prefetch_minibatches(sparse, cached, 1)
+    assert not _train.prefetch_minibatches(cached, cached, 1)  # nothing to prepare
+    assert not _train.prefetch_minibatches(sparse, cached, 2)  # no spare core
+    monkeypatch.setattr(_train, "cpu_quota", lambda: 1.0)
+    assert not _train.prefetch_minibatches(sparse, cached, 1)  # the cgroup quota allows one CPU
+
+
+def test_training_with_minibatches_prepared_ahead_is_identical(monkeypatch):
+    a, b = _sparse_pair()
+    kw = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32, seed=5)
+    histories = []
+    for ahead in (False, True):
+        monkeypatch.setattr(_train, "prefetch_minibatches", lambda *args, on=ahead: on)
+        m = sclibra.LIBRA(**kw).fit(a, b, max_epochs=3)
+        histories.append(m.history[["train_loss", "val_loss"]])
+    assert histories[0].equals(histories[1])
+
+
 def test_non_finite_loss_is_reported():
     a, b = _sparse_pair()
     b = b * np.float32(1e30)  # finite targets whose squared error overflows float32

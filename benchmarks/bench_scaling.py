@@ -410,12 +410,14 @@ def main() -> None:
     markdown = f"""# Scaling on sparse synthetic data: seconds per epoch and peak memory
 
 One epoch of `sclibra.LIBRA` ({settings}, `max_epochs=1`, other settings default, torch
-threads: {args.threads}) on synthetic CSR float32 input at 1 % density with {N_TARGETS} dense
+threads: {args.threads}; from sclibra 0.2.0 on, a worker thread prepares the next minibatch
+while a step runs when the process may use a second core) on synthetic CSR float32 input at 1 % density with {N_TARGETS} dense
 targets (a linear mix of the {RANK} hidden factors per cell that also set A's values, plus
 noise; standardised, so MSE 1.0 = the mean predictor). Each size runs in a fresh process.
 
 - `s/epoch`: training steps plus the validation pass (wall-clock); `CPU s/epoch`: CPU seconds of
-  the training loop (what the work costs, robust to other jobs; about the wall time when idle); `s/step` = `s/epoch` / steps; `fit s` adds
+  the training loop, all threads (what the work costs, robust to other jobs; about the wall time
+  when idle and single-threaded); `s/step` = `s/epoch` / steps; `fit s` adds
   the input scan (NaN / constant-feature checks) and setup.
 - `RSS before fit`: resident memory with the data in memory, before `fit`. `peak RSS fit`: peak
   resident memory during `fit` (kernel high-water mark reset just before `fit`), data included.

@@ -490,6 +490,14 @@ VARIANTS = {
     # the rank-limited output layer (output_rank=32) for targets wider than 1,000 features
     # instead of 10,000 (genes predicted from proteins or peaks)
     "default_wide1000": {"_wide": 1000},
+    # narrower hidden blocks (n_nodes 512 -> 256 units, 256 -> 128 in the second block): a
+    # quarter of the multiply-adds per step
+    "default_nodes256": {"n_nodes": 256},
+    "default_nodes128": {"n_nodes": 128},
+    # a coarser notion of improvement for early stopping and the learning-rate schedule
+    # (min_delta 1e-4 -> 1e-3 or 3e-3): fewer epochs on a noisy plateau
+    "default_md1e-3": {"_fit": {"min_delta": 1e-3}},
+    "default_md3e-3": {"_fit": {"min_delta": 3e-3}},
 }
 
 

@@ -48,7 +48,15 @@ from ._recipe import (
     takes_recipe,
 )
 from ._settings import logger, resolve_device, settings
-from ._train import Schedule, apply_module, train_module, use_sparse_path
+from ._train import (
+    Schedule,
+    apply_module,
+    member_workers,
+    step_flops,
+    train_module,
+    train_side_by_side,
+    use_sparse_path,
+)
 
 FORMAT_VERSION = _persist.FORMAT_VERSION
 
@@ -313,7 +321,8 @@ class LIBRA:
                 pc_scores = np.ascontiguousarray(scores[:, :LATENT_PCA_COMPONENTS])
             else:
                 pc_scores = input_pc_scores(ma, LATENT_PCA_COMPONENTS, seed)
-        members, results, trained = [], [], np.zeros(n, dtype=bool)
+        # every member is built first, in this thread: the global generator seeds its weights
+        jobs = []
         for k in range(self.n_models):
             member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
             if k > 0:
@@ -329,44 +338,80 @@ class LIBRA:
                 trained_net = module.body()
                 if pc_scores is not None:
                     trained_net = LatentPCARegularised(trained_net, pc_scores, self.latent_pca)
-            self.module = module
-            try:
-                result = train_module(
-                    trained_net,
-                    x_train,
-                    mb,
-                    train_idx,
-                    val_idx,
-                    schedule,
-                    seed=member_seed,
-                    device=device,
-                    progress=settings.progress if progress is None else progress,
-                    desc="LIBRA" if self.n_models == 1 else f"LIBRA {k + 1}/{self.n_models}",
-                    on_epoch=on_epoch,
+            jobs.append((module, trained_net, member_seed, train_idx, val_idx))
+
+        def train_member(k, on_member_epoch, **how):
+            _, trained_net, member_seed, train_idx, val_idx = jobs[k]
+            return train_module(
+                trained_net,
+                x_train,
+                mb,
+                train_idx,
+                val_idx,
+                schedule,
+                seed=member_seed,
+                device=device,
+                desc="LIBRA" if self.n_models == 1 else f"LIBRA {k + 1}/{self.n_models}",
+                on_epoch=on_member_epoch,
+                **how,
+            )
+
+        def check_member(result):
+            # a loss far above the mean baseline's is an error, not a model: checked per
+            # member, so a diverged member stops the fit before the next one trains
+            at_best = result.history.loc[result.history["epoch"] == result.best_epoch, "train_loss"]
+            check_not_diverged(
+                result.best_loss,
+                stats_b,
+                mb.name,
+                result.monitor,
+                loss,
+                train_loss=float(at_best.iloc[0]) if len(at_best) else None,
+                # the latent regulariser's error at the start: PC scores of variance <= 1
+                auxiliary_baseline=self.latent_pca,
+            )
+
+        show = settings.progress if progress is None else progress
+        workers, member_threads = member_workers(
+            self.n_models,
+            device,
+            callback is not None,
+            step_flops(
+                jobs[0][1],
+                batch_size,
+                x_train.density() if use_sparse_path(x_train, device) else 1.0,
+            ),
+        )
+        results = []
+        try:
+            if workers > 1:
+                logger.debug("training %d members, %d at a time", self.n_models, workers)
+                results = train_side_by_side(
+                    lambda k, hook: train_member(
+                        k, hook, progress=False, threads=member_threads, prefetch=False
+                    ),
+                    self.n_models,
+                    workers,
+                    threads=member_threads,
+                    check=check_member,
+                    progress=show,
+                    desc=f"LIBRA ({self.n_models} models, {workers} at a time)",
                 )
-                # a loss far above the mean baseline's is an error, not a model: checked per
-                # member, so a diverged member stops the fit before the next one trains
-                at_best = result.history.loc[
-                    result.history["epoch"] == result.best_epoch, "train_loss"
-                ]
-                check_not_diverged(
-                    result.best_loss,
-                    stats_b,
-                    mb.name,
-                    result.monitor,
-                    loss,
-                    train_loss=float(at_best.iloc[0]) if len(at_best) else None,
-                    # the latent regulariser's error at the start: PC scores of variance <= 1
-                    auxiliary_baseline=self.latent_pca,
-                )
-            except Exception:
-                self.module = None
-                raise
-            members.append(module)
-            results.append(result)
-            trained[train_idx] = True
-            if result.stopped_by == "callback":
-                break
+            else:
+                for k in range(self.n_models):
+                    self.module = jobs[k][0]
+                    result = train_member(k, on_epoch, progress=show)
+                    check_member(result)
+                    results.append(result)
+                    if result.stopped_by == "callback":
+                        break
+        except Exception:
+            self.module = None
+            raise
+        members = [jobs[k][0] for k in range(len(results))]
+        trained = np.zeros(n, dtype=bool)
+        for k in range(len(results)):
+            trained[jobs[k][3]] = True
         self.module = members[0] if len(members) == 1 else EnsembleNet(members)
         if len(results) == 1:
             result = results[0]

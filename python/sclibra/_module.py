@@ -132,16 +132,18 @@ class InputLinear(nn.Linear):
         return f"{super().extra_repr()}, weight stored (in, out)"
 
 
-def _keep_mask(shape, p: float) -> torch.Tensor:
+def _keep_mask(shape, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """A Bernoulli(1 - ``p``) keep-mask from 16 random bits per element (CPU).
 
     torch's CPU dropout draws one 32-bit number per element and then a float per element; four
     16-bit lanes of each 64-bit draw give the same mask (the drop probability rounded to
-    1/65,536) from a quarter of the generator's work. The draws come from torch's global
-    generator, so ``torch.manual_seed`` makes them reproducible as before.
+    1/65,536) from a quarter of the generator's work. The draws come from ``generator``, else
+    torch's global generator (``torch.manual_seed`` makes them reproducible as before).
     """
     n = int(np.prod(shape))
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    words = torch.randint(
+        -(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, generator=generator
+    )
     lanes = words.view(torch.int16)[:n].view(shape)
     return lanes >= round(p * 65536) - 32768
 
@@ -153,14 +155,20 @@ class Dropout(nn.Dropout):
     scaled by ``1 / (1 - p)``; in evaluation it is the identity. Off the CPU, or in place, it is
     torch's own. A profile of the default fit of a 10k-cell set had 20 % of the time in torch's
     CPU dropout, drawing random numbers (``benchmarks/results/bench_speed_default.md``).
+
+    ``generator`` (a CPU :class:`torch.Generator`, default ``None``: torch's global one) is where
+    the CPU masks come from; the training loop sets one per training run, so ensemble members
+    trained side by side in threads each draw from their own (:func:`sclibra._train.train_module`).
     """
+
+    generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         if not self.training or self.p == 0.0:
             return x
         if x.device.type != "cpu" or self.inplace or self.p >= 1.0 or not x.is_floating_point():
             return super().forward(x)
-        keep = _keep_mask(x.shape, self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        keep = _keep_mask(x.shape, self.p, self.generator).to(x.dtype).mul_(1.0 / (1.0 - self.p))
         return x * keep
 
 

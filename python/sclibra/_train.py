@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._data import Matrix
-from ._module import Decoder, FactorOutput, SparseRows
+from ._module import Decoder, Dropout, FactorOutput, SparseRows
 from ._recipe import LR_THRESHOLD, loss_function
 from ._settings import cpu_quota, logger, training_threads, usable_cores
 
@@ -222,6 +222,22 @@ def _decoders_set(module: nn.Module, flag: str, enabled: bool):
             setattr(d, flag, b)
 
 
+@contextlib.contextmanager
+def _dropout_generator(module: nn.Module, generator: torch.Generator | None):
+    """Within the block, the :class:`~sclibra._module.Dropout` layers of ``module`` draw their
+    CPU masks from ``generator`` (nothing changes when it is ``None``); restored after.
+    """
+    layers = [m for m in module.modules() if isinstance(m, Dropout)] if generator else []
+    before = [m.generator for m in layers]
+    for m in layers:
+        m.generator = generator
+    try:
+        yield
+    finally:
+        for m, g in zip(layers, before):
+            m.generator = g
+
+
 def factor_outputs(module: nn.Module, enabled: bool):
     """Within the block (when ``enabled``), the factorised decoders of ``module`` return a
     :class:`~sclibra._module.FactorOutput` for :func:`mse`; restored after.
@@ -333,6 +349,101 @@ def prefetch_minibatches(xs: RowSource, ys: RowSource, n_threads: int) -> bool:
     if quota is not None and quota > 0:
         cores = min(cores, max(1, math.ceil(quota - 1e-9)))
     return cores > n_threads
+
+
+def lr_threshold(min_delta: float) -> float:
+    """The learning-rate schedule's threshold: a relative decrease of the monitored loss that
+    counts as progress. ``min_delta`` when larger than :data:`~sclibra._recipe.LR_THRESHOLD`
+    (torch's and the published model's 1e-4), so the schedule and early stopping agree on what
+    an improvement is; else 1e-4.
+    """
+    return max(LR_THRESHOLD, float(min_delta))
+
+
+def member_workers(
+    n_models: int, device, has_callback: bool, flops_per_step: float
+) -> tuple[int, int]:
+    """``(workers, threads)``: how many ensemble members train side by side, and the torch
+    threads of each.
+
+    Members are independent trainings of a small network, so on CPU they are spread over the
+    threads the run may use (:func:`sclibra._settings.training_threads`: the cores this
+    process may use, the cgroup quota, the load, ``settings.num_threads``) one member per
+    thread, which scales far better than splitting each small matrix product over threads.
+    One worker (members in turn, as before) on other devices, for a single model, when the
+    thread decision gives one thread, and when a ``callback`` watches the epochs (it is called
+    in order and may stop the fit between members).
+    """
+    if n_models < 2 or device.type != "cpu" or has_callback:
+        return 1, 0
+    n_threads = training_threads(flops_per_step)
+    workers = min(int(n_models), n_threads)
+    if workers < 2:
+        return 1, 0
+    return workers, max(1, n_threads // workers)
+
+
+def train_side_by_side(
+    train_one: Callable[[int, Callable], TrainResult],
+    n: int,
+    workers: int,
+    *,
+    threads: int,
+    check: Callable[[TrainResult], None],
+    progress: bool,
+    desc: str,
+) -> list[TrainResult]:
+    """Run ``train_one(k, on_epoch)`` for ``k = 0 .. n - 1`` in ``workers`` threads.
+
+    Each run draws its random numbers from its own generator (see :func:`_train`), so the
+    results are those of running them in turn. This thread keeps everything that may not leave
+    it (progress bars, which R draws from its own thread only, and ``check``, called on each
+    result as it arrives): it shows one bar over the runs, with the epochs each has trained. An
+    error in a run, or in ``check``, stops the others at the end of their current epoch and is
+    raised here; so does an interrupt.
+    """
+    import queue
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    epochs = ["-"] * n
+
+    def run(k):
+        def on_epoch(epoch, train_loss, val_loss):
+            events.put((k, epoch))
+            return stop.is_set()
+
+        return train_one(k, on_epoch)
+
+    results: list[TrainResult | None] = [None] * n
+    bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="model")
+    with torch_threads(threads), ThreadPoolExecutor(workers, "sclibra-member") as pool:
+        futures = {pool.submit(run, k): k for k in range(n)}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not events.empty():
+                    k, epoch = events.get()
+                    epochs[k] = str(epoch)
+                for f in sorted(done, key=futures.get):
+                    k = futures[f]
+                    results[k] = f.result()
+                    check(results[k])
+                    bar.update(1)
+                bar.set_postfix_str("epochs " + " ".join(epochs), refresh=True)
+        except BaseException:
+            stop.set()
+            for f in pending:
+                f.cancel()
+            raise
+        finally:
+            bar.close()
+    return list(results)
 
 
 def make_optimizer(params, *, learning_rate: float, device, weight_decay: float = 0.0):
@@ -492,8 +603,14 @@ def train_module(
     progress: bool,
     desc: str = "training",
     on_epoch: Callable[[int, float, float], bool] | None = None,
+    threads: int | None = None,
+    prefetch: bool | None = None,
 ) -> TrainResult:
     """Train ``module`` to map rows of ``x`` to rows of ``y`` as ``schedule`` says.
+
+    ``threads``: torch threads for this run (default: :func:`sclibra._settings.training_threads`);
+    ``prefetch``: whether a worker thread prepares the next minibatch (default:
+    :func:`prefetch_minibatches`). A caller running several trainings side by side sets both.
 
     A module with an ``auxiliary_loss(rows)`` method (e.g. the latent PCA regulariser) adds it
     to each step's loss.
@@ -505,13 +622,13 @@ def train_module(
     sparse = use_sparse_path(x, device)
     module.to(device)
     closed_form = closed_form_mse(module, y, schedule.loss)
-    n_threads = training_threads(
+    n_threads = threads or training_threads(
         step_flops(module, schedule.batch_size, x.density() if sparse else 1.0)
     )
     logger.debug("%s: %d torch threads", desc, n_threads)
     xs = RowSource(x, device, sparse=sparse)
     ys = RowSource(y, device, sparse_target=closed_form)
-    ahead = prefetch_minibatches(xs, ys, n_threads)
+    ahead = prefetch_minibatches(xs, ys, n_threads) if prefetch is None else bool(prefetch)
     logger.debug("%s: minibatches prepared ahead: %s", desc, ahead)
     with torch_threads(n_threads), factor_outputs(module, closed_form):
         return _train(
@@ -563,7 +680,7 @@ def _train(
         factor=schedule.lr_factor,
         patience=schedule.lr_patience,
         min_lr=schedule.min_lr,
-        threshold=LR_THRESHOLD,
+        threshold=lr_threshold(schedule.min_delta),
         threshold_mode="rel",
     )
     rng = np.random.default_rng(seed)
@@ -576,10 +693,15 @@ def _train(
     best_state: dict[str, torch.Tensor] | None = None
     rows, stopped_by, since_best = [], "max_epochs", 0
 
+    # the random draws of training (dropout masks): on CPU from a generator of this run's own,
+    # set on the module's dropout layers, so runs in parallel threads do not share one and the
+    # caller's global generator is left alone; elsewhere from torch's (forked) global generators
+    on_cpu = device.type == "cpu"
     fork_devices = [device] if device.type == "cuda" else []
-    fork = torch.random.fork_rng(devices=fork_devices, enabled=seed is not None)
-    with fork, logits_for_bce(module, loss_name):
-        if seed is not None:
+    fork = torch.random.fork_rng(devices=fork_devices, enabled=seed is not None and not on_cpu)
+    generator = torch.Generator().manual_seed(int(seed)) if on_cpu and seed is not None else None
+    with fork, logits_for_bce(module, loss_name), _dropout_generator(module, generator):
+        if seed is not None and not on_cpu:
             torch.manual_seed(seed)
         bar = tqdm(
             range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False, unit="epoch"

@@ -340,6 +340,79 @@ def test_training_with_minibatches_prepared_ahead_is_identical(monkeypatch):
     assert histories[0].equals(histories[1])
 
 
+# ------------------------------------------------------------------------------------------------
+# ensemble members side by side
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("n_models", "device", "callback", "threads", "expected"),
+    [
+        (3, "cpu", False, 2, (2, 1)),  # two cores: two members at a time, one thread each
+        (3, "cpu", False, 8, (3, 2)),  # more threads than members: split among them
+        (3, "cpu", False, 1, (1, 0)),  # one thread (busy machine, or settings.num_threads=1)
+        (1, "cpu", False, 8, (1, 0)),  # a single model
+        (3, "cpu", True, 8, (1, 0)),  # a callback sees the epochs in order
+        (3, "meta", False, 8, (1, 0)),  # not CPU: in turn
+    ],
+)
+def test_member_workers(monkeypatch, n_models, device, callback, threads, expected):
+    monkeypatch.setattr(_train, "training_threads", lambda flops: threads)
+    got = _train.member_workers(n_models, torch.device(device), callback, 1e9)
+    assert got == expected
+
+
+def test_members_side_by_side_train_exactly_as_in_turn(monkeypatch, cite):
+    rna, adt = cite
+    kw = {**FAST, "n_models": 3, "seed": 4}
+    fits, calls = {}, []
+    real = _train.train_side_by_side
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs["threads"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sclibra._model, "train_side_by_side", recording)
+    for threads in (1, 2):
+        monkeypatch.setattr(_train, "training_threads", lambda flops, n=threads: n)
+        fits[threads] = sclibra.LIBRA(**kw).fit(rna, adt, train="is_train", max_epochs=6)
+        fits[f"calls{threads}"] = list(calls)
+    seq, par = fits[1], fits[2]
+    assert fits["calls1"] == []  # one thread: in turn
+    assert fits["calls2"] == [1]  # two: side by side, one thread each
+    cols = ["member", "epoch", "train_loss", "val_loss", "lr"]
+    assert seq.history[cols].equals(par.history[cols])
+    np.testing.assert_array_equal(seq.predict(rna).X, par.predict(rna).X)
+    assert seq.train_cells_.equals(par.train_cells_)
+    # the caller's global generator is left as it was by training
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    sclibra.LIBRA(**kw).fit(rna, adt, train="is_train", max_epochs=2)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_side_by_side_error_stops_the_others_and_is_raised():
+    import threading
+    import time
+
+    stopped = threading.Event()
+
+    def train_one(k, on_epoch):
+        if k == 1:
+            raise ValueError("member 1 failed")
+        for epoch in range(1, 1_000):  # up to 10 s of "epochs"
+            time.sleep(0.01)
+            if on_epoch(epoch, 1.0, 1.0):
+                stopped.set()
+                break
+        return None
+
+    with pytest.raises(ValueError, match="member 1 failed"):
+        _train.train_side_by_side(
+            train_one, 3, 2, threads=1, check=lambda r: None, progress=False, desc="x"
+        )
+    assert stopped.is_set()  # member 0 saw the stop at the end of an epoch
+
+
 def test_non_finite_loss_is_reported():
     a, b = _sparse_pair()
     b = b * np.float32(1e30)  # finite targets whose squared error overflows float32

@@ -486,6 +486,20 @@ def test_min_delta_stops_on_negligible_improvements(monkeypatch):
     assert res.n_epochs == 12
     with pytest.raises(sclibra.SclibraError, match="min_delta must be in"):
         sclibra.LIBRA(n_models=1).fit(a, b, min_delta=1.5)
+    # the learning-rate schedule counts the same decrease as progress, at least torch's 1e-4
+    seen = []
+    real = torch.optim.lr_scheduler.ReduceLROnPlateau
+
+    class Recording(real):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["threshold"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "ReduceLROnPlateau", Recording)
+    for min_delta in (0.0, 1e-4, 3e-3):
+        losses = iter(1.0 * (1 - 5e-5) ** np.arange(100))
+        run(min_delta)
+    assert seen == [1e-4, 1e-4, 3e-3]
 
 
 def test_cpu_dropout_mask_rate_scale_gradient_and_seed():

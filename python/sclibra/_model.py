@@ -214,7 +214,11 @@ class LIBRA:
             Show a progress bar (default: ``sclibra.settings.progress``).
         callback
             ``callback(model, epoch, train_loss, val_loss)`` after each epoch; return ``True`` to
-            stop training (used by aLIBRA to prune trials).
+            stop training (used by aLIBRA to prune trials). Always called in the calling thread.
+            Ensemble members trained in turn: the rest are skipped after a stop. Trained side by
+            side (CPU, several threads): it sees each member's epochs as they finish
+            (``model.module`` is that member), and a stop ends the running members after their
+            current epoch and skips the others.
         allow_counts
             Train on raw counts (whole numbers with large per-cell totals) instead of refusing
             them; LIBRA expects normalised data (e.g. log-normalised RNA).
@@ -371,11 +375,15 @@ class LIBRA:
                 auxiliary_baseline=self.latent_pca,
             )
 
+        def member_epoch(k, epoch, tl, vl):
+            # side by side: the callback runs in this thread, seeing the member as the model
+            self.module = jobs[k][0]
+            return on_epoch(epoch, tl, vl)
+
         show = settings.progress if progress is None else progress
         workers, member_threads = member_workers(
             self.n_models,
             device,
-            callback is not None,
             step_flops(
                 jobs[0][1],
                 batch_size,
@@ -396,7 +404,9 @@ class LIBRA:
                     check=check_member,
                     progress=show,
                     desc=f"LIBRA ({self.n_models} models, {workers} at a time)",
+                    on_epoch=None if on_epoch is None else member_epoch,
                 )
+                results = [r for r in results if r is not None]  # skipped after a stop
             else:
                 for k in range(self.n_models):
                     self.module = jobs[k][0]

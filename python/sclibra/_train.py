@@ -360,9 +360,7 @@ def lr_threshold(min_delta: float) -> float:
     return max(LR_THRESHOLD, float(min_delta))
 
 
-def member_workers(
-    n_models: int, device, has_callback: bool, flops_per_step: float
-) -> tuple[int, int]:
+def member_workers(n_models: int, device, flops_per_step: float) -> tuple[int, int]:
     """``(workers, threads)``: how many ensemble members train side by side, and the torch
     threads of each.
 
@@ -370,11 +368,10 @@ def member_workers(
     threads the run may use (:func:`sclibra._settings.training_threads`: the cores this
     process may use, the cgroup quota, the load, ``settings.num_threads``) one member per
     thread, which scales far better than splitting each small matrix product over threads.
-    One worker (members in turn, as before) on other devices, for a single model, when the
-    thread decision gives one thread, and when a ``callback`` watches the epochs (it is called
-    in order and may stop the fit between members).
+    One worker (members in turn, as before) on other devices, for a single model, and when the
+    thread decision gives one thread.
     """
-    if n_models < 2 or device.type != "cpu" or has_callback:
+    if n_models < 2 or device.type != "cpu":
         return 1, 0
     n_threads = training_threads(flops_per_step)
     workers = min(int(n_models), n_threads)
@@ -392,14 +389,18 @@ def train_side_by_side(
     check: Callable[[TrainResult], None],
     progress: bool,
     desc: str,
-) -> list[TrainResult]:
+    on_epoch: Callable[[int, int, float, float], bool] | None = None,
+) -> list[TrainResult | None]:
     """Run ``train_one(k, on_epoch)`` for ``k = 0 .. n - 1`` in ``workers`` threads.
 
     Each run draws its random numbers from its own generator (see :func:`_train`), so the
     results are those of running them in turn. This thread keeps everything that may not leave
-    it (progress bars, which R draws from its own thread only, and ``check``, called on each
-    result as it arrives): it shows one bar over the runs, with the epochs each has trained. An
-    error in a run, or in ``check``, stops the others at the end of their current epoch and is
+    it (progress bars and callbacks, which R runs on its own thread only, and ``check``, called
+    on each result as it arrives): it shows one bar over the runs, with the epochs each has
+    trained, and calls ``on_epoch(k, epoch, train_loss, val_loss)`` for every finished epoch of
+    every run, in the order they finish. When it returns ``True`` every run stops at the end of
+    its current epoch and runs not yet started are skipped (``None`` in the list returned: always
+    the last ones). An error in a run, or in ``check``, stops the others the same way and is
     raised here; so does an interrupt.
     """
     import queue
@@ -413,11 +414,24 @@ def train_side_by_side(
     epochs = ["-"] * n
 
     def run(k):
-        def on_epoch(epoch, train_loss, val_loss):
-            events.put((k, epoch))
-            return stop.is_set()
+        if stop.is_set():  # stopped before this run started
+            return None
 
-        return train_one(k, on_epoch)
+        def relay(epoch, train_loss, val_loss):
+            if on_epoch is None:  # progress only: carry on
+                events.put((k, epoch, train_loss, val_loss, None))
+                return stop.is_set()
+            # a callback may stop the run: wait for its answer before the next epoch
+            answer: queue.SimpleQueue = queue.SimpleQueue()
+            events.put((k, epoch, train_loss, val_loss, answer))
+            while True:
+                try:
+                    return answer.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        return True
+
+        return train_one(k, relay)
 
     results: list[TrainResult | None] = [None] * n
     bar = tqdm(total=n, desc=desc, disable=not progress, leave=False, unit="model")
@@ -426,15 +440,28 @@ def train_side_by_side(
         pending = set(futures)
         try:
             while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                arrived = []
+                if on_epoch is None:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                else:  # answer each epoch as soon as it ends
+                    with contextlib.suppress(queue.Empty):
+                        arrived.append(events.get(timeout=0.05))
+                    done = {f for f in pending if f.done()}
+                    pending -= done
                 while not events.empty():
-                    k, epoch = events.get()
+                    arrived.append(events.get())
+                for k, epoch, train_loss, val_loss, answer in arrived:
                     epochs[k] = str(epoch)
+                    if answer is not None:
+                        if not stop.is_set() and on_epoch(k, epoch, train_loss, val_loss):
+                            stop.set()
+                        answer.put(stop.is_set())
                 for f in sorted(done, key=futures.get):
                     k = futures[f]
                     results[k] = f.result()
-                    check(results[k])
-                    bar.update(1)
+                    if results[k] is not None:
+                        check(results[k])
+                        bar.update(1)
                 bar.set_postfix_str("epochs " + " ".join(epochs), refresh=True)
         except BaseException:
             stop.set()

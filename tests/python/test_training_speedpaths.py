@@ -344,19 +344,18 @@ def test_training_with_minibatches_prepared_ahead_is_identical(monkeypatch):
 # ensemble members side by side
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("n_models", "device", "callback", "threads", "expected"),
+    ("n_models", "device", "threads", "expected"),
     [
-        (3, "cpu", False, 2, (2, 1)),  # two cores: two members at a time, one thread each
-        (3, "cpu", False, 8, (3, 2)),  # more threads than members: split among them
-        (3, "cpu", False, 1, (1, 0)),  # one thread (busy machine, or settings.num_threads=1)
-        (1, "cpu", False, 8, (1, 0)),  # a single model
-        (3, "cpu", True, 8, (1, 0)),  # a callback sees the epochs in order
-        (3, "meta", False, 8, (1, 0)),  # not CPU: in turn
+        (3, "cpu", 2, (2, 1)),  # two cores: two members at a time, one thread each
+        (3, "cpu", 8, (3, 2)),  # more threads than members: split among them
+        (3, "cpu", 1, (1, 0)),  # one thread (busy machine, or settings.num_threads=1)
+        (1, "cpu", 8, (1, 0)),  # a single model
+        (3, "meta", 8, (1, 0)),  # not CPU: in turn
     ],
 )
-def test_member_workers(monkeypatch, n_models, device, callback, threads, expected):
+def test_member_workers(monkeypatch, n_models, device, threads, expected):
     monkeypatch.setattr(_train, "training_threads", lambda flops: threads)
-    got = _train.member_workers(n_models, torch.device(device), callback, 1e9)
+    got = _train.member_workers(n_models, torch.device(device), 1e9)
     assert got == expected
 
 
@@ -388,6 +387,32 @@ def test_members_side_by_side_train_exactly_as_in_turn(monkeypatch, cite):
     torch.manual_seed(123)
     sclibra.LIBRA(**kw).fit(rna, adt, train="is_train", max_epochs=2)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_callback_side_by_side_runs_in_the_calling_thread_and_stops_every_member(monkeypatch, cite):
+    import threading
+
+    rna, adt = cite
+    monkeypatch.setattr(_train, "training_threads", lambda flops: 2)
+    seen = []
+
+    def callback(model, epoch, train_loss, val_loss):
+        seen.append((threading.current_thread() is threading.main_thread(), model.module, epoch))
+        return len(seen) >= 7
+
+    m = sclibra.LIBRA(**{**FAST, "n_models": 3}).fit(
+        rna, adt, train="is_train", max_epochs=50, callback=callback
+    )
+    assert all(main for main, _, _ in seen)
+    assert len({id(module) for _, module, _ in seen}) == 2  # the two members running
+    # both running members stopped after their current epoch; the third never started
+    assert m.stopped_by_ == "callback"
+    assert m.history["member"].nunique() == 2
+    assert len(seen) == 7
+    # each epoch waits for the callback's answer: at most the other member's last epoch was
+    # trained without the callback seeing it (its answer was the stop)
+    assert len(seen) <= len(m.history) <= len(seen) + 1
+    assert m.predict(rna[:5]).X.shape == (5, adt.n_vars)
 
 
 def test_side_by_side_error_stops_the_others_and_is_raised():

@@ -114,15 +114,38 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores() -> float:
-    """CPUs kept busy by other processes: the smaller of the 1-minute load average and the
-    number of runnable tasks right now (less this one), 0 where unknown.
+def own_running_threads(task_dir: str = "/proc/self/task") -> int:
+    """Threads of this process that are runnable now (state ``R``), the calling one included;
+    1 where unknown.
+
+    Thread pools of this process (torch's and BLAS's OpenMP workers spin for a while after a
+    parallel region, the minibatch worker) are runnable too, and must not be mistaken for
+    other jobs.
     """
     try:
-        with open("/proc/loadavg") as fh:
+        n = 0
+        for tid in os.listdir(task_dir):
+            try:
+                with open(os.path.join(task_dir, tid, "stat")) as fh:
+                    # "pid (comm) S ...": the state follows the last ")" (comm may hold spaces)
+                    if fh.read().rsplit(")", 1)[1].split()[0] == "R":
+                        n += 1
+            except (OSError, IndexError):
+                continue
+        return max(1, n)
+    except OSError:
+        return 1
+
+
+def busy_cores(loadavg: str = "/proc/loadavg", task_dir: str = "/proc/self/task") -> float:
+    """CPUs kept busy by other processes: the smaller of the 1-minute load average and the
+    number of runnable tasks right now that are not threads of this process, 0 where unknown.
+    """
+    try:
+        with open(loadavg) as fh:
             fields = fh.read().split()
         load1 = float(fields[0])
-        running = int(fields[3].split("/")[0]) - 1  # the reading thread itself is runnable
+        running = int(fields[3].split("/")[0]) - own_running_threads(task_dir)
         return max(0.0, min(load1, float(running)))
     except (OSError, ValueError, IndexError):
         return 0.0

@@ -217,6 +217,27 @@ def test_cgroup_quota_is_read(tmp_path):
     assert _settings.cpu_quota(str(tmp_path / "none")) is None
 
 
+def test_busy_cores_do_not_count_this_process_s_own_threads(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    tasks = tmp_path / "task"
+    for tid, state in [("101", "R"), ("102", "R"), ("103", "S"), ("104", "R")]:
+        (tasks / tid).mkdir(parents=True)
+        # a command name with spaces and a parenthesis must not shift the state field
+        (tasks / tid / "stat").write_text(f"{tid} (py (worker) 1) {state} 1 2 3\n")
+    # 4 runnable tasks on the machine, 3 of them this process's threads: one other job
+    loadavg.write_text("1.80 1.20 1.00 4/300 12345\n")
+    assert _settings.own_running_threads(str(tasks)) == 3
+    assert _settings.busy_cores(str(loadavg), str(tasks)) == 1.0
+    # this process's spinning thread pool alone keeps the load up: nobody else is busy
+    loadavg.write_text("1.80 1.20 1.00 3/300 12345\n")
+    assert _settings.busy_cores(str(loadavg), str(tasks)) == 0.0
+    # the load average bounds it: a burst of runnable tasks that has not lasted
+    loadavg.write_text("0.40 0.20 0.10 9/300 12345\n")
+    assert _settings.busy_cores(str(loadavg), str(tasks)) == 0.4
+    assert _settings.busy_cores(str(tmp_path / "none"), str(tasks)) == 0.0
+    assert _settings.own_running_threads(str(tmp_path / "none")) == 1
+
+
 def test_threads_setting_env_and_restore(monkeypatch, cite):
     monkeypatch.setenv("SCLIBRA_NUM_THREADS", "3")
     assert _settings._env_threads() == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 
 logger = logging.getLogger("sclibra")
 if not logger.handlers:
@@ -137,15 +138,25 @@ def own_running_threads(task_dir: str = "/proc/self/task") -> int:
         return 1
 
 
-def busy_cores(loadavg: str = "/proc/loadavg", task_dir: str = "/proc/self/task") -> float:
+def busy_cores(
+    loadavg: str = "/proc/loadavg", task_dir: str = "/proc/self/task", samples: int = 3
+) -> float:
     """CPUs kept busy by other processes: the smaller of the 1-minute load average and the
-    number of runnable tasks right now that are not threads of this process, 0 where unknown.
+    number of runnable tasks that are not threads of this process, 0 where unknown.
+
+    The runnable count is the smallest of ``samples`` readings 5 ms apart, so a task that is
+    runnable for an instant (a daemon waking up) is not taken for a busy core.
     """
     try:
-        with open(loadavg) as fh:
-            fields = fh.read().split()
-        load1 = float(fields[0])
-        running = int(fields[3].split("/")[0]) - own_running_threads(task_dir)
+        running = math.inf
+        for i in range(max(1, samples)):
+            if i:
+                time.sleep(0.005)
+            with open(loadavg) as fh:
+                fields = fh.read().split()
+            load1 = float(fields[0])
+            now = int(fields[3].split("/")[0]) - own_running_threads(task_dir)
+            running = min(running, now)
         return max(0.0, min(load1, float(running)))
     except (OSError, ValueError, IndexError):
         return 0.0

@@ -68,7 +68,10 @@
 #'   message, including the core's, is an R message: [suppressMessages()] silences it too.
 #' @param ... Further arguments of the core's `LIBRA()` and `LIBRA.fit()`, in R or Python
 #'   spelling (e.g. `lr.patience = 10`, `n.top.genes = 2000`); Seurat spellings of the assay
-#'   and layer arguments (see `input.slot`). Any other name is an error.
+#'   and layer arguments (see `input.slot`); `threads = n`, the CPU threads training may use
+#'   (the core's `settings.num_threads`; default: decided for each fit from the cores this
+#'   session may use, their load and the model's size; an ensemble's members then train side
+#'   by side, one per thread, giving the same model as one thread). Any other name is an error.
 #' @return The object with the results added (see Details), or for a matrix a list with
 #'   `model` (a `LIBRAModel`), `embedding` and `prediction`.
 #' @seealso [LIBRAPredict()] for new cells, [GetLIBRAModel()], [SaveLIBRA()], [TuneLIBRA()].
@@ -98,8 +101,24 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 # The core's training settings from a method's frame (`env`) and `...`: a list with `model`
 # (arguments of LIBRA()) and `fit` (of LIBRA.fit()), holding only what the user gave.
 .training_settings <- function(env, dots, fn) {
+  threads <- dots[["threads"]]
+  dots[["threads"]] <- NULL
+  .check_count(threads, "threads", null_ok = TRUE)
   values <- c(mget(.train_formals, envir = env), dots)
-  .core_args(values, c("model", "fit"), fn, reserved = .fit_reserved)
+  c(.core_args(values, c("model", "fit"), fn, reserved = .fit_reserved), list(threads = threads))
+}
+
+# Run `expr` with the core's training threads set to `threads` (NULL: the core's own decision),
+# restoring the core's setting afterwards.
+.with_threads <- function(threads, expr) {
+  if (is.null(threads)) {
+    return(expr)
+  }
+  settings <- .core()$settings
+  old <- settings$num_threads
+  settings$num_threads <- as.integer(threads)
+  on.exit(settings$num_threads <- old, add = TRUE)
+  expr
 }
 
 # The shared path of every RunLIBRA() method: model, pair, train, bring back.
@@ -115,11 +134,11 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
     patience = settings$fit$early_stopping_patience %||% fit_defaults$early_stopping_patience
   )
   on.exit(progress$done(), add = TRUE)
-  do.call(.py_call, c(
+  .with_threads(settings$threads, do.call(.py_call, c(
     list(py$fit, pair$ad_a, pair$ad_b, train = pair$train, progress = FALSE, callback = progress$update),
     settings$fit,
     list(.what = "Training LIBRA", .verbose = verbose)
-  ))
+  )))
   progress$done()
   pred <- .py_call(py$predict, pair$ad_a, .what = "Predicting", .verbose = verbose)
   name_a <- pair_args$name_a

@@ -501,6 +501,10 @@ VARIANTS = {
     "default_md3e-3": {"_fit": {"min_delta": 3e-3}},
     # five ensemble members instead of three (members train side by side where cores allow)
     "default_md1e-3_ens5": {"n_models": 5, "_fit": {"min_delta": 1e-3}},
+    # on top of min_delta 1e-3: a wider latent space, less or more dropout
+    "default_latent64": {"latent_dim": 64},
+    "default_dropout0.1": {"dropout": 0.1},
+    "default_dropout0.3": {"dropout": 0.3},
 }
 
 

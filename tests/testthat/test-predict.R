@@ -76,3 +76,20 @@ test_that("LIBRAPredict needs a model", {
   expect_error(LIBRAPredict(toy_matrix()), "model", class = "sclibra_input_error")
   expect_error(LIBRAPredict(toy_matrix(), model = list()), "LIBRAModel", class = "sclibra_input_error")
 })
+
+test_that("threads = sets the core's training threads for the call only; members side by side give the same model", {
+  need_core()
+  x <- toy_matrix(30, 60, seed = 3)
+  y <- toy_matrix(5, 60, prefix = "p", seed = 4)
+  settings <- sclibra:::.core()$settings
+  before <- reticulate::py_to_r(settings$num_threads)
+  args <- list(x, y, n.nodes = 16, max.epochs = 5, verbose = FALSE, seed = 2, n.models = 3)
+  one <- do.call(RunLIBRA, c(args, list(threads = 1)))
+  two <- do.call(RunLIBRA, c(args, list(threads = 2)))
+  # two threads train two of the three members at a time, each with its own random stream
+  expect_identical(one$prediction, two$prediction)
+  expect_identical(one$embedding, two$embedding)
+  expect_identical(reticulate::py_to_r(settings$num_threads), before)
+  expect_error(do.call(RunLIBRA, c(args, list(threads = 0))), "threads.*whole number >= 1")
+  expect_error(do.call(RunLIBRA, c(args, list(threads = "two"))), "threads.*whole number")
+})

@@ -533,7 +533,7 @@ ABLATION_NOTES = {
     "`1e-3` is the default now.",
     "bench_peers_ablation_ens5": "Five ensemble members instead of three, on top of "
     "`min_delta = 1e-3` (the default now, `default_md1e-3`). Stopped after the directions "
-    "shown (\"-\": not run): no gain beyond the seed-to-seed spread on any of them, for 5/3 "
+    'shown ("-": not run): no gain beyond the seed-to-seed spread on any of them, for 5/3 '
     "of the training, so the default stays at three.",
     "bench_peers_ablation_latent64": "On top of the default (`default_md1e-3`): a latent space "
     "of 64 dimensions per member instead of 32 (`default_latent64`), and dropout 0.1 instead "

@@ -207,42 +207,33 @@ def _decoders(module: nn.Module) -> list[Decoder]:
 
 
 @contextlib.contextmanager
-def _decoders_set(module: nn.Module, flag: str, enabled: bool):
-    """Within the block (when ``enabled``), set the boolean ``flag`` of every
-    :class:`~sclibra._module.Decoder` in ``module``; each is restored after.
+def _set_on_modules(module: nn.Module, kind: type, attr: str, value, enabled: bool = True):
+    """Within the block (when ``enabled``), set ``attr`` to ``value`` on every submodule of
+    ``module`` of class ``kind``; each is restored after.
     """
-    decoders = _decoders(module) if enabled else []
-    before = [getattr(d, flag) for d in decoders]
-    for d in decoders:
-        setattr(d, flag, True)
+    targets = [m for m in module.modules() if isinstance(m, kind)] if enabled else []
+    before = [getattr(m, attr) for m in targets]
+    for m in targets:
+        setattr(m, attr, value)
     try:
         yield
     finally:
-        for d, b in zip(decoders, before):
-            setattr(d, flag, b)
+        for m, b in zip(targets, before):
+            setattr(m, attr, b)
 
 
-@contextlib.contextmanager
 def _dropout_generator(module: nn.Module, generator: torch.Generator | None):
     """Within the block, the :class:`~sclibra._module.Dropout` layers of ``module`` draw their
     CPU masks from ``generator`` (nothing changes when it is ``None``); restored after.
     """
-    layers = [m for m in module.modules() if isinstance(m, Dropout)] if generator else []
-    before = [m.generator for m in layers]
-    for m in layers:
-        m.generator = generator
-    try:
-        yield
-    finally:
-        for m, g in zip(layers, before):
-            m.generator = g
+    return _set_on_modules(module, Dropout, "generator", generator, generator is not None)
 
 
 def factor_outputs(module: nn.Module, enabled: bool):
     """Within the block (when ``enabled``), the factorised decoders of ``module`` return a
     :class:`~sclibra._module.FactorOutput` for :func:`mse`; restored after.
     """
-    return _decoders_set(module, "emit_factors", enabled)
+    return _set_on_modules(module, Decoder, "emit_factors", True, enabled)
 
 
 def closed_form_mse(module: nn.Module, y, loss) -> bool:
@@ -577,7 +568,7 @@ def logits_for_bce(module: nn.Module, loss):
     """Within the block, a module trained with the ``"bce"`` loss returns logits (its decoders
     skip the final sigmoid), which that loss takes; the previous behaviour is restored after.
     """
-    return _decoders_set(module, "emit_logits", loss == "bce")
+    return _set_on_modules(module, Decoder, "emit_logits", True, loss == "bce")
 
 
 @torch.no_grad()

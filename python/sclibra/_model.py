@@ -52,9 +52,9 @@ from ._train import (
     Schedule,
     apply_module,
     member_workers,
-    step_flops,
     train_module,
     train_side_by_side,
+    training_step_flops,
     use_sparse_path,
 )
 
@@ -384,11 +384,7 @@ class LIBRA:
         workers, member_threads = member_workers(
             self.n_models,
             device,
-            step_flops(
-                jobs[0][1],
-                batch_size,
-                x_train.density() if use_sparse_path(x_train, device) else 1.0,
-            ),
+            training_step_flops(jobs[0][1], x_train, batch_size, device),
         )
         results = []
         try:

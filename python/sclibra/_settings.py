@@ -162,6 +162,14 @@ def busy_cores(
         return 0.0
 
 
+def cores_within_quota(cores: int, quota: float | None) -> int:
+    """``cores`` capped by a cgroup CPU ``quota`` (``None``: no quota; a fraction rounds up)."""
+    n = max(1, int(cores))
+    if quota is not None and quota > 0:
+        n = min(n, max(1, math.ceil(quota - 1e-9)))
+    return n
+
+
 def choose_num_threads(
     cores: int, quota: float | None, flops_per_step: float, busy: float = 0.0
 ) -> int:
@@ -186,9 +194,7 @@ def choose_num_threads(
     int
         At least 1.
     """
-    n = max(1, int(cores))
-    if quota is not None and quota > 0:
-        n = min(n, max(1, math.ceil(quota - 1e-9)))
+    n = cores_within_quota(cores, quota)
     idle = int(n - max(0.0, float(busy)) + 0.5)
     by_size = int(max(0.0, float(flops_per_step)) // FLOPS_PER_THREAD)
     return max(1, min(n, idle, by_size))

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from ._data import Matrix
 from ._module import Decoder, Dropout, FactorOutput, SparseRows
 from ._recipe import LR_THRESHOLD, loss_function
-from ._settings import cpu_quota, logger, training_threads, usable_cores
+from ._settings import cores_within_quota, cpu_quota, logger, training_threads, usable_cores
 
 #: below this density, sparse minibatches go through the sparse first layer instead of being densified
 SPARSE_DENSITY_THRESHOLD = 0.1
@@ -335,11 +335,7 @@ def prefetch_minibatches(xs: RowSource, ys: RowSource, n_threads: int) -> bool:
     """
     if not (xs.per_batch_work or ys.per_batch_work):
         return False
-    cores = usable_cores()
-    quota = cpu_quota()
-    if quota is not None and quota > 0:
-        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
-    return cores > n_threads
+    return cores_within_quota(usable_cores(), cpu_quota()) > n_threads
 
 
 def lr_threshold(min_delta: float) -> float:
@@ -482,6 +478,13 @@ def make_optimizer(params, *, learning_rate: float, device, weight_decay: float 
         except (RuntimeError, TypeError, ValueError) as err:
             logger.debug("fused %s unavailable (%s); using the default kernel", cls.__name__, err)
     return cls(params, **kw)
+
+
+def training_step_flops(module: nn.Module, x: Matrix, batch_size: int, device) -> float:
+    """:func:`step_flops` of training ``module`` on rows of ``x``: the first layer's work scaled
+    by ``x``'s density when its minibatches stay sparse (:func:`use_sparse_path`).
+    """
+    return step_flops(module, batch_size, x.density() if use_sparse_path(x, device) else 1.0)
 
 
 def step_flops(module: nn.Module, batch_size: int, first_density: float = 1.0) -> float:
@@ -641,7 +644,7 @@ def train_module(
     module.to(device)
     closed_form = closed_form_mse(module, y, schedule.loss)
     n_threads = threads or training_threads(
-        step_flops(module, schedule.batch_size, x.density() if sparse else 1.0)
+        training_step_flops(module, x, schedule.batch_size, device)
     )
     logger.debug("%s: %d torch threads", desc, n_threads)
     xs = RowSource(x, device, sparse=sparse)

@@ -108,19 +108,6 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
   c(.core_args(values, c("model", "fit"), fn, reserved = .fit_reserved), list(threads = threads))
 }
 
-# Run `expr` with the core's training threads set to `threads` (NULL: the core's own decision),
-# restoring the core's setting afterwards.
-.with_threads <- function(threads, expr) {
-  if (is.null(threads)) {
-    return(expr)
-  }
-  settings <- .core()$settings
-  old <- settings$num_threads
-  settings$num_threads <- as.integer(threads)
-  on.exit(settings$num_threads <- old, add = TRUE)
-  expr
-}
-
 # The shared path of every RunLIBRA() method: model, pair, train, bring back.
 .train_libra <- function(pair_args, settings, key, keep.model, verbose, output.slot = NULL) {
   .check_flag(verbose)
@@ -134,11 +121,11 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
     patience = settings$fit$early_stopping_patience %||% fit_defaults$early_stopping_patience
   )
   on.exit(progress$done(), add = TRUE)
-  .with_threads(settings$threads, do.call(.py_call, c(
+  do.call(.py_call, c(
     list(py$fit, pair$ad_a, pair$ad_b, train = pair$train, progress = FALSE, callback = progress$update),
     settings$fit,
-    list(.what = "Training LIBRA", .verbose = verbose)
-  )))
+    list(.what = "Training LIBRA", .verbose = verbose, .threads = settings$threads)
+  ))
   progress$done()
   pred <- .py_call(py$predict, pair$ad_a, .what = "Predicting", .verbose = verbose)
   name_a <- pair_args$name_a

@@ -23,17 +23,21 @@
 # Call a core function: its log records reach R as messages (all of them when `.verbose`,
 # warnings otherwise), its Python warnings become R warnings, its exceptions R errors. The
 # core's own progress bars are off by default; a bar the call asks for (TuneLIBRA's trials)
-# reaches R as messages (.bar_receiver()), never stderr.
-.py_call <- function(fn, ..., .what = NULL, .verbose = FALSE) {
+# reaches R as messages (.bar_receiver()), never stderr. `.threads`: the core's training
+# threads for this call (`settings.num_threads`; NULL leaves the core's own decision).
+.py_call <- function(fn, ..., .what = NULL, .verbose = FALSE, .threads = NULL) {
   settings <- .core()$settings
   old_level <- reticulate::py_to_r(settings$verbosity)
   old_progress <- reticulate::py_to_r(settings$progress)
+  old_threads <- settings$num_threads
   settings$verbosity <- if (isTRUE(.verbose)) "info" else "warning"
   settings$progress <- FALSE
+  if (!is.null(.threads)) settings$num_threads <- as.integer(.threads)
   on.exit(
     {
       settings$verbosity <- old_level
       settings$progress <- old_progress
+      settings$num_threads <- old_threads
     },
     add = TRUE
   )

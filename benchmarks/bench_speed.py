@@ -218,6 +218,16 @@ def task_profile(spec):
     return {k: v / n_steps for k, v in parts.items()} | {"sparse_input": bool(sparse)}
 
 
+def automatic_threads() -> None:
+    """Undo :func:`prepare_worker`'s fixed thread count: the package decides (its default)."""
+    import torch
+
+    import sclibra
+
+    sclibra.settings.num_threads = None
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # torch's default: no ceiling
+
+
 def task_full(spec):
     """The default fit to early stopping (new version): epochs, seconds, held-out RMSE."""
     import sclibra
@@ -229,10 +239,7 @@ def task_full(spec):
     model = sclibra.LIBRA(seed=0, **recipe)
     decided = {}
     if spec.get("auto_threads"):
-        import torch
-
-        sclibra.settings.num_threads = None
-        torch.set_num_threads(len(os.sched_getaffinity(0)))  # torch's default: no ceiling
+        automatic_threads()
         if hasattr(_train, "member_workers"):  # record the decision (ensemble members at a time)
             from sclibra import _model
 
@@ -321,8 +328,7 @@ def task_threads(spec):
 
     picked = {}
     if spec["n"] == "auto":
-        sclibra.settings.num_threads = None
-        torch.set_num_threads(len(os.sched_getaffinity(0)))  # torch's default: no ceiling
+        automatic_threads()
         real = _train.training_threads
 
         def spy(flops):

@@ -104,29 +104,34 @@
 }
 
 # Training progress, drawn in R from the core's per-epoch callback. Interactive sessions get a
-# cli progress line (epoch, losses, best epoch, elapsed time); logs get one message every
+# cli progress line (member, epoch, losses, best epoch, elapsed time); logs get one message every
 # `getOption("sclibra.progress.interval", 10)` seconds, and one at the end. The epoch limit
-# is shown with the early-stopping rule, not as an ETA that assumes every epoch will run.
+# is shown with the early-stopping rule, not as an ETA that assumes every epoch will run. The
+# best loss and its epoch are tracked per ensemble member (the core says whose epoch each call
+# reports: members may train side by side, their epochs interleaving).
 .progress <- function(verbose, what, max.epochs = NULL, patience = NULL) {
   state <- new.env(parent = baseenv()) # cli evaluates the bar's format in it
   state$start <- Sys.time()
   state$last <- state$start
-  state$best <- Inf
-  state$best.epoch <- 0L
+  state$best <- numeric()
+  state$best.epoch <- integer()
   state$bar <- NULL
   interval <- getOption("sclibra.progress.interval", 10)
   dynamic <- interactive() && cli::is_dynamic_tty()
-  line <- function(epoch, tl, vl) {
+  line <- function(member, n.members, epoch, tl, vl) {
     loss <- if (is.null(vl) || is.na(vl)) tl else vl
     limit <- if (is.null(max.epochs)) "" else paste0("/", max.epochs)
+    who <- if (n.members > 1L) sprintf("%s member %d/%d", what, member, n.members) else what
     stop_rule <- ""
     if (!is.null(patience)) {
-      stop_rule <- sprintf(", stops at epoch %d at the latest without improvement", state$best.epoch + patience)
+      stop_rule <- sprintf(
+        ", stops at epoch %d at the latest without improvement", state$best.epoch[member] + patience
+      )
     }
     sprintf(
       "%s: epoch %d%s, %s loss %.4g (best %.4g at epoch %d%s), %s",
-      what, epoch, limit, if (is.null(vl) || is.na(vl)) "training" else "validation", loss,
-      state$best, state$best.epoch, stop_rule,
+      who, epoch, limit, if (is.null(vl) || is.na(vl)) "training" else "validation", loss,
+      state$best[member], state$best.epoch[member], stop_rule,
       format(round(difftime(Sys.time(), state$start, units = "secs"), 1))
     )
   }
@@ -138,12 +143,20 @@
     epoch <- as.integer(.from_py(epoch))
     tl <- .from_py(tl)
     vl <- .from_py(vl)
-    loss <- if (is.null(vl) || is.na(vl)) tl else vl
-    if (is.finite(loss) && loss < state$best) {
-      state$best <- loss
-      state$best.epoch <- epoch
+    member <- .from_py(model$training_member_)
+    member <- if (is.null(member)) 1L else as.integer(member) + 1L
+    n.members <- max(as.integer(.from_py(model$n_models)), member)
+    if (length(state$best) < member) {
+      grow <- seq(length(state$best) + 1L, member)
+      state$best[grow] <- Inf
+      state$best.epoch[grow] <- 0L
     }
-    text <- line(epoch, tl, vl)
+    loss <- if (is.null(vl) || is.na(vl)) tl else vl
+    if (is.finite(loss) && loss < state$best[member]) {
+      state$best[member] <- loss
+      state$best.epoch[member] <- epoch
+    }
+    text <- line(member, n.members, epoch, tl, vl)
     if (dynamic) {
       if (is.null(state$bar)) {
         state$bar <- cli::cli_progress_bar(

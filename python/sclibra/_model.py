@@ -123,6 +123,8 @@ class LIBRA:
         #: rank of the factorised output layer (0: a full layer), from ``output_rank`` and B's width
         self.output_rank_used_: int = 0
         self.names_: tuple[str, str] = ("A", "B")
+        #: during a ``fit`` callback: the ensemble member whose epoch it reports (0, 1, ...)
+        self.training_member_: int | None = None
         self._seed_used: int | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -216,9 +218,10 @@ class LIBRA:
             ``callback(model, epoch, train_loss, val_loss)`` after each epoch; return ``True`` to
             stop training (used by aLIBRA to prune trials). Always called in the calling thread.
             Ensemble members trained in turn: the rest are skipped after a stop. Trained side by
-            side (CPU, several threads): it sees each member's epochs as they finish
-            (``model.module`` is that member), and a stop ends the running members after their
-            current epoch and skips the others.
+            side (CPU, several threads): it sees each member's epochs as they finish, and a
+            stop ends the running members after their current epoch and skips the others.
+            Either way ``model.module`` is the member whose epoch it reports and
+            ``model.training_member_`` its index (0 for a single model).
         allow_counts
             Train on raw counts (whole numbers with large per-cell totals) instead of refusing
             them; LIBRA expects normalised data (e.g. log-normalised RNA).
@@ -377,7 +380,7 @@ class LIBRA:
 
         def member_epoch(k, epoch, tl, vl):
             # side by side: the callback runs in this thread, seeing the member as the model
-            self.module = jobs[k][0]
+            self.module, self.training_member_ = jobs[k][0], k
             return on_epoch(epoch, tl, vl)
 
         show = settings.progress if progress is None else progress
@@ -405,7 +408,7 @@ class LIBRA:
                 results = [r for r in results if r is not None]  # skipped after a stop
             else:
                 for k in range(self.n_models):
-                    self.module = jobs[k][0]
+                    self.module, self.training_member_ = jobs[k][0], k
                     result = train_member(k, on_epoch, progress=show)
                     check_member(result)
                     results.append(result)
@@ -414,6 +417,8 @@ class LIBRA:
         except Exception:
             self.module = None
             raise
+        finally:
+            self.training_member_ = None
         members = [jobs[k][0] for k in range(len(results))]
         trained = np.zeros(n, dtype=bool)
         for k in range(len(results)):

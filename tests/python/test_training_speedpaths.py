@@ -367,7 +367,10 @@ def test_training_with_minibatches_prepared_ahead_is_identical(monkeypatch):
 @pytest.mark.parametrize(
     ("n_models", "device", "threads", "expected"),
     [
-        (3, "cpu", 2, (2, 1)),  # two cores: two members at a time, one thread each
+        (3, "cpu", 2, (3, 1)),  # two cores: all three at once, sharing them (no lone third)
+        (4, "cpu", 2, (2, 1)),  # two even rounds of two
+        (5, "cpu", 2, (2, 1)),  # more than two per thread: rounds of two
+        (5, "cpu", 4, (5, 1)),  # uneven: all at once
         (3, "cpu", 8, (3, 2)),  # more threads than members: split among them
         (3, "cpu", 1, (1, 0)),  # one thread (busy machine, or settings.num_threads=1)
         (1, "cpu", 8, (1, 0)),  # a single model
@@ -419,14 +422,23 @@ def test_callback_side_by_side_runs_in_the_calling_thread_and_stops_every_member
 
     def callback(model, epoch, train_loss, val_loss):
         seen.append((threading.current_thread() is threading.main_thread(), model.module, epoch))
+        members.append(model.training_member_)
         return len(seen) >= 7
 
-    m = sclibra.LIBRA(**{**FAST, "n_models": 3}).fit(
+    members = []
+
+    # four members on two threads: two rounds of two (member_workers)
+    m = sclibra.LIBRA(**{**FAST, "n_models": 4}).fit(
         rna, adt, train="is_train", max_epochs=50, callback=callback
     )
     assert all(main for main, _, _ in seen)
     assert len({id(module) for _, module, _ in seen}) == 2  # the two members running
-    # both running members stopped after their current epoch; the third never started
+    # the callback is told which member each epoch is of, consistently with model.module
+    assert set(members) == {0, 1}
+    by_member = {k: id(module) for k, (_, module, _) in zip(members, seen)}
+    assert all(by_member[k] == id(module) for k, (_, module, _) in zip(members, seen))
+    assert m.training_member_ is None  # only set during a callback
+    # both running members stopped after their current epoch; the others never started
     assert m.stopped_by_ == "callback"
     assert m.history["member"].nunique() == 2
     assert len(seen) == 7
@@ -662,3 +674,17 @@ def test_wide_sparse_target_trains_in_closed_form_like_the_dense_loss(monkeypatc
     assert set(calls) == {"Tensor"}
     np.testing.assert_allclose(closed.history["train_loss"], dense.history["train_loss"], rtol=1e-4)
     np.testing.assert_allclose(closed.predict(a).X, dense.predict(a).X, rtol=1e-3, atol=1e-5)
+
+
+def test_callback_in_turn_is_told_the_member(monkeypatch, cite):
+    rna, adt = cite
+    monkeypatch.setattr(_train, "training_threads", lambda flops: 1)  # members in turn
+    seen = []
+
+    def callback(model, epoch, train_loss, val_loss):
+        seen.append((model.training_member_, epoch))
+
+    sclibra.LIBRA(**{**FAST, "n_models": 2}).fit(
+        rna, adt, train="is_train", max_epochs=3, callback=callback
+    )
+    assert seen == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]

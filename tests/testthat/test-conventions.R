@@ -98,6 +98,21 @@ test_that("the core's log lines and progress are R messages: suppressMessages() 
   expect_true(any(grepl("LIBRA: epoch 1/3, validation loss", msgs)))
   expect_true(any(grepl("stops at epoch \\d+ at the latest", msgs)))
   expect_silent(suppressMessages(run_fast(seu, output.assay = "ADT", max.epochs = 2, verbose = TRUE)))
+  # an ensemble: each line names its member, whose own best epoch it reports
+  msgs <- character()
+  withCallingHandlers(
+    run_fast(seu, output.assay = "ADT", max.epochs = 3, n.models = 2, threads = 1, verbose = TRUE),
+    message = function(m) {
+      msgs <<- c(msgs, conditionMessage(m))
+      invokeRestart("muffleMessage")
+    }
+  )
+  msgs <- cli::ansi_strip(msgs)
+  lines <- regmatches(msgs, regexpr("LIBRA member \\d/2: epoch \\d/3, [^)]*\\)", msgs))
+  expect_length(lines, 6L)
+  expect_equal(sub(":.*", "", lines), rep(c("LIBRA member 1/2", "LIBRA member 2/2"), each = 3))
+  # member 2's first epoch is its own best, whatever member 1 reached
+  expect_match(lines[4], "epoch 1/3, validation loss ([0-9.e-]+) \\(best \\1 at epoch 1, ")
   expect_silent(run_fast(seu, output.assay = "ADT", max.epochs = 2, verbose = FALSE))
 })
 

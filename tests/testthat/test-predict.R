@@ -86,7 +86,7 @@ test_that("threads = sets the core's training threads for the call only; members
   args <- list(x, y, n.nodes = 16, max.epochs = 5, verbose = FALSE, seed = 2, n.models = 3)
   one <- do.call(RunLIBRA, c(args, list(threads = 1)))
   two <- do.call(RunLIBRA, c(args, list(threads = 2)))
-  # two threads train two of the three members at a time, each with its own random stream
+  # on two threads the three members train side by side, each with its own random stream
   expect_identical(one$prediction, two$prediction)
   expect_identical(one$embedding, two$embedding)
   expect_identical(reticulate::py_to_r(settings$num_threads), before)

@@ -159,8 +159,10 @@ class _ClosedFormMSE(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_h = torch.addmm(wtb - yw, h, gram).mul_(k)
         if ctx.needs_input_grad[1]:
-            yth = torch.from_numpy(target.csr.T @ h.contiguous().numpy())  # (n_output, rank)
-            grad_w = (w @ hh).sub_(yth).addr_(b, col).mul_(k)
+            # k (W h^T h - Y^T h + b col^T), built in the (n_output, rank) array scipy returns:
+            # one pass for the rank-one term, the product added in place by the BLAS call
+            grad_w = torch.from_numpy(target.csr.T @ h.contiguous().numpy())  # Y^T h
+            grad_w.addr_(b, col, alpha=-1.0).addmm_(w, hh, beta=-k, alpha=k)
         if ctx.needs_input_grad[2]:
             grad_b = torch.addmv(b * h.shape[0] - target.col_sums, w, col).mul_(k)
         return grad_h, grad_w, grad_b, None

@@ -568,20 +568,21 @@ class LIBRA:
         m = self._input_matrix(a, inputs)
         device = self._device()
         self.module.to(device).eval()
-        lat, pred = [], []
         sparse = use_sparse_path(m, device)
         bs = inputs.batch_size or 1024
         from ._train import to_tensor
 
+        # written in place, minibatch by minibatch (no list of blocks to concatenate: for a
+        # wide target that would be a second copy of the whole prediction)
+        X = np.empty((m.n_obs, len(self.features_b)), dtype=np.float32)
+        Z = np.empty((m.n_obs, self.latent_width_), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, m.n_obs, bs):
-                idx = np.arange(start, min(start + bs, m.n_obs))
-                z = self.module.encode(to_tensor(m, idx, device, sparse))
-                lat.append(z.cpu().numpy())
-                pred.append(self.module.decode(z).cpu().numpy())
-        X = np.concatenate(pred) if pred else np.zeros((0, len(self.features_b)), np.float32)
+                stop = min(start + bs, m.n_obs)
+                z = self.module.encode(to_tensor(m, np.arange(start, stop), device, sparse))
+                Z[start:stop] = z.cpu().numpy()
+                X[start:stop] = self.module.decode(z).cpu().numpy()
         _check_finite_output(X, m, self.module)
-        Z = np.concatenate(lat) if lat else np.zeros((0, self.latent_width_), np.float32)
         obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
         if m.obs is not None:
             obs = m.obs.reindex(m.cells).copy()

@@ -104,6 +104,13 @@ def test_ensemble_is_the_average_of_its_members_and_round_trips(tmp_path, cite):
         members = [mm(x).numpy() for mm in m.module.members]
         latents = [mm.encode(x).numpy() for mm in m.module.members]
     np.testing.assert_allclose(out.X, np.mean(members, axis=0), rtol=1e-4, atol=1e-5)
+    # decode sums in place without autograd, out of place with it: the same average
+    z = m.module.encode(x).detach()
+    tracked = m.module.decode(z)
+    assert tracked.requires_grad
+    with torch.no_grad():
+        untracked = m.module.decode(z)
+    torch.testing.assert_close(untracked, tracked.detach())
     # the latent space is the members' latent spaces side by side
     assert out.obsm["X_libra"].shape == (test.n_obs, 3 * FAST["latent_dim"])
     np.testing.assert_allclose(out.obsm["X_libra"], np.hstack(latents), rtol=1e-4, atol=1e-5)

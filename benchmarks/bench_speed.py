@@ -240,7 +240,13 @@ def task_full(spec):
     decided = {}
     if spec.get("auto_threads"):
         automatic_threads()
-        if hasattr(_train, "member_workers"):  # record the decision (ensemble members at a time)
+        if spec.get("members_at_a_time"):  # --members-check: impose the members at a time
+            from sclibra import _model
+
+            forced = (int(spec["members_at_a_time"]), 1)
+            _model.member_workers = lambda *args: forced
+        if hasattr(_train, "member_workers") and not spec.get("members_at_a_time"):
+            # record the decision (ensemble members at a time)
             from sclibra import _model
 
             real_workers = _train.member_workers
@@ -523,6 +529,11 @@ def main() -> None:
             help="with --default-recipe: also fit every case with input_pca=0",
         )
         parser.add_argument(
+            "--members-check",
+            action="store_true",
+            help="only compare 2 and 3 ensemble members at a time (bench_speed_members.*)",
+        )
+        parser.add_argument(
             "--threads-check",
             action="store_true",
             help="only compare 1 and 2 threads with the automatic choice (bench_speed_threads.*)",
@@ -532,6 +543,9 @@ def main() -> None:
     paths = {"before": export_before(), "after": ROOT / "python"}
     if args.threads_check:
         threads_check(args, paths)
+        return
+    if args.members_check:
+        members_check(args, paths)
         return
     if args.default_recipe:
         default_recipe(args, paths)
@@ -702,6 +716,73 @@ process. "before, estimated" multiplies the epochs of the new fit by the old sec
         markdown,
         {"before_commit": BEFORE_COMMIT, "uptime": uptime, "results": results},
     )
+
+
+def members_check(args, paths) -> None:
+    """The default 3-model fit with two members at a time (then the third alone) against all
+    three at once sharing the threads (the package's decision on 2 cores since 0.2.0), one
+    thread per member, alternating, same run: seconds and whether the models are the same.
+    """
+    cases = ["pbmc5k_cite RNA->ADT", "synthetic 10k x 5k -> 100", "sci-CAR RNA->ATAC"]
+    rounds = 1 if args.quick else 2
+    uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
+    res = {}
+    for case in cases:
+        if ("pbmc5k" in case or "sci-CAR" in case) and not SHARED.is_dir():
+            log(f"{case}: {SHARED} not found, skipped")
+            continue
+        for r in range(rounds):
+            for at_once in (2, 3):
+                log(f"{case}: {at_once} members at a time (round {r + 1})")
+                spec = {
+                    "case": case,
+                    "threads": args.threads,
+                    "task": "full",
+                    "recipe": "default",
+                    "auto_threads": True,
+                    "members_at_a_time": at_once,
+                }
+                res.setdefault(case, {}).setdefault(at_once, []).append(run(spec, "after", paths))
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    rows = []
+    for case, by in res.items():
+        two, three = (float(np.median([o["fit_s"] for o in by[k]])) for k in (2, 3))
+        rmse = {k: {round(o["rmse"], 7) for o in by[k]} for k in (2, 3)}
+        rows.append(
+            [
+                case,
+                by[3][0]["epochs"],
+                ", ".join(f"{o['fit_s']:.1f}" for o in by[2]),
+                ", ".join(f"{o['fit_s']:.1f}" for o in by[3]),
+                f"{two / three:.2f}x",
+                "yes" if rmse[2] == rmse[3] and len(rmse[2]) == 1 else f"no: {rmse}",
+            ]
+        )
+    table = markdown_table(
+        [
+            "data",
+            "epochs (longest member)",
+            "fit s, 2 at a time then 1",
+            "fit s, 3 at once",
+            "speed-up (medians)",
+            "same held-out RMSE",
+        ],
+        rows,
+    )
+    up = "\n".join(f"- `{u}`" for u in uptime)
+    markdown = f"""# Ensemble members at a time on 2 cores, same run
+
+Default `LIBRA(seed=0)` (3 members) fitted to early stopping with the automatic thread decision,
+one torch thread per member, {rounds} round(s) alternating: two members side by side and then the
+third alone (the rule before), against all three at once sharing the two cores
+(`sclibra._train.member_workers` now). Wall seconds of `fit`.
+
+{table}
+
+`uptime`:
+
+{up}"""
+    write_results("bench_speed_members", args, markdown, {"results": res})
 
 
 def threads_check(args, paths) -> None:

@@ -360,10 +360,11 @@ def member_workers(n_models: int, device, flops_per_step: float) -> tuple[int, i
     One worker (members in turn, as before) on other devices, for a single model, and when the
     thread decision gives one thread.
 
-    Members that would not fill the threads evenly in two rounds (3 members on 2 threads) all
-    run at once, one thread each, and share the threads: otherwise the last one trains alone
-    while the other threads idle. On 2 cores that made the default 3-model fit 1.1-1.2x
-    faster (``benchmarks/results/bench_speed_default.md``); the models are the same.
+    More members than threads, but fewer than twice as many and not a multiple (3 members on 2
+    threads), all run at once, one thread each, sharing the threads: in rounds the last one
+    would train alone while the other threads idle. On 2 cores the default 3-model fit was
+    1.06-1.13x faster that way, with the same models
+    (``benchmarks/results/bench_speed_members.md``).
     """
     if n_models < 2 or device.type != "cpu":
         return 1, 0

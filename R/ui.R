@@ -113,8 +113,7 @@
   state <- new.env(parent = baseenv()) # cli evaluates the bar's format in it
   state$start <- Sys.time()
   state$last <- state$start
-  state$best <- numeric()
-  state$best.epoch <- integer()
+  state$n.members <- NULL # set, with one best per member, by the first update
   state$bar <- NULL
   interval <- getOption("sclibra.progress.interval", 10)
   dynamic <- interactive() && cli::is_dynamic_tty()
@@ -143,20 +142,19 @@
     epoch <- as.integer(.from_py(epoch))
     tl <- .from_py(tl)
     vl <- .from_py(vl)
+    if (is.null(state$n.members)) { # the ensemble's size, read once per fit
+      state$n.members <- as.integer(.from_py(model$n_models))
+      state$best <- rep(Inf, state$n.members)
+      state$best.epoch <- integer(state$n.members)
+    }
     member <- .from_py(model$training_member_)
     member <- if (is.null(member)) 1L else as.integer(member) + 1L
-    n.members <- max(as.integer(.from_py(model$n_models)), member)
-    if (length(state$best) < member) {
-      grow <- seq(length(state$best) + 1L, member)
-      state$best[grow] <- Inf
-      state$best.epoch[grow] <- 0L
-    }
     loss <- if (is.null(vl) || is.na(vl)) tl else vl
     if (is.finite(loss) && loss < state$best[member]) {
       state$best[member] <- loss
       state$best.epoch[member] <- epoch
     }
-    text <- line(member, n.members, epoch, tl, vl)
+    text <- line(member, state$n.members, epoch, tl, vl)
     if (dynamic) {
       if (is.null(state$bar)) {
         state$bar <- cli::cli_progress_bar(

@@ -240,15 +240,12 @@ def task_full(spec):
     decided = {}
     if spec.get("auto_threads"):
         automatic_threads()
-        if spec.get("members_at_a_time"):  # --members-check: impose the members at a time
-            from sclibra import _model
+        from sclibra import _model
 
+        if spec.get("members_at_a_time"):  # --members-check: impose the members at a time
             forced = (int(spec["members_at_a_time"]), 1)
             _model.member_workers = lambda *args: forced
-        if hasattr(_train, "member_workers") and not spec.get("members_at_a_time"):
-            # record the decision (ensemble members at a time)
-            from sclibra import _model
-
+        elif hasattr(_train, "member_workers"):  # record the decision (members at a time)
             real_workers = _train.member_workers
 
             def spy(*args):

@@ -128,6 +128,11 @@ LATENT_PCA_COMPONENTS = 10
 #: relative decrease of the monitored loss that the learning-rate schedule counts as progress
 #: (torch's ReduceLROnPlateau default, passed explicitly) unless ``min_delta`` is larger
 LR_THRESHOLD = 1e-4
+#: the shortest wait of ``adaptive_patience``: this many epochs, and at least this many optimizer
+#: steps, so a small set's epochs of a few steps each still get the full patience
+#: (``benchmarks/results/bench_peers_ablation_patience.md``)
+MIN_PATIENCE = 5
+MIN_PATIENCE_STEPS = 100
 
 #: every recipe argument: those of ``LIBRA()`` (positional ones first, in their order), then
 #: the schedule of ``LIBRA.fit()``
@@ -247,6 +252,18 @@ RECIPE: tuple[RecipeArg, ...] = (
         "early_stopping_patience", "fit", int, low=0, searchable=True,
         help="epochs without improvement before stopping",
         doc="Stop after this many epochs without improvement.",
+    ),
+    RecipeArg(
+        "adaptive_patience", "fit", bool,
+        help="wait no longer for an improvement than training took to reach the last one",
+        doc="After an improvement at epoch ``e``, stop after ``min(early_stopping_patience, "
+        "max(e, w))`` epochs without another, where ``w`` is the larger of "
+        f"{MIN_PATIENCE} epochs and the epochs that make {MIN_PATIENCE_STEPS} optimizer steps "
+        "(:data:`MIN_PATIENCE`, :data:`MIN_PATIENCE_STEPS`): a model that improved for 40 "
+        "epochs gets the full patience, one whose validation loss stopped falling after epoch "
+        "1 (a target it cannot predict better than its start, such as sparse peaks) stops "
+        "after ``w`` epochs instead of ``early_stopping_patience``. ``False``: always "
+        "``early_stopping_patience``, as published.",
     ),
     RecipeArg(
         "min_delta", "fit", float, low=0.0, high=1.0, high_open=True,
@@ -404,6 +421,7 @@ _PUBLISHED = {
     "validation_split": 0.0,
     "max_epochs": 1500,
     "early_stopping_patience": 20,
+    "adaptive_patience": False,
     "min_delta": 0.0,
     "lr_patience": 15,
     "lr_factor": 0.1,
@@ -431,6 +449,7 @@ PRESETS["default"] = {
     "latent_pca": 5.0,  # a latent space that keeps the input's clusters; lower RMSE ADT->RNA
     "input_pca": 100,  # denoised input: lower RMSE on thousands of cells, fast wide inputs
     "min_delta": 1e-3,  # a plateau is a plateau: same models, fewer epochs on large data
+    "adaptive_patience": True,  # no 20-epoch wait on a model that stopped improving at epoch 1
 }
 
 for _name, _values in PRESETS.items():  # every preset gives every declared argument

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from ._data import Matrix
 from ._module import Decoder, Dropout, FactorOutput, SparseRows
-from ._recipe import LR_THRESHOLD, loss_function
+from ._recipe import LR_THRESHOLD, MIN_PATIENCE, MIN_PATIENCE_STEPS, loss_function
 from ._settings import cores_within_quota, cpu_quota, logger, training_threads, usable_cores
 
 #: below this density, sparse minibatches go through the sparse first layer instead of being densified
@@ -543,6 +543,9 @@ class Schedule:
     min_delta
         Relative decrease of the monitored loss that resets the early-stopping patience (the
         best weights follow any decrease).
+    adaptive_patience
+        After the last improvement, made at epoch ``e``, wait no longer than training took to
+        reach it (:func:`patience_after`) instead of always ``early_stopping_patience``.
     weight_decay
         Decoupled weight decay (AdamW) when > 0, else Adam.
     loss
@@ -559,6 +562,20 @@ class Schedule:
     weight_decay: float = 0.0
     loss: object = "mse"
     min_delta: float = 0.0
+    adaptive_patience: bool = False
+
+
+def patience_after(epoch: int, patience: int, adaptive: bool, steps_per_epoch: int) -> int:
+    """The epochs to wait for an improvement after one at ``epoch`` (1-based).
+
+    ``patience`` when not ``adaptive``; else as many epochs as training took to reach that
+    improvement, at most ``patience`` and at least :data:`~sclibra._recipe.MIN_PATIENCE` epochs
+    and :data:`~sclibra._recipe.MIN_PATIENCE_STEPS` optimizer steps.
+    """
+    if not adaptive:
+        return patience
+    shortest = max(MIN_PATIENCE, -(-MIN_PATIENCE_STEPS // max(steps_per_epoch, 1)))
+    return min(patience, max(shortest, epoch))
 
 
 @dataclass
@@ -720,6 +737,8 @@ def _train(
     monitor = "val_loss" if len(val_idx) else "train_loss"
     best_loss, best_epoch = math.inf, 0
     anchor = math.inf  # the loss of the last epoch that reset the patience
+    patience = early_stopping_patience  # the wait after that epoch
+    steps = -(-len(train_idx) // batch_size)  # optimizer steps per epoch
     # the best weights so far: copied into buffers allocated once (no deepcopy per improvement)
     state = dict(module.named_parameters())
     state.update(dict(module.named_buffers()))
@@ -783,6 +802,9 @@ def _train(
                 # the loss of the last such epoch; the best weights follow any decrease
                 if current < anchor * (1.0 - schedule.min_delta):  # anchor starts at inf
                     anchor, since_best = current, 0
+                    patience = patience_after(
+                        epoch, early_stopping_patience, schedule.adaptive_patience, steps
+                    )
                 else:
                     since_best += 1
                 best_loss, best_epoch = current, epoch
@@ -799,7 +821,7 @@ def _train(
             if on_epoch is not None and on_epoch(epoch, train_loss, val_loss):
                 stopped_by = "callback"
                 break
-            if since_best >= early_stopping_patience:
+            if since_best >= patience:
                 stopped_by = "early_stopping"
                 break
         bar.close()

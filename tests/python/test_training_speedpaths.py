@@ -688,3 +688,60 @@ def test_callback_in_turn_is_told_the_member(monkeypatch, cite):
         rna, adt, train="is_train", max_epochs=3, callback=callback
     )
     assert seen == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+
+
+def test_patience_after_waits_as_long_as_training_took():
+    from sclibra._recipe import MIN_PATIENCE, MIN_PATIENCE_STEPS
+
+    assert (MIN_PATIENCE, MIN_PATIENCE_STEPS) == (5, 100)
+    # 50 steps per epoch: the shortest wait is 5 epochs
+    wait = [_train.patience_after(e, 20, True, 50) for e in (1, 4, 5, 6, 13, 20, 21, 400)]
+    assert wait == [5, 5, 5, 6, 13, 20, 20, 20]
+    # epochs of few steps: at least 100 steps (13 steps per epoch: 8 epochs; 3 steps: 34 -> 20)
+    assert [_train.patience_after(e, 20, True, 13) for e in (1, 8, 9, 30)] == [8, 8, 9, 20]
+    assert [_train.patience_after(e, 20, True, 3) for e in (1, 30)] == [20, 20]
+    assert [_train.patience_after(e, 20, False, 50) for e in (1, 13, 400)] == [20, 20, 20]
+    assert _train.patience_after(1, 3, True, 50) == 3  # never longer than early_stopping_patience
+
+
+@pytest.mark.parametrize(
+    ("adaptive", "batch_size", "improving_until", "n_epochs"),
+    [
+        (True, 10, 1, 1 + 5),  # 25 steps per epoch, no progress after epoch 1: 5 epochs, not 20
+        (False, 10, 1, 1 + 20),  # the published rule
+        (True, 10, 8, 8 + 8),  # last improvement at epoch 8: wait 8 more
+        (True, 10, 30, 30 + 20),  # late improvements get the full patience
+        (False, 10, 30, 30 + 20),
+        (True, 25, 1, 1 + 10),  # 10 steps per epoch: 100 steps are 10 epochs
+        (True, 50, 1, 1 + 20),  # 5 steps per epoch: the full patience
+    ],
+)
+def test_adaptive_patience_stops_a_model_that_stopped_improving(
+    monkeypatch, adaptive, batch_size, improving_until, n_epochs
+):
+    from sclibra._data import as_matrix
+
+    a, b = _sparse_pair()
+    ma, mb = as_matrix(a), as_matrix(b)
+    # a validation loss that halves every epoch up to `improving_until`, then stays flat
+    losses = iter(0.5 ** np.minimum(np.arange(1, 200), improving_until))
+    monkeypatch.setattr(_train, "evaluate_loss", lambda *a, **k: float(next(losses)))
+    net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
+    schedule = _train.Schedule(
+        batch_size=batch_size, learning_rate=1e-3, max_epochs=100, early_stopping_patience=20,
+        lr_patience=15, lr_factor=0.1, min_lr=1e-5, min_delta=1e-3, adaptive_patience=adaptive,
+    )  # fmt: skip
+    res = _train.train_module(
+        net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
+        seed=0, device=torch.device("cpu"), progress=False,
+    )  # fmt: skip
+    assert res.stopped_by == "early_stopping"
+    assert (res.n_epochs, res.best_epoch) == (n_epochs, improving_until)
+
+
+def test_adaptive_patience_is_the_default_and_published_waits_the_full_patience():
+    assert sclibra.LIBRA().fit_defaults["adaptive_patience"] is True
+    for preset in ("published", "0.1.0"):
+        assert sclibra.LIBRA(preset=preset).fit_defaults["adaptive_patience"] is False
+    with pytest.raises(sclibra.SclibraError, match="adaptive_patience must be True or False"):
+        sclibra.LIBRA(n_models=1).fit(*_sparse_pair(), adaptive_patience="yes")

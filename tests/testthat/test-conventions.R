@@ -56,6 +56,11 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   out <- run_fast(seu, output.assay = "ADT", lr.patience = 3, min_lr = 1e-4, max.epochs = 2)
   expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$lr_patience, 3L)
   expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$min_lr, 1e-4)
+  out <- run_fast(seu, output.assay = "ADT", adaptive.patience = FALSE, max.epochs = 2)
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$adaptive_patience, FALSE)
+  expect_error(run_fast(seu, output.assay = "ADT", adaptive.patience = "no", max.epochs = 2),
+    "adaptive_patience must be True or False"
+  )
 })
 
 test_that("Seurat spellings assay / layer / slot work as a Seurat user expects", {

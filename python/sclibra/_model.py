@@ -573,15 +573,25 @@ class LIBRA:
         from ._train import to_tensor
 
         # written in place, minibatch by minibatch (no list of blocks to concatenate: for a
-        # wide target that would be a second copy of the whole prediction)
-        X = np.empty((m.n_obs, len(self.features_b)), dtype=np.float32)
-        Z = np.empty((m.n_obs, self.latent_width_), dtype=np.float32)
+        # wide target that would be a second copy of the whole prediction); a prediction that
+        # is one minibatch is the decoder's own array, not a copy of it
+        X = Z = None
         with torch.no_grad():
             for start in range(0, m.n_obs, bs):
                 stop = min(start + bs, m.n_obs)
                 z = self.module.encode(to_tensor(m, np.arange(start, stop), device, sparse))
+                x = self.module.decode(z).cpu().numpy()
+                if stop - start == m.n_obs and x.dtype == np.float32 and x.flags.c_contiguous:
+                    X, Z = x, z.cpu().numpy()
+                    break
+                if X is None:
+                    X = np.empty((m.n_obs, x.shape[1]), dtype=np.float32)
+                    Z = np.empty((m.n_obs, z.shape[1]), dtype=np.float32)
                 Z[start:stop] = z.cpu().numpy()
-                X[start:stop] = self.module.decode(z).cpu().numpy()
+                X[start:stop] = x
+        if X is None:  # no cells
+            X = np.empty((0, len(self.features_b)), dtype=np.float32)
+            Z = np.empty((0, self.latent_width_), dtype=np.float32)
         _check_finite_output(X, m, self.module)
         obs = pd.DataFrame(index=pd.Index(m.cells, name=None))
         if m.obs is not None:
@@ -835,7 +845,15 @@ def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.nd
 
 
 def _check_finite_output(out: np.ndarray, m: Matrix, module=None) -> None:
-    bad = ~np.isfinite(out).all(axis=1) if out.ndim == 2 else ~np.isfinite(out)
+    # a row sum is finite when every value is (one pass, no cells x features mask); only rows
+    # whose sum is not (a non-finite value, or an overflow) are looked at value by value
+    if out.ndim == 2:
+        suspect = ~np.isfinite(out.sum(axis=1, dtype=np.float64))
+        bad = suspect.copy()
+        if suspect.any():
+            bad[suspect] = ~np.isfinite(out[suspect]).all(axis=1)
+    else:
+        bad = ~np.isfinite(out)
     if bad.any() and module is not None:
         broken = [k for k, v in module.state_dict().items() if not torch.isfinite(v).all()]
         if broken:

@@ -271,8 +271,8 @@ class Decoder(nn.Module):
                     return FactorOutput(z, layer.weight, layer.bias)
                 z = layer(z)
         y = self.net(z)
-        if self.output_activation == "relu":
-            return F.relu(y)
+        if self.output_activation == "relu":  # in place in prediction: y is this call's own
+            return F.relu(y, inplace=not torch.is_grad_enabled())
         if self.output_activation == "softplus":
             return F.softplus(y)
         if self.output_activation == "sigmoid":

@@ -353,6 +353,32 @@ def test_nan_input_at_predict_time_names_the_cells(cite, cite_model):
         cite_model.get_latent(bad)
 
 
+def test_predict_in_one_minibatch_or_many_gives_the_same_arrays(cite, cite_model):
+    rna, _ = cite
+    one = cite_model.predict(rna)  # 600 cells: one minibatch, the decoder's own array
+    many = cite_model.predict(rna, batch_size=64)  # written block by block
+    np.testing.assert_array_equal(one.X, many.X)
+    np.testing.assert_array_equal(one.obsm["X_libra"], many.obsm["X_libra"])
+    assert one.X.flags.writeable
+    assert one.X.flags.c_contiguous
+    assert one.X.dtype == np.float32
+    assert (one.X >= 0).all()  # the ReLU output, applied in place
+
+
+def test_finite_output_check_flags_the_rows_with_a_non_finite_value():
+    from sclibra._data import as_matrix
+    from sclibra._model import _check_finite_output
+
+    out = np.ones((4, 3), dtype=np.float32)
+    out[1, 1] = 3e38  # finite values whose row sum overflows float32 are not flagged
+    out[1, 2] = 3e38
+    m = as_matrix(out, name="B")
+    _check_finite_output(out, m)
+    out[2, 0], out[3, 2] = np.nan, -np.inf
+    with pytest.raises(SclibraError, match=r"2 cells give non-finite output.*'2', '3'"):
+        _check_finite_output(out, as_matrix(out, name="B"))
+
+
 def test_untrained_model_errors(cite):
     rna, _ = cite
     m = sclibra.LIBRA()

@@ -48,7 +48,10 @@
 #' @param batch.size,learning.rate,max.epochs,validation.split,early.stopping.patience
 #'   Training: minibatch size, Adam learning rate, epoch limit, share of training cells held
 #'   out to monitor training, and epochs without improvement before stopping (`NULL`: the
-#'   core's defaults, those of `LIBRA.fit()`).
+#'   core's defaults, those of `LIBRA.fit()`). The default recipe's `adaptive.patience = TRUE`
+#'   (in `...`) waits at most that many epochs, and no longer than training took to reach its
+#'   last improvement (the shortest wait: `adaptive_patience` in `LIBRA.fit()`); `FALSE`
+#'   always waits `early.stopping.patience` epochs, as published.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
 #' @param reduction.name Name of the stored latent space.

@@ -48,9 +48,9 @@
 #' @param batch.size,learning.rate,max.epochs,validation.split,early.stopping.patience
 #'   Training: minibatch size, Adam learning rate, epoch limit, share of training cells held
 #'   out to monitor training, and epochs without improvement before stopping (`NULL`: the
-#'   core's defaults, those of `LIBRA.fit()`). The default recipe's `adaptive.patience = TRUE`
-#'   (in `...`) waits at most that many epochs, and no longer than training took to reach its
-#'   last improvement (the shortest wait: `adaptive_patience` in `LIBRA.fit()`); `FALSE`
+#'   core's defaults, those of `LIBRA.fit()`). Under the default recipe's
+#'   `adaptive.patience = TRUE` (in `...`), a model that stopped improving within its first
+#'   few epochs waits only those epochs (see `adaptive_patience` in `LIBRA.fit()`); `FALSE`
 #'   always waits `early.stopping.patience` epochs, as published.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).

@@ -255,15 +255,15 @@ RECIPE: tuple[RecipeArg, ...] = (
     ),
     RecipeArg(
         "adaptive_patience", "fit", bool,
-        help="wait no longer for an improvement than training took to reach the last one",
-        doc="After an improvement at epoch ``e``, stop after ``min(early_stopping_patience, "
-        "max(e, w))`` epochs without another, where ``w`` is the larger of "
-        f"{MIN_PATIENCE} epochs and the epochs that make {MIN_PATIENCE_STEPS} optimizer steps "
-        "(:data:`MIN_PATIENCE`, :data:`MIN_PATIENCE_STEPS`): a model that improved for 40 "
-        "epochs gets the full patience, one whose validation loss stopped falling after epoch "
-        "1 (a target it cannot predict better than its start, such as sparse peaks) stops "
-        "after ``w`` epochs instead of ``early_stopping_patience``. ``False``: always "
-        "``early_stopping_patience``, as published.",
+        help="a model that stopped improving in its first few epochs waits only those epochs",
+        doc="A model whose last improvement came within its first ``w`` epochs stops after "
+        "``w`` epochs without another instead of ``early_stopping_patience``, where ``w`` is "
+        f"the larger of {MIN_PATIENCE} epochs and the epochs that make {MIN_PATIENCE_STEPS} "
+        "optimizer steps (:data:`MIN_PATIENCE`, :data:`MIN_PATIENCE_STEPS`): one whose "
+        "validation loss stopped falling after epoch 1 (a target it cannot predict better "
+        "than its start, such as sparse peaks) stops early; one that learned for longer keeps "
+        "the full patience, so a plateau that the learning-rate drop would end is waited out. "
+        "``False``: always ``early_stopping_patience``, as published.",
     ),
     RecipeArg(
         "min_delta", "fit", float, low=0.0, high=1.0, high_open=True,

@@ -544,8 +544,8 @@ class Schedule:
         Relative decrease of the monitored loss that resets the early-stopping patience (the
         best weights follow any decrease).
     adaptive_patience
-        After the last improvement, made at epoch ``e``, wait no longer than training took to
-        reach it (:func:`patience_after`) instead of always ``early_stopping_patience``.
+        A model whose last improvement came within its first few epochs waits only those
+        epochs for the next (:func:`patience_after`), not ``early_stopping_patience``.
     weight_decay
         Decoupled weight decay (AdamW) when > 0, else Adam.
     loss
@@ -568,14 +568,16 @@ class Schedule:
 def patience_after(epoch: int, patience: int, adaptive: bool, steps_per_epoch: int) -> int:
     """The epochs to wait for an improvement after one at ``epoch`` (1-based).
 
-    ``patience`` when not ``adaptive``; else as many epochs as training took to reach that
-    improvement, at most ``patience`` and at least :data:`~sclibra._recipe.MIN_PATIENCE` epochs
-    and :data:`~sclibra._recipe.MIN_PATIENCE_STEPS` optimizer steps.
+    ``patience``, except under ``adaptive`` for an improvement within the first ``w`` epochs,
+    where ``w`` is :data:`~sclibra._recipe.MIN_PATIENCE` epochs and at least
+    :data:`~sclibra._recipe.MIN_PATIENCE_STEPS` optimizer steps: then ``w`` (at most
+    ``patience``). A model that has learned for longer than ``w`` epochs keeps the full
+    patience, so a plateau that the learning-rate drop would end is waited out.
     """
-    if not adaptive:
-        return patience
     shortest = max(MIN_PATIENCE, -(-MIN_PATIENCE_STEPS // max(steps_per_epoch, 1)))
-    return min(patience, max(shortest, epoch))
+    if adaptive and epoch <= shortest:
+        return min(patience, shortest)
+    return patience
 
 
 @dataclass

@@ -690,17 +690,17 @@ def test_callback_in_turn_is_told_the_member(monkeypatch, cite):
     assert seen == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
 
 
-def test_patience_after_waits_as_long_as_training_took():
+def test_patience_after_is_short_only_for_a_model_that_stopped_learning_at_once():
     from sclibra._recipe import MIN_PATIENCE, MIN_PATIENCE_STEPS
 
     assert (MIN_PATIENCE, MIN_PATIENCE_STEPS) == (5, 100)
-    # 50 steps per epoch: the shortest wait is 5 epochs
+    # 50 steps per epoch: an improvement in the first 5 epochs waits 5, any later one 20
     wait = [_train.patience_after(e, 20, True, 50) for e in (1, 4, 5, 6, 13, 20, 21, 400)]
-    assert wait == [5, 5, 5, 6, 13, 20, 20, 20]
+    assert wait == [5, 5, 5, 20, 20, 20, 20, 20]
     # epochs of few steps: at least 100 steps (13 steps per epoch: 8 epochs; 3 steps: 34 -> 20)
-    assert [_train.patience_after(e, 20, True, 13) for e in (1, 8, 9, 30)] == [8, 8, 9, 20]
+    assert [_train.patience_after(e, 20, True, 13) for e in (1, 8, 9, 30)] == [8, 8, 20, 20]
     assert [_train.patience_after(e, 20, True, 3) for e in (1, 30)] == [20, 20]
-    assert [_train.patience_after(e, 20, False, 50) for e in (1, 13, 400)] == [20, 20, 20]
+    assert [_train.patience_after(e, 20, False, 50) for e in (1, 4, 400)] == [20, 20, 20]
     assert _train.patience_after(1, 3, True, 50) == 3  # never longer than early_stopping_patience
 
 
@@ -709,7 +709,8 @@ def test_patience_after_waits_as_long_as_training_took():
     [
         (True, 10, 1, 1 + 5),  # 25 steps per epoch, no progress after epoch 1: 5 epochs, not 20
         (False, 10, 1, 1 + 20),  # the published rule
-        (True, 10, 8, 8 + 8),  # last improvement at epoch 8: wait 8 more
+        (True, 10, 5, 5 + 5),  # last improvement at epoch 5: still the short wait
+        (True, 10, 8, 8 + 20),  # a model that learned for 8 epochs waits the full patience
         (True, 10, 30, 30 + 20),  # late improvements get the full patience
         (False, 10, 30, 30 + 20),
         (True, 25, 1, 1 + 10),  # 10 steps per epoch: 100 steps are 10 epochs

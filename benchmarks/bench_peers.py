@@ -514,6 +514,10 @@ VARIANTS = {
         "latent_pca": 10.0,
         "_fit": {"adaptive_patience": True},
     },
+    # the encoder trained on the latent regulariser alone for a few steps before the fit
+    "default_no_latent_warmup": {"_fit": {"latent_warmup": 0}},
+    "default_latent_warmup": {"_fit": {"latent_warmup": 100}},
+    "default_latent_warmup300": {"_fit": {"latent_warmup": 300}},
 }
 
 

@@ -266,6 +266,16 @@ RECIPE: tuple[RecipeArg, ...] = (
         "``False``: always ``early_stopping_patience``, as published.",
     ),
     RecipeArg(
+        "latent_warmup", "fit", int, low=0,
+        help="steps that train the encoder on the latent regulariser alone before the fit",
+        doc="Optimizer steps (minibatches of training cells) that train the encoder on the "
+        "latent regulariser alone before the joint training starts (with ``latent_pca > 0``): "
+        "the latent space starts from the input's main structure instead of from random, which "
+        "a model that stops after a few epochs (``adaptive_patience``) would not reach. The "
+        "warm-up reads only modality A and has an optimizer of its own; the joint training "
+        "then starts as without it. 0: none, as published.",
+    ),
+    RecipeArg(
         "min_delta", "fit", float, low=0.0, high=1.0, high_open=True,
         help="relative decrease of the monitored loss that counts as an improvement",
         doc="An epoch improves on the best so far when the monitored loss falls below "
@@ -422,6 +432,7 @@ _PUBLISHED = {
     "max_epochs": 1500,
     "early_stopping_patience": 20,
     "adaptive_patience": False,
+    "latent_warmup": 0,
     "min_delta": 0.0,
     "lr_patience": 15,
     "lr_factor": 0.1,
@@ -450,6 +461,7 @@ PRESETS["default"] = {
     "input_pca": 100,  # denoised input: lower RMSE on thousands of cells, fast wide inputs
     "min_delta": 1e-3,  # a plateau is a plateau: same models, fewer epochs on large data
     "adaptive_patience": True,  # no 20-epoch wait on a model that stopped improving at epoch 1
+    "latent_warmup": 100,  # a latent space that keeps the input's clusters from the first epoch
 }
 
 for _name, _values in PRESETS.items():  # every preset gives every declared argument
@@ -645,6 +657,14 @@ class LatentPCARegularised(nn.Module):
         z = self.net.encode(x)
         self._z = z if self.training else None
         return self.net.decode(z)
+
+    def warmup_loss(self, x, rows) -> torch.Tensor:
+        """Unweighted MSE of the linear prediction of the rows' PC scores from the latent
+        coordinates of ``x`` (the rows' modality A): the warm-up's loss, which trains only the
+        encoder and the head.
+        """
+        idx = torch.as_tensor(np.asarray(rows), device=self.scores.device)
+        return torch.mean((self.head(self.net.encode(x)) - self.scores[idx]) ** 2)
 
     def auxiliary_loss(self, rows) -> torch.Tensor:
         """Weighted MSE of the latent's linear prediction of the rows' PC scores."""

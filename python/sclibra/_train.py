@@ -546,6 +546,9 @@ class Schedule:
     adaptive_patience
         A model whose last improvement came within its first few epochs waits only those
         epochs for the next (:func:`patience_after`), not ``early_stopping_patience``.
+    latent_warmup
+        Optimizer steps that train a module with a ``warmup_loss(x, rows)`` (the latent
+        regulariser) on that loss alone before the training proper (:func:`warm_up`).
     weight_decay
         Decoupled weight decay (AdamW) when > 0, else Adam.
     loss
@@ -563,6 +566,45 @@ class Schedule:
     loss: object = "mse"
     min_delta: float = 0.0
     adaptive_patience: bool = False
+    latent_warmup: int = 0
+
+
+def warm_up(module, xs: RowSource, train_idx, schedule: Schedule, rng, device) -> None:
+    """``schedule.latent_warmup`` optimizer steps on ``module.warmup_loss`` alone.
+
+    Minibatches of ``schedule.batch_size`` training cells in random order (epoch after epoch,
+    from ``rng``), training mode (dropout on), an optimizer of its own that the training proper
+    does not inherit. Only what the warm-up loss reaches (the encoder and the regulariser's
+    head) changes; modality B is not read. Nothing happens for a module without
+    ``warmup_loss`` or with no steps asked.
+    """
+    warmup_loss = getattr(module, "warmup_loss", None)
+    steps = schedule.latent_warmup
+    if warmup_loss is None or steps <= 0 or len(train_idx) == 0:
+        return
+    optimizer = make_optimizer(
+        module.parameters(), learning_rate=schedule.learning_rate, device=device
+    )
+    module.train()
+    done = 0
+    while done < steps:
+        order = rng.permutation(train_idx)
+        for start in range(0, len(order), schedule.batch_size):
+            b = order[start : start + schedule.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = warmup_loss(xs(b), b)
+            loss.backward()
+            optimizer.step()
+            done += 1
+            if done == steps:
+                break
+    last = float(loss.detach())
+    if not math.isfinite(last):
+        raise FloatingPointError(
+            f"the latent regulariser's warm-up loss became {last}; try a lower "
+            "learning_rate or latent_warmup=0"
+        )
+    optimizer.zero_grad(set_to_none=True)
 
 
 def patience_after(epoch: int, patience: int, adaptive: bool, steps_per_epoch: int) -> int:
@@ -665,7 +707,8 @@ def train_module(
     :func:`prefetch_minibatches`). A caller running several trainings side by side sets both.
 
     A module with an ``auxiliary_loss(rows)`` method (e.g. the latent PCA regulariser) adds it
-    to each step's loss.
+    to each step's loss; one with a ``warmup_loss(x, rows)`` method is first trained on that
+    alone for ``schedule.latent_warmup`` steps (:func:`warm_up`).
 
     ``y`` is a :class:`Matrix` (modality B) or an array of targets (latent coordinates).
     Validation loss is monitored when ``val_idx`` is not empty; otherwise training loss is
@@ -757,6 +800,7 @@ def _train(
     with fork, logits_for_bce(module, loss_name), _dropout_generator(module, generator):
         if seed is not None and not on_cpu:
             torch.manual_seed(seed)
+        warm_up(module, xs, train_idx, schedule, rng, device)
         bar = tqdm(
             range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False, unit="epoch"
         )

@@ -746,3 +746,114 @@ def test_adaptive_patience_is_the_default_and_published_waits_the_full_patience(
         assert sclibra.LIBRA(preset=preset).fit_defaults["adaptive_patience"] is False
     with pytest.raises(sclibra.SclibraError, match="adaptive_patience must be True or False"):
         sclibra.LIBRA(n_models=1).fit(*_sparse_pair(), adaptive_patience="yes")
+
+
+def _regularised(seed=0, n_obs=300):
+    from sclibra._recipe import LatentPCARegularised
+
+    torch.manual_seed(seed)
+    net = LIBRANet(20, 5, n_layers=1, n_nodes=16, latent_dim=4)
+    scores = np.random.default_rng(seed).standard_normal((n_obs, 3)).astype(np.float32)
+    return LatentPCARegularised(net, scores, weight=5.0)
+
+
+def _warmup_schedule(steps, batch_size=10):
+    return _train.Schedule(
+        batch_size=batch_size, learning_rate=1e-2, max_epochs=1, early_stopping_patience=1,
+        lr_patience=1, lr_factor=0.1, min_lr=1e-5, latent_warmup=steps,
+    )  # fmt: skip
+
+
+def test_latent_warmup_trains_the_encoder_and_head_on_the_regulariser_alone(monkeypatch):
+    from sclibra._data import as_matrix
+
+    a = np.random.default_rng(1).standard_normal((300, 20)).astype(np.float32)
+    # the PC scores the latent must predict: a linear function of A, so they can be learned
+    mod = _regularised()
+    w = np.random.default_rng(2).standard_normal((20, 3)).astype(np.float32)
+    mod.scores = torch.from_numpy(a @ w / 4)
+    xs = _train.RowSource(as_matrix(a), torch.device("cpu"))
+    train = np.arange(250)
+    before = {k: v.detach().clone() for k, v in mod.state_dict().items()}
+
+    def loss_on(rows):
+        mod.eval()
+        with torch.no_grad():
+            return float(mod.warmup_loss(xs(rows), rows))
+
+    start = loss_on(train)
+    calls = []
+    real = mod.warmup_loss
+    monkeypatch.setattr(
+        mod, "warmup_loss", lambda x, rows: calls.append(len(rows)) or real(x, rows)
+    )
+    _train.warm_up(
+        mod, xs, train, _warmup_schedule(57), np.random.default_rng(0), torch.device("cpu")
+    )
+    # exactly the steps asked, in minibatches of training cells (25 per epoch, then on)
+    assert len(calls) == 57
+    assert set(calls) == {10}
+    assert loss_on(train) < 0.5 * start
+    changed = {k for k, v in mod.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("net.encoder.") for k in changed)
+    assert any(k.startswith("head.") for k in changed)
+    assert not any(k.startswith("net.decoder.") for k in changed)  # B is never read
+
+
+def test_latent_warmup_reads_only_training_cells():
+    from sclibra._data import as_matrix
+
+    a = np.random.default_rng(1).standard_normal((300, 20)).astype(np.float32)
+    seen = []
+    xs = _train.RowSource(as_matrix(a), torch.device("cpu"))
+    mod = _regularised()
+    real = mod.warmup_loss
+    mod.warmup_loss = lambda x, rows: seen.extend(rows.tolist()) or real(x, rows)
+    train = np.arange(100, 180)
+    _train.warm_up(
+        mod, xs, train, _warmup_schedule(20), np.random.default_rng(0), torch.device("cpu")
+    )
+    assert set(seen) == set(train.tolist())  # every training cell, no validation cell
+
+
+@pytest.mark.parametrize("steps", [0, 5])
+def test_latent_warmup_leaves_other_modules_and_zero_steps_alone(steps):
+    from sclibra._data import as_matrix
+
+    a = np.random.default_rng(1).standard_normal((300, 20)).astype(np.float32)
+    xs = _train.RowSource(as_matrix(a), torch.device("cpu"))
+    torch.manual_seed(0)
+    plain = LIBRANet(20, 5, n_layers=1, n_nodes=16, latent_dim=4)  # no warmup_loss
+    mod = _regularised() if steps == 0 else plain
+    before = {k: v.clone() for k, v in mod.state_dict().items()}
+    _train.warm_up(
+        mod,
+        xs,
+        np.arange(250),
+        _warmup_schedule(steps),
+        np.random.default_rng(0),
+        torch.device("cpu"),
+    )
+    assert all(torch.equal(v, before[k]) for k, v in mod.state_dict().items())
+
+
+def test_latent_warmup_is_the_default_and_changes_the_model_only_with_the_regulariser(cite):
+    rna, adt = cite
+    assert sclibra.LIBRA().fit_defaults["latent_warmup"] == 100
+    for preset in ("published", "0.1.0"):
+        assert sclibra.LIBRA(preset=preset).fit_defaults["latent_warmup"] == 0
+    with pytest.raises(sclibra.SclibraError, match="latent_warmup must be an integer >= 0"):
+        sclibra.LIBRA(n_models=1).fit(*_sparse_pair(), latent_warmup=-1)
+    kw = {**FAST, "n_models": 1, "latent_pca": 5.0}
+    fit = {"train": "is_train", "max_epochs": 3, "progress": False}
+
+    def latent(model_kw, **fit_kw):
+        m = sclibra.LIBRA(**model_kw).fit(rna, adt, **fit, **fit_kw)
+        return m.get_latent(rna)
+
+    warm, cold = latent(kw, latent_warmup=50), latent(kw, latent_warmup=0)
+    assert not np.allclose(warm, cold)
+    np.testing.assert_array_equal(warm, latent(kw, latent_warmup=50))  # deterministic
+    # without the regulariser there is nothing to warm up: the same model either way
+    off = {**kw, "latent_pca": 0.0}
+    np.testing.assert_array_equal(latent(off, latent_warmup=50), latent(off, latent_warmup=0))

@@ -61,6 +61,11 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   expect_error(run_fast(seu, output.assay = "ADT", adaptive.patience = "no", max.epochs = 2),
     "adaptive_patience must be True or False"
   )
+  out <- run_fast(seu, output.assay = "ADT", latent.warmup = 0, max.epochs = 2)
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$latent_warmup, 0L)
+  expect_error(run_fast(seu, output.assay = "ADT", latent.warmup = -1, max.epochs = 2),
+    "latent_warmup must be an integer >= 0"
+  )
 })
 
 test_that("Seurat spellings assay / layer / slot work as a Seurat user expects", {

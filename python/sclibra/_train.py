@@ -599,6 +599,7 @@ def warm_up(module, xs: RowSource, train_idx, schedule: Schedule, rng, device) -
             if done == steps:
                 break
     last = float(loss.detach())
+    logger.debug("latent warm-up: %d steps, regulariser loss %.4g at the last", steps, last)
     if not math.isfinite(last):
         raise FloatingPointError(
             f"the latent regulariser's warm-up loss became {last}; try a lower "

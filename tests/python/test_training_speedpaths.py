@@ -857,3 +857,17 @@ def test_latent_warmup_is_the_default_and_changes_the_model_only_with_the_regula
     # without the regulariser there is nothing to warm up: the same model either way
     off = {**kw, "latent_pca": 0.0}
     np.testing.assert_array_equal(latent(off, latent_warmup=50), latent(off, latent_warmup=0))
+
+
+def test_latent_warmup_runs_on_the_sparse_first_layer():
+    from sclibra._data import as_matrix
+
+    a, b = _sparse_pair()  # sparse A read by the first layer itself (no input PCA)
+    kw = {"n_models": 1, "n_nodes": 16, "latent_dim": 4, "input_pca": 0, "seed": 0}
+    fit = {"max_epochs": 2, "progress": False}
+    warm = sclibra.LIBRA(**kw).fit(a, b, latent_warmup=30, **fit)
+    cold = sclibra.LIBRA(**kw).fit(a, b, latent_warmup=0, **fit)
+    assert warm.input_pcs_ == 0
+    assert _train.use_sparse_path(as_matrix(a), torch.device("cpu"))
+    assert np.isfinite(warm.get_latent(a)).all()
+    assert not np.allclose(warm.get_latent(a), cold.get_latent(a))

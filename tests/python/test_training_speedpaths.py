@@ -871,3 +871,18 @@ def test_latent_warmup_runs_on_the_sparse_first_layer():
     assert _train.use_sparse_path(as_matrix(a), torch.device("cpu"))
     assert np.isfinite(warm.get_latent(a)).all()
     assert not np.allclose(warm.get_latent(a), cold.get_latent(a))
+
+
+def test_latent_warmup_refuses_a_loss_that_is_not_finite():
+    from sclibra._data import as_matrix
+
+    a = np.random.default_rng(1).standard_normal((300, 20)).astype(np.float32)
+    xs = _train.RowSource(as_matrix(a), torch.device("cpu"))
+    mod = _regularised()
+    real = mod.warmup_loss
+    mod.warmup_loss = lambda x, rows: real(x, rows) * float("nan")
+    with pytest.raises(FloatingPointError, match="warm-up loss became nan; try a lower"):
+        _train.warm_up(
+            mod, xs, np.arange(250), _warmup_schedule(3), np.random.default_rng(0),
+            torch.device("cpu"),
+        )  # fmt: skip

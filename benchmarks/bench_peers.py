@@ -505,8 +505,8 @@ VARIANTS = {
     "default_latent64": {"latent_dim": 64},
     "default_dropout0.1": {"dropout": 0.1},
     "default_dropout0.3": {"dropout": 0.3},
-    # early stopping: wait at most as many epochs as the last improvement took (at least
-    # sclibra._recipe.MIN_PATIENCE), or always early_stopping_patience (the default before)
+    # early stopping: a model whose last improvement came within its first w epochs waits w
+    # (sclibra._train.patience_after), or always early_stopping_patience (the default before)
     "default_fixed_patience": {"_fit": {"adaptive_patience": False}},
     "default_adaptive_patience": {"_fit": {"adaptive_patience": True}},
     # the same with a stronger latent regulariser, which the shorter runs leave less time

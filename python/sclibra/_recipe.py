@@ -658,15 +658,17 @@ class LatentPCARegularised(nn.Module):
         self._z = z if self.training else None
         return self.net.decode(z)
 
-    def warmup_loss(self, x, rows) -> torch.Tensor:
-        """Unweighted MSE of the linear prediction of the rows' PC scores from the latent
-        coordinates of ``x`` (the rows' modality A): the warm-up's loss, which trains only the
-        encoder and the head.
-        """
+    def _pc_error(self, z, rows) -> torch.Tensor:
+        """MSE of the linear prediction of the rows' PC scores from their latent ``z``."""
         idx = torch.as_tensor(np.asarray(rows), device=self.scores.device)
-        return torch.mean((self.head(self.net.encode(x)) - self.scores[idx]) ** 2)
+        return torch.mean((self.head(z) - self.scores[idx]) ** 2)
+
+    def warmup_loss(self, x, rows) -> torch.Tensor:
+        """Unweighted :meth:`_pc_error` of the latent coordinates of ``x`` (the rows' modality
+        A): the warm-up's loss, which trains only the encoder and the head.
+        """
+        return self._pc_error(self.net.encode(x), rows)
 
     def auxiliary_loss(self, rows) -> torch.Tensor:
-        """Weighted MSE of the latent's linear prediction of the rows' PC scores."""
-        idx = torch.as_tensor(np.asarray(rows), device=self.scores.device)
-        return self.weight * torch.mean((self.head(self._z) - self.scores[idx]) ** 2)
+        """Weighted :meth:`_pc_error` of the last training minibatch's latent coordinates."""
+        return self.weight * self._pc_error(self._z, rows)

@@ -51,9 +51,10 @@
 #'   core's defaults, those of `LIBRA.fit()`). Under the default recipe's
 #'   `adaptive.patience = TRUE` (in `...`), a model that stopped improving within its first
 #'   few epochs waits only those epochs (see `adaptive_patience` in `LIBRA.fit()`); `FALSE`
-#'   always waits `early.stopping.patience` epochs, as published. `latent.warmup` (in `...`,
-#'   default 100) is the number of steps that train the encoder on the latent regulariser
-#'   alone before the fit (see `latent_warmup` in `LIBRA.fit()`); `0` skips it, as published.
+#'   always waits `early.stopping.patience` epochs, as published. `latent.warmup` (in `...`;
+#'   the core's default) is the number of steps that train the encoder on the latent
+#'   regulariser alone before the fit (see `latent_warmup` in `LIBRA.fit()`); `0` skips it, as
+#'   published.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
 #' @param reduction.name Name of the stored latent space.

@@ -54,7 +54,10 @@
 #'   always waits `early.stopping.patience` epochs, as published. `latent.warmup` (in `...`;
 #'   the core's default) is the number of steps that train the encoder on the latent
 #'   regulariser alone before the fit (see `latent_warmup` in `LIBRA.fit()`); `0` skips it, as
-#'   published.
+#'   published. `latent.pca` and `latent.pcs` (in `...`) are the weight of that regulariser
+#'   and the number of the input's principal components it asks the latent space to predict
+#'   (see `sclibra.LIBRA`): more components keep more of the input's finer structure in the
+#'   latent space, at some cost in prediction.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
 #' @param reduction.name Name of the stored latent space.

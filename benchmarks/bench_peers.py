@@ -286,15 +286,12 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     a_train, b_train, a_test, b_test = _split(data, a, b)
     label_key = SETS[set_name][1]
     model_kwargs = dict(model_kwargs or {})
-    # "_pcs": principal components the latent regulariser predicts (a module constant);
     # "_dense_wide_loss": train a wide sparse MSE target through the dense output and its
     # activation instead of the closed form (sclibra._train.closed_form_mse); "_wide": targets
     # wider than this get the rank-limited output layer (sclibra._recipe.WIDE_OUTPUT)
     from sclibra import _model, _train
 
-    pcs_before, closed_before = _model.LATENT_PCA_COMPONENTS, _train.closed_form_mse
-    wide_before = _model.WIDE_OUTPUT
-    _model.LATENT_PCA_COMPONENTS = model_kwargs.pop("_pcs", pcs_before)
+    closed_before, wide_before = _train.closed_form_mse, _model.WIDE_OUTPUT
     _model.WIDE_OUTPUT = model_kwargs.pop("_wide", wide_before)
     if model_kwargs.pop("_dense_wide_loss", False):
         _train.closed_form_mse = lambda *args: False
@@ -303,7 +300,6 @@ def run_sclibra(set_name, a, b, seed, model_kwargs=None, fit_kwargs=None, varian
     try:
         model.fit(a_train, b_train, progress=False, **(fit_kwargs or {}))
     finally:
-        _model.LATENT_PCA_COMPONENTS = pcs_before
         _model.WIDE_OUTPUT = wide_before
         _train.closed_form_mse = closed_before
     secs = time.perf_counter() - t0
@@ -473,7 +469,7 @@ VARIANTS = {
     "default": {},
     # on top of the default (0.2.0's changes after the first ablation)
     "default_latent_pca0": {"latent_pca": 0.0},
-    "default_latent_pca_50pcs": {"_pcs": 50},
+    "default_latent_pca_50pcs": {"latent_pcs": 50},
     "default_latent_pca0_patience10": {
         "latent_pca": 0.0,
         "_fit": {"early_stopping_patience": 10, "lr_patience": 5},
@@ -517,6 +513,9 @@ VARIANTS = {
     # the encoder trained on the latent regulariser alone for a few steps before the fit
     "default_no_latent_warmup": {"_fit": {"latent_warmup": 0}},
     "default_latent_warmup": {"_fit": {"latent_warmup": 100}},
+    # the latent regulariser predicting more of the input's principal components than 10
+    "default_latent_pcs20": {"latent_pcs": 20},
+    "default_latent_pcs30": {"latent_pcs": 30},
 }
 
 

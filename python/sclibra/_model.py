@@ -28,7 +28,6 @@ from ._errors import ModelFileError, NotTrainedError, SclibraError, format_names
 from ._module import OUTPUT_ACTIVATIONS, LatentNet, LIBRANet
 from ._recipe import (
     FIT_KEYS,
-    LATENT_PCA_COMPONENTS,
     MODEL_KEYS,
     PRESETS,
     WIDE_OUTPUT,
@@ -324,10 +323,10 @@ class LIBRA:
 
         pc_scores = None
         if self.latent_pca > 0:
-            if n_pcs >= LATENT_PCA_COMPONENTS:  # the same PCA's top components
-                pc_scores = np.ascontiguousarray(scores[:, :LATENT_PCA_COMPONENTS])
+            if n_pcs >= self.latent_pcs:  # the same PCA's top components
+                pc_scores = np.ascontiguousarray(scores[:, : self.latent_pcs])
             else:
-                pc_scores = input_pc_scores(ma, LATENT_PCA_COMPONENTS, seed)
+                pc_scores = input_pc_scores(ma, self.latent_pcs, seed)
         # every member is built first, in this thread: the global generator seeds its weights
         jobs = []
         for k in range(self.n_models):

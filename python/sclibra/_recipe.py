@@ -123,8 +123,6 @@ class RecipeArg:
 WIDE_OUTPUT = 1000
 #: the same threshold for models saved before format 4, which did not record the rank they used
 WIDE_OUTPUT_BEFORE_FORMAT_4 = 10000
-#: principal components of the input the latent space must predict (``latent_pca > 0``)
-LATENT_PCA_COMPONENTS = 10
 #: relative decrease of the monitored loss that the learning-rate schedule counts as progress
 #: (torch's ReduceLROnPlateau default, passed explicitly) unless ``min_delta`` is larger
 LR_THRESHOLD = 1e-4
@@ -204,13 +202,22 @@ RECIPE: tuple[RecipeArg, ...] = (
         doc="Decoupled weight decay (AdamW) when > 0.",
     ),
     RecipeArg(
-        "latent_pca", "model", float, low=0.0, high=100.0,
+        "latent_pca", "model", float, low=0.0, high=100.0, searchable=True,
         help="weight of the latent regulariser (latent predicts the input's top PCs)",
         doc="Weight of a latent regulariser: during training a linear map of the latent space "
-        f"must also predict the top {LATENT_PCA_COMPONENTS} principal components of the input, "
-        "so the latent space "
-        "keeps the input's main structure (clusters) and not only what predicts the target. "
-        "0: off.",
+        "must also predict the top ``latent_pcs`` principal components of the input, so the "
+        "latent space keeps the input's main structure (clusters) and not only what predicts "
+        "the target. 0: off.",
+    ),
+    RecipeArg(
+        "latent_pcs", "model", int, low=1, searchable=True,
+        help="principal components of the input the latent regulariser predicts",
+        doc="Principal components of the input that the latent regulariser "
+        "(``latent_pca > 0``) predicts from the latent space, scaled by the first one's "
+        "standard deviation (so the leading components weigh most). More keep more of the "
+        "input's finer structure in the latent space, at some cost in prediction "
+        "(``benchmarks/results/bench_peers_ablation_latent_pcs.md``). Capped at what the "
+        "training cells allow; no effect with ``latent_pca = 0``.",
     ),
     RecipeArg(
         "input_pca", "model", int, low=0, searchable=True,
@@ -425,6 +432,7 @@ _PUBLISHED = {
     "loss": "mse",
     "weight_decay": 0.0,
     "latent_pca": 0.0,
+    "latent_pcs": 10,
     "input_pca": 0,
     "start_at_mean": False,
     "output_rank": 0,

@@ -140,7 +140,9 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
     model = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, adt, train="is_train", max_epochs=3)
     path = model.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
-    for k in ("preset", "n_models", "loss", "weight_decay", "output_rank", "input_pca"):
+    for k in (
+        "preset", "n_models", "loss", "weight_decay", "output_rank", "input_pca", "latent_pcs"
+    ):  # fmt: skip
         meta["config"].pop(k)
     meta.pop("n_members")
     meta.pop("loss_")
@@ -152,6 +154,7 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
     assert back.preset == "0.1.0"
     assert back.n_models == 1
     assert back.input_pca == 0
+    assert back.latent_pcs == 10
     assert back.module.projection is None
     np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-5)
 
@@ -284,6 +287,49 @@ def test_latent_pca_regulariser_trains_and_leaves_a_plain_network(tmp_path, cite
     back = sclibra.LIBRA.load(m.save(tmp_path / "m"))
     assert back.latent_pca == 1.0
     np.testing.assert_allclose(back.get_latent(rna), m.get_latent(rna), rtol=1e-5, atol=1e-6)
+
+
+def _regulariser_targets(monkeypatch):
+    """The PC scores each fit gives the latent regulariser (one array per fit)."""
+    from sclibra import _model
+
+    seen = []
+    real = _model.LatentPCARegularised
+
+    def spy(net, scores, weight):
+        seen.append(np.array(scores))
+        return real(net, scores, weight)
+
+    monkeypatch.setattr(_model, "LatentPCARegularised", spy)
+    return seen
+
+
+def test_latent_pcs_sets_the_components_the_latent_regulariser_predicts(monkeypatch, cite):
+    from sclibra._data import as_matrix
+    from sclibra._recipe import input_pca_scores
+
+    rna, adt = cite
+    assert all(v["latent_pcs"] == 10 for v in PRESETS.values())
+    seen = _regulariser_targets(monkeypatch)
+    fit = {"train": "is_train", "max_epochs": 2, "progress": False}
+    kw = {**FAST, "latent_pca": 5.0, "input_pca": 40}
+    few = sclibra.LIBRA(**kw, latent_pcs=3).fit(rna, adt, **fit)
+    more = sclibra.LIBRA(**kw, latent_pcs=20).fit(rna, adt, **fit)
+    # within the input PCA: its top components, in its scale (the first one's sd is 1)
+    train = rna[rna.obs["is_train"].to_numpy()]
+    _, scores, _ = input_pca_scores(as_matrix(train, name="RNA"), 40, 0)
+    assert [s.shape for s in seen] == [(train.n_obs, 3), (train.n_obs, 20)]
+    np.testing.assert_allclose(seen[1], scores[:, :20], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(seen[0], seen[1][:, :3])
+    assert not np.allclose(few.get_latent(rna), more.get_latent(rna))
+    # more than the input PCA reads: a PCA of their own; capped at what the cells allow
+    sclibra.LIBRA(**kw, latent_pcs=60).fit(rna, adt, **fit)
+    sclibra.LIBRA(**{**kw, "input_pca": 0}, latent_pcs=10_000).fit(rna, adt, **fit)
+    assert seen[2].shape == (train.n_obs, 60)
+    np.testing.assert_allclose(seen[2][:, :10], scores[:, :10], rtol=1e-3, atol=1e-3)
+    assert seen[3].shape == (train.n_obs, train.n_obs - 1)
+    with pytest.raises(SclibraError, match="latent_pcs must be an integer >= 1, got 0"):
+        sclibra.LIBRA(latent_pcs=0)
 
 
 def test_published_preset_trains_like_the_paper(cite):

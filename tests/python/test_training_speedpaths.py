@@ -423,7 +423,8 @@ def test_callback_side_by_side_runs_in_the_calling_thread_and_stops_every_member
     def callback(model, epoch, train_loss, val_loss):
         seen.append((threading.current_thread() is threading.main_thread(), model.module, epoch))
         members.append(model.training_member_)
-        return len(seen) >= 7
+        # stop once both running members have reported (under load one may run ahead)
+        return len(seen) >= 7 and len(set(members)) == 2
 
     members = []
 
@@ -441,7 +442,7 @@ def test_callback_side_by_side_runs_in_the_calling_thread_and_stops_every_member
     # both running members stopped after their current epoch; the others never started
     assert m.stopped_by_ == "callback"
     assert m.history["member"].nunique() == 2
-    assert len(seen) == 7
+    assert len(seen) >= 7
     # each epoch waits for the callback's answer: at most the other member's last epoch was
     # trained without the callback seeing it (its answer was the stop)
     assert len(seen) <= len(m.history) <= len(seen) + 1

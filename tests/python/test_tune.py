@@ -463,6 +463,27 @@ def test_real_search_on_bundled_cite(tmp_path):
     assert again.config == model.config
 
 
+def test_integration_search_over_the_latent_regulariser(tmp_path):
+    # the regulariser's weight and components are searchable: each trial trains with its own
+    grid = {"latent_pca": [0.0, 5.0], "latent_pcs": [2, 20], "n_nodes": [16], "n_layers": [1]}
+    res = _tune(
+        tmp_path / "reg", grid=grid, trainer=None, objective="integration",
+        labels="cell_type", max_epochs=3, save_latent=True,
+    )  # fmt: skip
+    t = res.trials
+    assert (t["status"] == "ok").all()
+    assert len(t) == 4
+    assert sorted(zip(t["latent_pca"], t["latent_pcs"])) == [(0, 2), (0, 20), (5, 2), (5, 20)]
+    z = {
+        (r.latent_pca, r.latent_pcs): np.load(tmp_path / "reg" / "latents" / f"{r.trial_id}.npz")
+        for r in t.itertuples()
+    }
+    assert not np.allclose(z[5, 2]["latent"], z[5, 20]["latent"])
+    # without the regulariser its components change nothing
+    np.testing.assert_array_equal(z[0, 2]["latent"], z[0, 20]["latent"])
+    assert res.best_model.config["latent_pcs"] == res.best_config["latent_pcs"]
+
+
 def test_cli_tune(tmp_path, capsys):
     from sclibra.cli import main
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import tempfile
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ from ._runner import (
 from ._spaces import (
     FIT_PARAMS,
     SEARCH_SPACES,
+    SEARCHABLE,
     SearchSpace,
     choice,
     loguniform,
@@ -98,10 +100,8 @@ def tune(
         A preset of :data:`SEARCH_SPACES` (``"default"``, ``"prediction"`` (960 combinations),
         ``"integration"`` (1152)), or a dict ``{hyperparameter: list}`` (a grid) or
         ``{hyperparameter: distribution}`` (sampled: ``sclibra.tune.uniform``, ``loguniform``,
-        ``randint``, ``choice``). Besides the architecture (``n_layers``, ``n_nodes``,
-        ``alpha``, ``dropout``, ``batch_size``, ``latent_dim``) ``learning_rate``,
-        ``output_activation`` and the fit options ``max_epochs``, ``early_stopping_patience``,
-        ``lr_patience``, ``lr_factor``, ``min_lr`` can be searched. A ``batch_size`` above the
+        ``randint``, ``choice``). The recipe's searchable hyperparameters can be searched:
+        {searchable}. A ``batch_size`` above the
         number of training cells means full batch (recorded as ``batch_size_used``).
     objective
         ``"prediction"``: minimise ``val_loss``, the validation MSE of modality B on cells held
@@ -325,6 +325,15 @@ def tune(
         except SclibraError as err:
             logger.warning("aLIBRA: no model selected: %s", err)
     return result
+
+
+# the searchable hyperparameters, listed from the recipe's declarations
+tune.__doc__ = tune.__doc__.replace(
+    "{searchable}",
+    textwrap.fill(
+        ", ".join(f"``{name}``" for name in SEARCHABLE), width=88, subsequent_indent=" " * 8
+    ),
+)
 
 
 def _train_final(job: SearchJob, spec, progress, device):

@@ -664,6 +664,78 @@ def check_not_diverged(
         )
 
 
+#: a model whose validation loss is less than this share below the mean baseline's on the same
+#: cells predicts little of its target: the fit says so (:func:`report_gain_over_mean`)
+LITTLE_GAIN_OVER_MEAN = 0.01
+
+
+def mean_baseline_loss(m: Matrix, rows: np.ndarray, mean: np.ndarray, loss: str = "mse") -> float:
+    """The loss of predicting each feature's ``mean`` for the cells ``rows`` of ``m``.
+
+    The mean squared error, or for ``loss="bce"`` (a 0/1 target) the binary cross-entropy of
+    each feature's frequency ``mean`` (clipped to ``[1e-6, 1 - 1e-6]``), averaged over every
+    entry: the loss a model trained on ``m`` must beat. Read in blocks of rows; sparse rows stay
+    sparse.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    rows = np.asarray(rows)
+    if loss == "bce":
+        p = np.clip(mean, 1e-6, 1 - 1e-6)
+        log_p, log_q = np.log(p), np.log1p(-p)
+    total = 0.0
+    for start in range(0, len(rows), 4096):
+        idx = rows[start : start + 4096]
+        block = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
+        n = block.shape[0]
+        if loss == "bce":  # ones per feature: -(c log p + (n - c) log(1 - p))
+            ones = np.asarray(block.sum(axis=0), dtype=np.float64).ravel()
+            total -= float(ones @ log_p + (n - ones) @ log_q)
+        elif sp.issparse(block):  # sum (y - mean)^2 without densifying
+            block = block.tocsr()
+            data = block.data.astype(np.float64)
+            total += float(data @ data - 2.0 * (data @ mean[block.indices]) + n * (mean @ mean))
+        else:
+            total += float(np.square(np.asarray(block, dtype=np.float64) - mean).sum())
+    return total / max(len(rows) * len(mean), 1)
+
+
+def report_gain_over_mean(
+    best_losses, baselines, name: str, *, converged: bool = True, peaks: bool = False
+) -> float:
+    """The mean relative decrease of ``best_losses`` below ``baselines`` (one pair per model of
+    an ensemble: its best validation loss and the mean baseline's on its validation cells).
+
+    A model that stopped by itself (``converged``: early stopping, not the epoch limit or a
+    callback) with a decrease under :data:`LITTLE_GAIN_OVER_MEAN` is reported with a warning:
+    one that predicts ``name`` barely better than each feature's training mean should not be
+    mistaken for one that learned it. ``peaks``: the target is binary (peaks), whose mean is
+    their popularity.
+    """
+    gains = [1.0 - b / m for b, m in zip(best_losses, baselines) if m > 0 and np.isfinite(b)]
+    if not gains:
+        return float("nan")
+    gain = float(np.mean(gains))
+    best, base = float(np.mean(best_losses)), float(np.mean(baselines))
+    if gain < LITTLE_GAIN_OVER_MEAN and converged:
+        logger.warning(
+            "the model predicts %s %s better than each feature's training mean: on the "
+            "validation cells its loss is %.4g and the mean's %.4g (%.2f %% %s). The input "
+            "carries little of what varies in %s here%s. Compare with "
+            "sclibra.metrics.baseline_predictions before using the prediction",
+            name,
+            "barely" if gain > 0 else "no",
+            best,
+            base,
+            100 * abs(gain),
+            "lower" if gain > 0 else "higher",
+            name,
+            " (the prediction is close to each peak's popularity)" if peaks else "",
+        )
+    else:
+        logger.debug("validation loss %.2f %% below the mean baseline's", 100 * gain)
+    return gain
+
+
 def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:
     """:func:`select_cells` over the cells of one :class:`Matrix` (its obs columns)."""
     return select_cells(spec, m.cells, obs=[(m.name, m.obs)], all_cells=m.obs_names, what=what)

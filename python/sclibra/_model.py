@@ -19,7 +19,9 @@ from ._data import (
     check_not_diverged,
     check_unique,
     match_features,
+    mean_baseline_loss,
     pair_cells,
+    report_gain_over_mean,
     select_pair_cells,
     takes_fields,
     validate,
@@ -437,6 +439,15 @@ class LIBRA:
         self.history = history
         self.n_epochs_ = int(max(r.n_epochs for r in results))  # epochs of the longest member
         self.best_val_loss_ = float(np.mean([r.best_loss for r in results]))
+        monitored = [k for k, r in enumerate(results) if r.monitor == "val_loss"]
+        if monitored:  # the same loss of the mean baseline, on each member's validation cells
+            report_gain_over_mean(
+                [results[k].best_loss for k in monitored],
+                [mean_baseline_loss(mb, jobs[k][4], stats_b.mean, loss) for k in monitored],
+                mb.name,
+                converged=all(results[k].stopped_by == "early_stopping" for k in monitored),
+                peaks=bool(stats_b.binary),
+            )
         self.stopped_by_ = results[-1].stopped_by
         # training cells: those any member trained on; validation: those none trained on
         self.train_cells_ = pd.Index(ma.cells[trained])

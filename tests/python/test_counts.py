@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,13 @@ from conftest import FAST
 
 import sclibra
 from sclibra import SclibraError
-from sclibra._data import as_matrix, check_not_diverged, looks_like_counts, scan
+from sclibra._data import (
+    as_matrix,
+    check_not_diverged,
+    looks_like_counts,
+    mean_baseline_loss,
+    scan,
+)
 from sclibra._train import TrainResult
 from sclibra.cli import main
 
@@ -82,6 +90,56 @@ def test_divergence_check_bce_uses_the_entropy_of_rare_features():
         check_not_diverged(entropy, stats, "ATAC", "val_loss", "mse")
     with pytest.raises(SclibraError, match="training diverged"):
         check_not_diverged(entropy * 100, stats, "ATAC", "val_loss", "bce")
+
+
+def test_mean_baseline_loss_sparse_dense_and_binary():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    y = sp.random(300, 40, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    mean = np.asarray(y.mean(axis=0)).ravel() + 0.01
+    rows = rng.choice(300, 50, replace=False)
+    dense = y.toarray()[rows].astype(np.float64)
+    want = float(np.mean((dense - mean) ** 2))
+    for m in (as_matrix(y), as_matrix(y.toarray())):
+        assert mean_baseline_loss(m, rows, mean) == pytest.approx(want, rel=1e-9)
+    peaks = (y.toarray() > 0).astype(np.float32)
+    freq = np.clip(peaks.mean(axis=0, dtype=np.float64), 1e-6, 1 - 1e-6)
+    t = peaks[rows].astype(np.float64)
+    bce = float(np.mean(-(t * np.log(freq) + (1 - t) * np.log1p(-freq))))
+    for m in (as_matrix(sp.csr_matrix(peaks)), as_matrix(peaks)):
+        assert mean_baseline_loss(m, rows, freq, "bce") == pytest.approx(bce, rel=1e-9)
+
+
+def test_a_fit_that_predicts_little_says_so(cite, caplog):
+    import logging
+
+    log = logging.getLogger("sclibra")
+    log.addHandler(caplog.handler)
+    try:
+        rna, adt = cite
+        fit = {"train": "is_train", "progress": False}
+        noise = np.random.default_rng(0).standard_normal((rna.n_obs, 5)).astype(np.float32)
+
+        def warned():
+            said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            caplog.clear()
+            return [m for m in said if "training mean" in m]
+
+        # a target the input knows nothing of, trained until it stops by itself
+        model = sclibra.LIBRA(**FAST).fit(rna, noise, **fit)
+        assert model.stopped_by_ == "early_stopping"
+        (said,) = warned()
+        assert re.search(r"predicts B (barely|no) better than each feature's training mean", said)
+        assert "popularity" not in said  # not peaks
+        # cut short by the epoch limit it is not said: the model may not have learned yet
+        sclibra.LIBRA(**FAST).fit(rna, noise, max_epochs=3, **fit)
+        assert warned() == []
+        # a target the input predicts
+        sclibra.LIBRA(**{**FAST, "n_models": 2}).fit(rna, adt, max_epochs=30, **fit)
+        assert warned() == []
+    finally:
+        log.removeHandler(caplog.handler)
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,20 @@ test_that("the core's log lines and progress are R messages: suppressMessages() 
   expect_silent(run_fast(seu, output.assay = "ADT", max.epochs = 2, verbose = FALSE))
 })
 
+test_that("a fit that predicts its target no better than the mean says so, even when quiet", {
+  need_core()
+  set.seed(3)
+  cells <- paste0("c", 1:300)
+  a <- matrix(rnorm(20 * 300), 20, dimnames = list(paste0("g", 1:20), cells))
+  b <- matrix(rnorm(3 * 300), 3, dimnames = list(paste0("p", 1:3), cells))
+  # noise: nothing in `a` predicts it; trained until it stops by itself
+  expect_message(
+    out <- RunLIBRA(a, b, n.nodes = 16, n.models = 1, seed = 0, verbose = FALSE),
+    "better than each feature's training mean"
+  )
+  expect_lt(out$model$n.epochs, 1500L) # stopped early, not at the epoch limit
+})
+
 test_that("nothing reaches stderr behind R's back when messages are suppressed", {
   need_core()
   script <- tempfile(fileext = ".R")

@@ -51,7 +51,10 @@
 #'   core's defaults, those of `LIBRA.fit()`). Under the default recipe's
 #'   `adaptive.patience = TRUE` (in `...`), a model that stopped improving within its first
 #'   few epochs waits only those epochs (see `adaptive_patience` in `LIBRA.fit()`); `FALSE`
-#'   always waits `early.stopping.patience` epochs, as published. `latent.warmup` (in `...`;
+#'   always waits `early.stopping.patience` epochs, as published. Under `stop.at.min.lr = TRUE`
+#'   (in `...`, the default recipe's), training ends at the plateau that brings the learning
+#'   rate down to its floor (`min.lr`) instead of going on at that rate; `FALSE` goes on, as
+#'   published. `latent.warmup` (in `...`;
 #'   the core's default) is the number of steps that train the encoder on the latent
 #'   regulariser alone before the fit (see `latent_warmup` in `LIBRA.fit()`); `0` skips it, as
 #'   published. `latent.pca` and `latent.pcs` (in `...`) are the weight of that regulariser

@@ -516,6 +516,10 @@ VARIANTS = {
     # the latent regulariser predicting more of the input's principal components than 10
     "default_latent_pcs20": {"latent_pcs": 20},
     "default_latent_pcs30": {"latent_pcs": 30},
+    # training ends at the plateau that brings the learning rate down to min_lr, or goes on
+    # at min_lr until the early-stopping patience runs out (the default before)
+    "default_stop_at_min_lr": {"_fit": {"stop_at_min_lr": True}},
+    "default_no_stop_at_min_lr": {"_fit": {"stop_at_min_lr": False}},
 }
 
 

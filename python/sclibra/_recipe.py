@@ -273,6 +273,15 @@ RECIPE: tuple[RecipeArg, ...] = (
         "``False``: always ``early_stopping_patience``, as published.",
     ),
     RecipeArg(
+        "stop_at_min_lr", "fit", bool,
+        help="stop when the learning-rate schedule reaches min_lr",
+        doc="Stop (as early stopping, keeping the best weights) at the plateau that brings the "
+        "learning rate down to ``min_lr``: the schedule has nothing left to try, and the "
+        "epochs at ``min_lr`` that ``early_stopping_patience`` would wait out rarely improve "
+        "the model (``benchmarks/results/bench_peers_ablation_min_lr.md``). ``False``: train "
+        "on at ``min_lr`` until the patience runs out, as published.",
+    ),
+    RecipeArg(
         "latent_warmup", "fit", int, low=0,
         help="steps that train the encoder on the latent regulariser alone before the fit",
         doc="Optimizer steps (minibatches of training cells) that train the encoder on the "
@@ -440,6 +449,7 @@ _PUBLISHED = {
     "max_epochs": 1500,
     "early_stopping_patience": 20,
     "adaptive_patience": False,
+    "stop_at_min_lr": False,
     "latent_warmup": 0,
     "min_delta": 0.0,
     "lr_patience": 15,
@@ -470,6 +480,7 @@ PRESETS["default"] = {
     "min_delta": 1e-3,  # a plateau is a plateau: same models, fewer epochs on large data
     "adaptive_patience": True,  # no 20-epoch wait on a model that stopped improving at epoch 1
     "latent_warmup": 100,  # a latent space that keeps the input's clusters from the first epoch
+    "stop_at_min_lr": True,  # no epochs at the floor learning rate that rarely help
 }
 
 for _name, _values in PRESETS.items():  # every preset gives every declared argument

@@ -549,6 +549,9 @@ class Schedule:
     latent_warmup
         Optimizer steps that train a module with a ``warmup_loss(x, rows)`` (the latent
         regulariser) on that loss alone before the training proper (:func:`warm_up`).
+    stop_at_min_lr
+        Stop (as early stopping) at the plateau that brings the learning rate down to
+        ``min_lr``, instead of training on at ``min_lr``.
     weight_decay
         Decoupled weight decay (AdamW) when > 0, else Adam.
     loss
@@ -567,6 +570,7 @@ class Schedule:
     min_delta: float = 0.0
     adaptive_patience: bool = False
     latent_warmup: int = 0
+    stop_at_min_lr: bool = False
 
 
 def warm_up(module, xs: RowSource, train_idx, schedule: Schedule, rng, device) -> None:
@@ -864,11 +868,17 @@ def _train(
             else:
                 since_best += 1
             scheduler.step(current)
+            # the schedule's last drop (to min_lr) ends training when asked: nothing left to try
+            exhausted = (
+                schedule.stop_at_min_lr
+                and optimizer.param_groups[0]["lr"] < lr
+                and optimizer.param_groups[0]["lr"] <= schedule.min_lr * (1 + 1e-9)
+            )
             bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", lr=f"{lr:.0e}")
             if on_epoch is not None and on_epoch(epoch, train_loss, val_loss):
                 stopped_by = "callback"
                 break
-            if since_best >= patience:
+            if since_best >= patience or exhausted:
                 stopped_by = "early_stopping"
                 break
         bar.close()

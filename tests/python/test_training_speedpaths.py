@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -858,6 +859,34 @@ def test_latent_warmup_is_the_default_and_changes_the_model_only_with_the_regula
     # without the regulariser there is nothing to warm up: the same model either way
     off = {**kw, "latent_pca": 0.0}
     np.testing.assert_array_equal(latent(off, latent_warmup=50), latent(off, latent_warmup=0))
+
+
+def test_stop_at_min_lr_ends_training_at_the_schedules_last_drop(cite):
+    rna, adt = cite
+    assert sclibra.LIBRA().fit_defaults["stop_at_min_lr"] is True
+    for preset in ("published", "0.1.0"):
+        assert sclibra.LIBRA(preset=preset).fit_defaults["stop_at_min_lr"] is False
+    # a schedule that drops fast: 1e-3 -> 1e-4 -> 1e-5 (the floor) after 1-epoch plateaus
+    fit = {
+        "train": "is_train", "progress": False, "max_epochs": 80, "lr_patience": 1,
+        "min_lr": 1e-5, "early_stopping_patience": 30, "adaptive_patience": False,
+    }  # fmt: skip
+    kw = {**FAST, "n_models": 1}
+    on = sclibra.LIBRA(**kw).fit(rna, adt, stop_at_min_lr=True, **fit)
+    off = sclibra.LIBRA(**kw).fit(rna, adt, stop_at_min_lr=False, **fit)
+    h_on, h_off = on.history, off.history
+    assert on.stopped_by_ == "early_stopping"
+    assert sorted(set(h_on["lr"])) == [1e-4, 1e-3]  # never trained at the floor
+    assert 1e-5 in set(h_off["lr"])  # trained on at the floor
+    # the same run up to the stop, which is the epoch whose plateau reached the floor
+    n = len(h_on)
+    pd.testing.assert_frame_equal(
+        h_on.drop(columns="seconds"), h_off.drop(columns="seconds").iloc[:n]
+    )
+    assert h_off["lr"].iloc[n] == 1e-5
+    assert on.best_val_loss_ == pytest.approx(h_on["val_loss"].min())
+    with pytest.raises(sclibra.SclibraError, match="stop_at_min_lr must be True or False"):
+        sclibra.LIBRA(**kw).fit(rna, adt, stop_at_min_lr="yes", **fit)
 
 
 def test_latent_warmup_runs_on_the_sparse_first_layer():

@@ -66,6 +66,8 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   expect_error(run_fast(seu, output.assay = "ADT", latent.warmup = -1, max.epochs = 2),
     "latent_warmup must be an integer >= 0"
   )
+  out <- run_fast(seu, output.assay = "ADT", stop.at.min.lr = FALSE, max.epochs = 2)
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$stop_at_min_lr, FALSE)
   out <- run_fast(seu, output.assay = "ADT", latent.pca = 2, latent.pcs = 4, max.epochs = 2)
   expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pcs, 4L)
   expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pca, 2)

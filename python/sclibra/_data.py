@@ -186,11 +186,13 @@ class Matrix:
         block = self._apply_cols(self._read_rows(np.asarray(idx, dtype=np.int64)))
         return sp.csr_matrix(block, dtype=np.float32)
 
-    def iter_blocks(self, chunk: int = SCAN_CHUNK):
-        """Iterate over consecutive row blocks (dense numpy or CSR), columns applied."""
-        for start in range(0, self.n_obs, chunk):
-            idx = np.arange(start, min(start + chunk, self.n_obs))
-            block = self._apply_cols(self._read_rows(idx))
+    def iter_blocks(self, chunk: int = SCAN_CHUNK, rows=None):
+        """Iterate over blocks of rows (dense numpy or CSR), columns applied: every row in
+        order, or the rows ``rows`` in their order.
+        """
+        rows = np.arange(self.n_obs) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(rows), chunk):
+            block = self._apply_cols(self._read_rows(rows[start : start + chunk]))
             yield sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
 
 
@@ -625,6 +627,13 @@ DIVERGENCE_FACTOR = 10.0
 EXPLOSION_FACTOR = 1e6
 
 
+def clipped_frequency(mean) -> np.ndarray:
+    """Each binary feature's frequency as the mean baseline predicts it for a BCE loss: clipped
+    to ``[1e-6, 1 - 1e-6]`` so that a feature never (or always) seen has a finite loss.
+    """
+    return np.clip(np.asarray(mean, dtype=np.float64), 1e-6, 1 - 1e-6)
+
+
 def check_not_diverged(
     best_loss: float,
     stats: MatrixStats,
@@ -645,7 +654,7 @@ def check_not_diverged(
     whose training loss exploded is refused even when its monitored loss happened to look fair.
     """
     if loss == "bce":
-        p = np.clip(np.asarray(stats.mean, dtype=np.float64), 1e-6, 1 - 1e-6)
+        p = clipped_frequency(stats.mean)
         entropy = -(p * np.log(p) + (1 - p) * np.log1p(-p))
         baseline = float(np.mean(entropy)) if len(p) else 0.0
     else:
@@ -673,25 +682,21 @@ def mean_baseline_loss(m: Matrix, rows: np.ndarray, mean: np.ndarray, loss: str 
     """The loss of predicting each feature's ``mean`` for the cells ``rows`` of ``m``.
 
     The mean squared error, or for ``loss="bce"`` (a 0/1 target) the binary cross-entropy of
-    each feature's frequency ``mean`` (clipped to ``[1e-6, 1 - 1e-6]``), averaged over every
-    entry: the loss a model trained on ``m`` must beat. Read in blocks of rows; sparse rows stay
-    sparse.
+    each feature's frequency ``mean`` (:func:`clipped_frequency`), averaged over every entry:
+    the loss a model trained on ``m`` must beat. Read in blocks of rows
+    (:meth:`Matrix.iter_blocks`); sparse rows stay sparse.
     """
     mean = np.asarray(mean, dtype=np.float64)
-    rows = np.asarray(rows)
     if loss == "bce":
-        p = np.clip(mean, 1e-6, 1 - 1e-6)
+        p = clipped_frequency(mean)
         log_p, log_q = np.log(p), np.log1p(-p)
     total = 0.0
-    for start in range(0, len(rows), 4096):
-        idx = rows[start : start + 4096]
-        block = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
+    for block in m.iter_blocks(rows=rows):
         n = block.shape[0]
         if loss == "bce":  # ones per feature: -(c log p + (n - c) log(1 - p))
             ones = np.asarray(block.sum(axis=0), dtype=np.float64).ravel()
             total -= float(ones @ log_p + (n - ones) @ log_q)
         elif sp.issparse(block):  # sum (y - mean)^2 without densifying
-            block = block.tocsr()
             data = block.data.astype(np.float64)
             total += float(data @ data - 2.0 * (data @ mean[block.indices]) + n * (mean @ mean))
         else:

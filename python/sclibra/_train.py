@@ -869,10 +869,9 @@ def _train(
                 since_best += 1
             scheduler.step(current)
             # the schedule's last drop (to min_lr) ends training when asked: nothing left to try
+            new_lr = optimizer.param_groups[0]["lr"]
             exhausted = (
-                schedule.stop_at_min_lr
-                and optimizer.param_groups[0]["lr"] < lr
-                and optimizer.param_groups[0]["lr"] <= schedule.min_lr * (1 + 1e-9)
+                schedule.stop_at_min_lr and new_lr < lr and new_lr <= schedule.min_lr * (1 + 1e-9)
             )
             bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", lr=f"{lr:.0e}")
             if on_epoch is not None and on_epoch(epoch, train_loss, val_loss):

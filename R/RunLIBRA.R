@@ -54,10 +54,9 @@
 #'   always waits `early.stopping.patience` epochs, as published. Under `stop.at.min.lr = TRUE`
 #'   (in `...`, the default recipe's), training ends at the plateau that brings the learning
 #'   rate down to its floor (`min.lr`) instead of going on at that rate; `FALSE` goes on, as
-#'   published. `latent.warmup` (in `...`;
-#'   the core's default) is the number of steps that train the encoder on the latent
-#'   regulariser alone before the fit (see `latent_warmup` in `LIBRA.fit()`); `0` skips it, as
-#'   published. `latent.pca` and `latent.pcs` (in `...`) are the weight of that regulariser
+#'   published. `latent.warmup` (in `...`; the core's default) is the number of steps that
+#'   train the encoder on the latent regulariser alone before the fit (see `latent_warmup` in
+#'   `LIBRA.fit()`); `0` skips it, as published. `latent.pca` and `latent.pcs` (in `...`) are the weight of that regulariser
 #'   and the number of the input's principal components it asks the latent space to predict
 #'   (see `sclibra.LIBRA`): more components keep more of the input's finer structure in the
 #'   latent space, at some cost in prediction.

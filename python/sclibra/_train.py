@@ -8,7 +8,7 @@ Speed (``benchmarks/bench_speed.py``): in-memory dense data up to :data:`DENSE_C
 turned into one float32 tensor once and minibatches are gathered from it; a sparse minibatch
 goes to the first layer as a :class:`~sclibra._module.SparseRows` block on CPU (scipy kernels for
 the product and the weight gradient) or as a torch CSR tensor on CUDA; Adam is the fused kernel
-where torch has one; the thread count is decided per run (:func:`sclibra._settings.training_threads`)
+where torch has one (:mod:`sclibra._optim`, without ``torch.optim``'s import of the compiler); the thread count is decided per run (:func:`sclibra._settings.training_threads`)
 and the caller's is restored afterwards.
 """
 
@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from ._data import Matrix
 from ._module import Decoder, Dropout, FactorOutput, SparseRows
+from ._optim import PlateauSchedule, make_optimizer
 from ._recipe import LR_THRESHOLD, MIN_PATIENCE, MIN_PATIENCE_STEPS, loss_function
 from ._settings import cores_within_quota, cpu_quota, logger, training_threads, usable_cores
 
@@ -472,26 +473,6 @@ def train_side_by_side(
     return list(results)
 
 
-def make_optimizer(params, *, learning_rate: float, device, weight_decay: float = 0.0):
-    """Adam (AdamW when ``weight_decay > 0``), the fused kernel where this torch has one.
-
-    The fused kernel does the whole update in one pass over each parameter (measured: the step
-    5.9x faster on CPU than the default); it computes the same update. Where torch refuses
-    ``fused=True`` (old versions, devices without the kernel) the default implementation is used.
-    """
-    params = list(params)
-    cls = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
-    kw = {"lr": learning_rate}
-    if weight_decay > 0:
-        kw["weight_decay"] = weight_decay
-    if device.type in ("cpu", "cuda"):
-        try:
-            return cls(params, fused=True, **kw)
-        except (RuntimeError, TypeError, ValueError) as err:
-            logger.debug("fused %s unavailable (%s); using the default kernel", cls.__name__, err)
-    return cls(params, **kw)
-
-
 def training_step_flops(module: nn.Module, x: Matrix, batch_size: int, device) -> float:
     """:func:`step_flops` of training ``module`` on rows of ``x``: the first layer's work scaled
     by ``x``'s density when its minibatches stay sparse (:func:`use_sparse_path`).
@@ -774,14 +755,12 @@ def _train(
         device=device,
         weight_decay=schedule.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+    scheduler = PlateauSchedule(
         optimizer,
-        mode="min",
         factor=schedule.lr_factor,
         patience=schedule.lr_patience,
         min_lr=schedule.min_lr,
         threshold=lr_threshold(schedule.min_delta),
-        threshold_mode="rel",
     )
     rng = np.random.default_rng(seed)
     monitor = "val_loss" if len(val_idx) else "train_loss"

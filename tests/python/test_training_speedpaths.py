@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +15,7 @@ from conftest import FAST
 import sclibra
 from sclibra import _settings, _train
 from sclibra._module import Dropout, InputLinear, LIBRANet, SparseRows
+from sclibra._optim import FusedAdam, PlateauSchedule
 
 
 def _sparse(n=13, p=40, density=0.15, seed=0):
@@ -151,24 +155,54 @@ def test_saved_model_round_trip_gives_identical_predictions(cite, tmp_path):
 def test_fused_adam_is_used_on_cpu_and_falls_back(monkeypatch):
     p = [torch.nn.Parameter(torch.zeros(3))]
     opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("cpu"))
-    assert isinstance(opt, torch.optim.Adam)
-    assert opt.defaults["fused"] is True
-
-    real = torch.optim.Adam
-
-    class NoFused(real):
-        def __init__(self, params, **kw):
-            if kw.get("fused"):
-                raise RuntimeError("`fused=True` requires all the params to be floating point")
-            super().__init__(params, **kw)
-
-    monkeypatch.setattr(torch.optim, "Adam", NoFused)
-    opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("cpu"))
-    assert isinstance(opt, real)
-    assert not opt.defaults.get("fused")
-    # a device without the fused kernel gets the default one directly
+    assert isinstance(opt, FusedAdam)
+    assert opt.param_groups[0]["lr"] == 1e-3
+    assert opt.weight_decay == 0.0
+    # a device without the fused kernel gets torch.optim's default implementation
     opt = _train.make_optimizer(p, learning_rate=1e-3, device=torch.device("meta"))
+    assert type(opt) is torch.optim.Adam
     assert not opt.defaults.get("fused")
+    # parameters the kernel cannot take (integer), or a torch without the kernel: the same
+    ints = [torch.zeros(3, dtype=torch.int64)]
+    assert not FusedAdam.supports(ints, torch.device("cpu"))
+    monkeypatch.delattr(torch, "_fused_adamw_")
+    opt = _train.make_optimizer(
+        p, learning_rate=1e-3, device=torch.device("cpu"), weight_decay=0.01
+    )
+    assert type(opt) is torch.optim.AdamW
+    assert opt.defaults["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_fused_adam_takes_torch_optims_fused_steps_exactly(weight_decay):
+    # the same kernel and state as torch.optim.Adam / AdamW(fused=True): bit-identical weights
+    # and moments, including a parameter that has no gradient on some steps (skipped, as torch)
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 5), torch.randn(32, 2)
+    results = []
+    for ours in (False, True):
+        torch.manual_seed(1)
+        lin, extra = torch.nn.Linear(5, 2), torch.nn.Parameter(torch.randn(2))
+        params = [*lin.parameters(), extra]
+        start = [t.detach().clone() for t in params]
+        if ours:
+            opt = FusedAdam(params, lr=1e-2, weight_decay=weight_decay)
+        else:
+            cls = torch.optim.AdamW if weight_decay else torch.optim.Adam
+            opt = cls(params, lr=1e-2, weight_decay=weight_decay, fused=True)
+        for i in range(20):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(lin(x), y)
+            if i % 3 == 0:
+                loss = loss + extra.square().sum()
+            loss.backward()
+            if i == 10:
+                opt.param_groups[0]["lr"] = 1e-3  # what the schedule does
+            opt.step()
+        results.append([t.detach().clone() for t in params])
+    for theirs, ours, before in zip(*results, start):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        assert not torch.equal(ours, before)  # every parameter, the sometimes-idle one too, moved
 
 
 def test_fused_and_default_adam_take_the_same_steps():
@@ -185,6 +219,71 @@ def test_fused_and_default_adam_take_the_same_steps():
             opt.step()
         results.append(lin.weight.detach().clone())
     np.testing.assert_allclose(results[0].numpy(), results[1].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("factor", "patience", "threshold", "min_lr"), [(0.1, 2, 1e-4, 1e-5), (0.5, 0, 3e-3, 1e-3)]
+)
+def test_plateau_schedule_lowers_the_rate_as_torchs_reduce_lr_on_plateau(
+    factor, patience, threshold, min_lr
+):
+    rng = np.random.default_rng(0)
+    # plateaus, tiny decreases (under and over the threshold), a NaN and a rise
+    losses = np.concatenate(
+        [
+            1.0 - 0.01 * np.arange(5),
+            np.full(6, 0.95),
+            0.95 * (1 - 5e-5) ** np.arange(6),
+            [np.nan, 2.0],
+            0.9 * (1 - 5e-3) ** np.arange(8),
+            0.5 + 0.01 * rng.random(30),
+        ]
+    )
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    theirs_opt = torch.optim.SGD(p, lr=1e-2)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        theirs_opt,
+        mode="min",
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        threshold_mode="rel",
+        min_lr=min_lr,
+    )
+    ours_opt = FusedAdam(p, lr=1e-2)
+    ours = PlateauSchedule(
+        ours_opt, factor=factor, patience=patience, min_lr=min_lr, threshold=threshold
+    )
+    seen = []
+    for loss in losses:
+        theirs.step(float(loss))
+        ours.step(float(loss))
+        seen.append(ours_opt.param_groups[0]["lr"])
+        assert ours_opt.param_groups[0]["lr"] == theirs_opt.param_groups[0]["lr"]
+    assert seen[-1] == min_lr  # the schedule reached its floor
+    assert len(set(seen)) >= 3  # and dropped more than once on the way
+
+
+def test_training_does_not_import_the_compiler(tmp_path):
+    # torch.optim imports torch._dynamo on its first optimizer (about a second per process):
+    # a fit, predict, save and load in a fresh process never do
+    code = (
+        "import sys, numpy as np, sclibra\n"
+        "rng = np.random.default_rng(0)\n"
+        "a = rng.random((60, 12), dtype=np.float32); b = a[:, :4] * 2\n"
+        "m = sclibra.LIBRA(n_models=2, seed=0, weight_decay=1e-4)\n"
+        "m.fit(a, b, max_epochs=3, progress=False)\n"
+        "m.predict(a); m.save(sys.argv[1]); sclibra.LIBRA.load(sys.argv[1])\n"
+        "assert m.n_epochs_ == 3\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 @pytest.mark.parametrize(
@@ -489,8 +588,8 @@ def test_adamw_and_custom_loss_hooks():
     opt = _train.make_optimizer(
         p, learning_rate=1e-3, device=torch.device("cpu"), weight_decay=0.01
     )
-    assert isinstance(opt, torch.optim.AdamW)
-    assert opt.defaults["weight_decay"] == 0.01
+    assert isinstance(opt, FusedAdam)
+    assert opt.weight_decay == 0.01
     a, b = _sparse_pair()
     from sclibra._data import as_matrix
 
@@ -550,14 +649,14 @@ def test_min_delta_stops_on_negligible_improvements(monkeypatch):
         sclibra.LIBRA(n_models=1).fit(a, b, min_delta=1.5)
     # the learning-rate schedule counts the same decrease as progress, at least torch's 1e-4
     seen = []
-    real = torch.optim.lr_scheduler.ReduceLROnPlateau
+    real = _train.PlateauSchedule
 
     class Recording(real):
         def __init__(self, *args, **kwargs):
             seen.append(kwargs["threshold"])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.lr_scheduler, "ReduceLROnPlateau", Recording)
+    monkeypatch.setattr(_train, "PlateauSchedule", Recording)
     for min_delta in (0.0, 1e-4, 3e-3):
         losses = iter(1.0 * (1 - 5e-5) ** np.arange(100))
         run(min_delta)

@@ -21,6 +21,43 @@ from pathlib import Path
 import numpy as np
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """The shared data sets (``pbmc5k_cite``, ``scicar_a549``): ``$SCLIBRA_SHARED_DATA``, else
+    ``../shared/data`` beside the checkout, else ``/work/shared/data``. Benchmarks only: tests
+    and vignettes never read it."""
+    env = os.environ.get("SCLIBRA_SHARED_DATA")
+    if env:
+        return Path(env)
+    beside = REPO_ROOT.parent / "shared" / "data"
+    return beside if beside.is_dir() else Path("/work/shared/data")
+
+
+def version_env(python_path: Path) -> dict:
+    """The environment of a subprocess that runs the package found at ``python_path`` (first on
+    ``PYTHONPATH``) on this checkout's bundled data (older versions kept theirs elsewhere)."""
+    env = dict(os.environ, PYTHONPATH=str(python_path), PYTHONWARNINGS="ignore")
+    env["SCLIBRA_EXTDATA"] = str(REPO_ROOT / "python" / "sclibra" / "_extdata")
+    return env
+
+
+def export_package(commit: str, target: Path) -> Path:
+    """``git archive`` of ``commit``'s ``python/sclibra`` into ``target`` (once; kept for later
+    runs); returns the folder to put first on ``PYTHONPATH`` for that version of the package."""
+    import subprocess
+
+    if not (target / "python" / "sclibra").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", commit, "python/sclibra"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "python"
+
 
 #: the two bundled directions: name -> (loader, index of A, index of B, A name, B name)
 DIRECTIONS = {

@@ -29,7 +29,6 @@ repeat, bundled case only). Results: ``benchmarks/results/bench_first_fit.{md,js
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -37,12 +36,15 @@ from pathlib import Path
 
 import numpy as np
 from _common import (
+    export_package,
     log,
     markdown_table,
     parse_args,
     run_worker,
     scicar_a549,
     serve_worker,
+    shared_data_dir,
+    version_env,
     write_results,
 )
 
@@ -50,9 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BEFORE_COMMIT = "4a9cc79"
 BEFORE_DIR = HERE / "_work" / "first_fit_before"
-SHARED = Path(os.environ.get("SCLIBRA_SHARED_DATA", ROOT.parent.parent / "shared" / "data"))
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
+SHARED = shared_data_dir()
 CASES = ["bmmc_cite RNA->ADT", "sci-CAR RNA->ATAC"]
 
 
@@ -89,25 +89,12 @@ def worker(spec: dict) -> dict:
     }
 
 
-def export_before() -> Path:
-    """``git archive`` of the before commit's Python package into ``_work/first_fit_before``."""
-    if not (BEFORE_DIR / "python" / "sclibra").is_dir():
-        BEFORE_DIR.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", BEFORE_COMMIT, "python/sclibra"],
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(BEFORE_DIR)], input=archive, check=True)
-    return BEFORE_DIR / "python"
-
-
 def main() -> None:
     def extra(parser):
         parser.add_argument("--repeats", type=int, default=5, help="alternations (default 5)")
 
     args = parse_args(__doc__, extra)
-    paths = {"before": export_before(), "after": ROOT / "python"}
+    paths = {"before": export_package(BEFORE_COMMIT, BEFORE_DIR), "after": ROOT / "python"}
     cases = CASES[:1] if args.quick or not SHARED.is_dir() else CASES
     repeats = 1 if args.quick else args.repeats
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
@@ -115,8 +102,7 @@ def main() -> None:
     for case in cases:
         for i in range(repeats):
             for version in ("before", "after") if i % 2 == 0 else ("after", "before"):
-                env = dict(os.environ, PYTHONPATH=str(paths[version]), PYTHONWARNINGS="ignore")
-                env["SCLIBRA_EXTDATA"] = str(ROOT / "inst" / "extdata")
+                env = version_env(paths[version])
                 t = time.perf_counter()
                 spec = {"case": case, "shared": str(SHARED), "threads": args.threads}
                 res = run_worker([__file__, "--worker", json.dumps(spec)], env=env)

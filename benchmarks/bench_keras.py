@@ -38,14 +38,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import WorkerError, log, markdown_table, run_worker, scicar_a549
+from _common import WorkerError, log, markdown_table, run_worker, scicar_a549, shared_data_dir
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "keras"
 TF_PYTHON = Path(os.environ.get("SCLIBRA_TF_PYTHON", HERE / "_work" / "tfenv" / "bin" / "python"))
-SHARED = Path(os.environ.get("SCLIBRA_SHARED_DATA", HERE.parent.parent.parent / "shared" / "data"))
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
+SHARED = shared_data_dir()
 
 PUBLISHED = dict(
     widths=[512, 256],

@@ -52,14 +52,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import log, markdown_table, parse_args, write_results
+from _common import log, markdown_table, parse_args, shared_data_dir, write_results
 from _totalvi import add_totalvi
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "peers"
-SHARED = Path(os.environ.get("SCLIBRA_SHARED_DATA", HERE.parent.parent.parent / "shared" / "data"))
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
+SHARED = shared_data_dir()
 SEEDS = (0, 1, 2)
 RESOLUTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0)
 SCICAR_SPLIT_SEED = 0

@@ -44,10 +44,12 @@ import os
 import resource
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import (
     WorkerError,
+    export_package,
     log,
     markdown_table,
     parse_args,
@@ -78,20 +80,6 @@ QUICK = [
 REFERENCE = {(10_000, 100_000): 5.5, (100_000, 100_000): 46.4, (1_000_000, 100_000): 560.6}
 BEFORE_COMMIT = "4f42f40"
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def export_before() -> str:
-    """``git archive`` of the package at :data:`BEFORE_COMMIT` into ``_work/before``."""
-    base = os.path.join(HERE, "_work", "before")
-    if not os.path.isdir(os.path.join(base, "python", "sclibra")):
-        os.makedirs(base, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", HERE, "archive", BEFORE_COMMIT, "python/sclibra"],
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", base], input=archive, check=True)
-    return os.path.join(base, "python")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,7 +279,9 @@ def main() -> None:
         if args.before and size[1] <= args.before_max_cells:
             jobs.append((size, "before"))
         jobs.append((size, "after"))
-    before_path = export_before() if args.before else None
+    before_path = (
+        str(export_package(BEFORE_COMMIT, Path(HERE) / "_work" / "before")) if args.before else None
+    )
     uptime = []
     runs = []
     for (sweep, cells, features, density), version in jobs:

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from _common import (
     WorkerError,
+    export_package,
     log,
     markdown_table,
     parse_args,
@@ -47,6 +48,8 @@ from _common import (
     run_worker,
     scicar_a549,
     serve_worker,
+    shared_data_dir,
+    version_env,
     write_results,
 )
 
@@ -54,9 +57,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BEFORE_COMMIT = "4f42f40"
 BEFORE_DIR = HERE / "_work" / "before"
-SHARED = Path(os.environ.get("SCLIBRA_SHARED_DATA", ROOT.parent.parent / "shared" / "data"))
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
+SHARED = shared_data_dir()
 
 #: name -> (epochs timed per version, profile steps)
 CASES = {
@@ -363,25 +364,8 @@ def worker(spec: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # driver
 # ----------------------------------------------------------------------------------------------
-def export_before() -> Path:
-    """``git archive`` of the before commit's Python package into ``_work/before``."""
-    target = BEFORE_DIR / "python" / "sclibra"
-    if not target.is_dir():
-        BEFORE_DIR.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", BEFORE_COMMIT, "python/sclibra"],
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(BEFORE_DIR)], input=archive, check=True)
-    return BEFORE_DIR / "python"
-
-
 def run(spec: dict, version: str, paths: dict, timeout: int = 3600) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(paths[version])
-    env["SCLIBRA_EXTDATA"] = str(ROOT / "inst" / "extdata")
-    env["PYTHONWARNINGS"] = "ignore"
+    env = version_env(paths[version])
     try:
         return run_worker(
             [os.path.abspath(__file__), "--worker", json.dumps(spec)], env=env, timeout=timeout
@@ -537,7 +521,7 @@ def main() -> None:
         )
 
     args = parse_args(__doc__, extra)
-    paths = {"before": export_before(), "after": ROOT / "python"}
+    paths = {"before": export_package(BEFORE_COMMIT, BEFORE_DIR), "after": ROOT / "python"}
     if args.threads_check:
         threads_check(args, paths)
         return

@@ -1,9 +1,10 @@
 """The optimizer and learning-rate schedule of training, without ``torch.optim``.
 
 ``torch.optim``'s optimizers import ``torch._dynamo`` the first time one is built (their
-``add_param_group`` is wrapped to disable the compiler): 1.0-1.4 s on this project's 2-core
-machine, paid once per process before the first epoch, i.e. by every R session's first
-``RunLIBRA()`` and every CLI call, on fits that take a few seconds. :class:`FusedAdam` calls the
+``add_param_group`` is wrapped to disable the compiler): 1.1-1.7 s on this project's 2-core
+machine (``benchmarks/results/bench_first_fit.md``), paid once per process before the first
+epoch, i.e. by every R session's first ``RunLIBRA()`` and every CLI call, on fits that take a
+few seconds. :class:`FusedAdam` calls the
 same fused kernel as ``torch.optim.Adam(fused=True)`` with the same state, so its updates are
 identical (tested bit for bit); :class:`PlateauSchedule` is ``ReduceLROnPlateau``'s rule for the
 one mode training uses (tested step for step). Where this torch lacks the kernel, or the device

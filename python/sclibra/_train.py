@@ -8,8 +8,9 @@ Speed (``benchmarks/bench_speed.py``): in-memory dense data up to :data:`DENSE_C
 turned into one float32 tensor once and minibatches are gathered from it; a sparse minibatch
 goes to the first layer as a :class:`~sclibra._module.SparseRows` block on CPU (scipy kernels for
 the product and the weight gradient) or as a torch CSR tensor on CUDA; Adam is the fused kernel
-where torch has one (:mod:`sclibra._optim`, without ``torch.optim``'s import of the compiler); the thread count is decided per run (:func:`sclibra._settings.training_threads`)
-and the caller's is restored afterwards.
+where torch has one, called through :mod:`sclibra._optim` (``torch.optim`` would import the
+compiler, seconds per process); the thread count is decided per run
+(:func:`sclibra._settings.training_threads`) and the caller's is restored afterwards.
 """
 
 from __future__ import annotations

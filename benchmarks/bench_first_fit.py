@@ -32,27 +32,24 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from _common import (
+    REPO_ROOT,
     export_package,
     log,
     markdown_table,
     parse_args,
     run_worker,
-    scicar_a549,
     serve_worker,
     shared_data_dir,
     version_env,
     write_results,
 )
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 BEFORE_COMMIT = "4a9cc79"
-BEFORE_DIR = HERE / "_work" / "first_fit_before"
-SHARED = shared_data_dir()
+BEFORE_DIR = REPO_ROOT / "benchmarks" / "_work" / "first_fit_before"
+#: cases of ``bench_speed.load_case`` (the same data and split as its default-recipe rows)
 CASES = ["bmmc_cite RNA->ADT", "sci-CAR RNA->ATAC"]
 
 
@@ -65,12 +62,9 @@ def worker(spec: dict) -> dict:
     sclibra.settings.verbosity = "error"
     if spec["threads"]:
         sclibra.settings.num_threads = spec["threads"]
-    if spec["case"] == "bmmc_cite RNA->ADT":
-        rna, adt = sclibra.datasets.bmmc_cite()
-        adt = adt[rna.obs_names]
-        is_train = rna.obs["is_train"].to_numpy(dtype=bool)
-    else:
-        rna, adt, is_train = scicar_a549(Path(spec["shared"]))
+    from bench_speed import load_case
+
+    rna, adt, is_train = load_case(spec["case"])
     a, b = rna[is_train].copy(), adt[is_train].copy()
     fits = []
     for _ in range(2):
@@ -94,8 +88,8 @@ def main() -> None:
         parser.add_argument("--repeats", type=int, default=5, help="alternations (default 5)")
 
     args = parse_args(__doc__, extra)
-    paths = {"before": export_package(BEFORE_COMMIT, BEFORE_DIR), "after": ROOT / "python"}
-    cases = CASES[:1] if args.quick or not SHARED.is_dir() else CASES
+    paths = {"before": export_package(BEFORE_COMMIT, BEFORE_DIR), "after": REPO_ROOT / "python"}
+    cases = CASES[:1] if args.quick or not shared_data_dir().is_dir() else CASES
     repeats = 1 if args.quick else args.repeats
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     runs = {case: {v: [] for v in paths} for case in cases}
@@ -104,7 +98,7 @@ def main() -> None:
             for version in ("before", "after") if i % 2 == 0 else ("after", "before"):
                 env = version_env(paths[version])
                 t = time.perf_counter()
-                spec = {"case": case, "shared": str(SHARED), "threads": args.threads}
+                spec = {"case": case, "threads": args.threads}
                 res = run_worker([__file__, "--worker", json.dumps(spec)], env=env)
                 res["process_s"] = time.perf_counter() - t
                 runs[case][version].append(res)

@@ -284,6 +284,13 @@ def as_matrix(data, *, layer=None, obsm=None, mod=None, name="input") -> Matrix:
         return Matrix(X, obs_names, var_names, name, True, obs=data.obs)
 
     if isinstance(data, pd.DataFrame):
+        numeric = [pd.api.types.is_numeric_dtype(t) for t in data.dtypes]
+        if not all(numeric):
+            bad = data.columns[[not ok for ok in numeric]]
+            raise SclibraError(
+                f"{name}: expected a numeric matrix, but {len(bad)} columns of the DataFrame are "
+                f"not numbers: {format_names(bad)}"
+            )
         return Matrix(
             data.to_numpy(dtype=np.float32, copy=False),
             pd.Index(data.index.astype(str)),
@@ -297,7 +304,7 @@ def as_matrix(data, *, layer=None, obsm=None, mod=None, name="input") -> Matrix:
         X = _as_csr(data)
     elif isinstance(data, np.ndarray) or hasattr(data, "__array__"):
         X = np.asarray(data)
-        if X.dtype == object or not np.issubdtype(X.dtype, np.number):
+        if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
             raise SclibraError(f"{name}: expected a numeric matrix, got dtype {X.dtype}")
     else:
         raise SclibraError(

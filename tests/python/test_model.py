@@ -326,6 +326,32 @@ def test_empty_constant_and_mismatched_inputs():
         )
 
 
+def test_boolean_numpy_input_is_read_like_sparse_and_anndata_booleans():
+    # binarised peaks as a dense boolean array (e.g. atac > 0): read as 0/1 like a sparse
+    # boolean matrix or an AnnData of booleans, not refused as "not numeric"
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 10)).astype(np.float32)
+    peaks = rng.random((40, 12)) > 0.7
+    dense = sclibra.LIBRA(**FAST).fit(x, peaks, max_epochs=2)
+    as_sparse = sclibra.LIBRA(**FAST).fit(x, sp.csr_matrix(peaks), max_epochs=2)
+    assert dense.loss_ == "bce"
+    np.testing.assert_array_equal(dense.predict(x).X, as_sparse.predict(x).X)
+    model = sclibra.LIBRA(**FAST).fit(peaks, x, max_epochs=2)
+    np.testing.assert_array_equal(model.predict(peaks).X, model.predict(peaks.astype(np.float32)).X)
+
+
+def test_dataframe_with_a_text_column_is_named():
+    rng = np.random.default_rng(0)
+    cells = [f"c{i}" for i in range(20)]
+    x = pd.DataFrame(rng.random((20, 3)), index=cells, columns=["g0", "g1", "g2"])
+    x["cell_type"] = "B"
+    y = pd.DataFrame(rng.random((20, 2)), index=cells)
+    with pytest.raises(
+        SclibraError, match="1 columns of the DataFrame are not numbers: 'cell_type'"
+    ):
+        sclibra.LIBRA(**FAST).fit(x, y)
+
+
 def test_predict_requires_training_features(cite, cite_model):
     rna, _ = cite
     fewer = rna[:, rna.var_names[5:]]

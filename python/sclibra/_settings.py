@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 import time
 
 logger = logging.getLogger("sclibra")
@@ -234,3 +236,22 @@ def resolve_device(device=None):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SclibraError(f"device {device!r} was requested but CUDA is not available here")
     return dev
+
+
+@contextlib.contextmanager
+def keep_torch_threads():
+    """Within the block, torch's intra-op thread count is protected: restored after if changed.
+
+    scanpy's neighbour graph and UMAP run numba, whose OpenMP layer sets OpenMP's thread count
+    of the calling thread to all cores; torch reads that count, so a user's
+    ``torch.set_num_threads(1)`` (and the upper bound it puts on the automatic thread choice,
+    ``settings.num_threads``) would be lost after a clustering or a UMAP. Nothing is done when
+    torch is not loaded.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)

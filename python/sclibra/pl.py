@@ -23,6 +23,7 @@ import pandas as pd
 
 from ._errors import SclibraError
 from ._fs import atomic_file
+from ._settings import keep_torch_threads
 
 __all__ = [
     "loss",
@@ -311,7 +312,7 @@ def umap_coordinates(latent, *, n_neighbors: int = 15, seed: int = 0) -> np.ndar
     import scanpy as sc
 
     tmp = ad.AnnData(np.asarray(latent, dtype=np.float32))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), keep_torch_threads():
         warnings.simplefilter("ignore")
         sc.pp.neighbors(
             tmp, n_neighbors=min(n_neighbors, tmp.n_obs - 1), use_rep="X", random_state=seed

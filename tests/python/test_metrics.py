@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -554,3 +557,26 @@ def test_labels_and_held_out_from_either_modality(multiome, multiome_model):
     )
     with pytest.raises(SclibraError, match="must be boolean"):
         M.nn_mse(multiome_model, bare, rna, held_out="cell_type")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "sclibra.metrics.cluster_latent(x, resolution=0.5)",
+        "sclibra.pl.umap_coordinates(x)",
+    ],
+)
+def test_scanpy_graphs_keep_the_users_torch_threads(call):
+    # numba's OpenMP layer (scanpy's neighbours, UMAP) resets OpenMP's thread count to every
+    # core at its first parallel run in a process, and torch reads that count: a fresh process
+    # with a count numba would never choose keeps it after sclibra's clustering / UMAP
+    code = (
+        "import os, numpy as np, torch, sclibra\n"
+        "n = (os.cpu_count() or 1) + 1\n"
+        "torch.set_num_threads(n); assert torch.get_num_threads() == n\n"
+        "x = np.random.default_rng(0).random((200, 8), dtype=np.float32)\n"
+        f"{call}\n"
+        "print(torch.get_num_threads() == n)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "True"

@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from sclibra._errors import SclibraError, format_names
-from sclibra._settings import logger, settings
+from sclibra._settings import keep_torch_threads, logger, settings
 
 from ._utils import align_labels, as_labels, natural_sorted, pca_scores
 
@@ -232,7 +232,7 @@ def cluster_latent(
     if seed is None:
         seed = settings.seed if settings.seed is not None else 0
     tmp = ad.AnnData(x)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), keep_torch_threads():
         warnings.simplefilter("ignore", FutureWarning)
         sc.pp.neighbors(tmp, n_neighbors=k, use_rep="X", random_state=seed)
         try:

@@ -920,6 +920,13 @@ class CellInputs:
     fill_missing: bool = False
     batch_size: int | None = None
 
+    def __post_init__(self):
+        bs = self.batch_size
+        if bs is not None and (
+            isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1
+        ):
+            raise SclibraError(f"batch_size must be an integer >= 1 or None, got {bs!r}")
+
 
 def takes_fields(name: str, cls):
     """Decorator: ``fn``'s keyword-only parameter ``name`` stands for the fields of the dataclass

@@ -391,6 +391,18 @@ def test_predict_in_one_minibatch_or_many_gives_the_same_arrays(cite, cite_model
     assert (one.X >= 0).all()  # the ReLU output, applied in place
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, "64", True])
+def test_bad_batch_size_of_predict_and_latent_is_named(cite, cite_model, batch_size):
+    # before: an empty prediction's anndata/reshape error, or "'float' object cannot be
+    # interpreted as an integer" from inside the minibatch loop (0 silently meant 1024)
+    rna, _ = cite
+    for apply in (cite_model.predict, cite_model.get_latent):
+        with pytest.raises(
+            SclibraError, match=f"batch_size must be an integer >= 1.*{batch_size!r}"
+        ):
+            apply(rna[:10], batch_size=batch_size)
+
+
 def test_finite_output_check_flags_the_rows_with_a_non_finite_value():
     from sclibra._data import as_matrix
     from sclibra._model import _check_finite_output

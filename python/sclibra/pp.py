@@ -30,6 +30,11 @@ def highly_variable(adata, n_top_genes: int = 2000, *, subset: bool = False, cop
 
     if type(adata).__name__ != "AnnData":
         raise SclibraError(f"highly_variable needs an AnnData, got {type(adata).__name__}")
+    if adata.isbacked:
+        raise SclibraError(
+            "highly_variable needs in-memory data: the AnnData is backed by "
+            f"{adata.filename}; load it with adata.to_memory() first"
+        )
     if not isinstance(n_top_genes, (int, np.integer)) or n_top_genes < 1:
         raise SclibraError(f"n_top_genes must be a positive integer, got {n_top_genes!r}")
     if copy:

@@ -229,6 +229,17 @@ def test_highly_variable_selection(cite):
     assert m.predict(rna).shape == (600, 134)
 
 
+def test_highly_variable_of_a_backed_anndata_asks_for_in_memory_data(tmp_path, cite):
+    # before: scanpy's AttributeError "'_CSRDataset' object has no attribute 'copy'"
+    rna, _ = cite
+    rna.write_h5ad(tmp_path / "rna.h5ad")
+    backed = ad.read_h5ad(tmp_path / "rna.h5ad", backed="r")
+    for copy in (False, True):
+        with pytest.raises(SclibraError, match="needs in-memory data.*to_memory"):
+            sclibra.pp.highly_variable(backed, 100, copy=copy)
+    assert "highly_variable" not in backed.var
+
+
 def test_pairing_by_name_uses_intersection(cite):
     rna, adt = cite
     shuffled = adt[adt.obs_names[::-1][:400]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import numbers
 import os
 import sys
 import time
@@ -49,14 +50,34 @@ class Settings:
         self.num_threads: int | None = _env_threads()
 
     @property
+    def seed(self) -> int | None:
+        return self._seed
+
+    @seed.setter
+    def seed(self, value) -> None:
+        from ._errors import SclibraError
+
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
+        ):
+            raise SclibraError(f"seed must be an integer >= 0 or None, got {value!r}")
+        self._seed = None if value is None else int(value)
+
+    @property
     def verbosity(self) -> str:
         return logging.getLevelName(logger.level).lower()
 
     @verbosity.setter
     def verbosity(self, level) -> None:
-        if isinstance(level, str):
-            level = level.upper()
-        logger.setLevel(level)
+        from ._errors import SclibraError
+
+        try:
+            logger.setLevel(level.upper() if isinstance(level, str) else level)
+        except (TypeError, ValueError):
+            raise SclibraError(
+                f"verbosity must be a logging level ('debug', 'info', 'warning', 'error', "
+                f"'critical' or a number), got {level!r}"
+            ) from None
 
     def __repr__(self) -> str:
         return (

@@ -170,6 +170,26 @@ def test_global_seed_setting_is_used(cite):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
+def test_bad_global_seed_is_refused_when_set(seed):
+    # before: accepted, then a fit failed inside numpy ("expected non-negative integer",
+    # "SeedSequence expects int", "invalid literal for int()")
+    with pytest.raises(SclibraError, match=f"seed must be an integer >= 0 or None, got {seed!r}"):
+        sclibra.settings.seed = seed
+    sclibra.settings.seed = np.int64(4)
+    assert sclibra.settings.seed == 4
+    assert type(sclibra.settings.seed) is int
+    sclibra.settings.seed = None
+    assert sclibra.settings.seed is None
+
+
+def test_unknown_verbosity_is_named():
+    before = sclibra.settings.verbosity
+    with pytest.raises(SclibraError, match="verbosity must be a logging level.*'loud'"):
+        sclibra.settings.verbosity = "loud"
+    assert sclibra.settings.verbosity == before
+
+
 def test_sparse_numpy_and_dense_inputs_agree(cite):
     rna, adt = cite
     kw = dict(max_epochs=3, validation_split=0.1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._errors import SclibraError
+from ._errors import SclibraError, format_names
 from ._fs import atomic_file
 from ._settings import keep_torch_threads
 
@@ -480,12 +480,21 @@ def predicted_vs_measured(
     p_names, p_x, p_vars = _named_matrix(pred, "prediction")
     t_names, t_x, t_vars = _named_matrix(truth, "measured")
     if p_names is not None and t_names is not None:
-        keep = p_names if cells is None else pd.Index(np.asarray(cells).astype(str))
-        missing = keep[~keep.isin(t_names)]
-        if len(missing):
-            raise SclibraError(f"{len(missing)} predicted cells are not in the measured data")
+        keep = p_names if cells is None else pd.Index(np.asarray(cells).astype(str).ravel())
+        for names, what in ((p_names, "prediction"), (t_names, "measured data")):
+            missing = keep[~keep.isin(names)]
+            if len(missing):
+                raise SclibraError(
+                    f"{len(missing)} {'predicted ' if cells is None else ''}cells are not in "
+                    f"the {what}: {format_names(missing)}"
+                )
         p_x = p_x[p_names.get_indexer(keep)]
         t_x = t_x[t_names.get_indexer(keep)]
+    elif cells is not None:
+        raise SclibraError(
+            "cells= needs cell names: pass the prediction and the measured data as AnnData or "
+            "DataFrames, or subset the arrays yourself"
+        )
     elif p_x.shape[0] != t_x.shape[0]:
         raise SclibraError(f"prediction has {p_x.shape[0]} cells but measured has {t_x.shape[0]}")
     if p_vars is not None and t_vars is not None:
@@ -507,18 +516,27 @@ def predicted_vs_measured(
             var = np.asarray(t_x.multiply(t_x).mean(axis=0)).ravel() - mean**2
         else:
             var = np.asarray(t_x, dtype=np.float64).var(axis=0)
+        if int(n_features) < 1:
+            raise SclibraError(f"n_features must be >= 1, got {n_features!r}")
         cols = list(np.argsort(-var)[: int(n_features)])
     else:
         feats = [features] if isinstance(features, (str, int)) else list(features)
         cols = []
         for f in feats:
             if isinstance(f, (int, np.integer)):
+                if not -len(var_names) <= f < len(var_names):
+                    raise SclibraError(
+                        f"feature position {f} is out of range: the prediction and the "
+                        f"measured data share {len(var_names)} features"
+                    )
                 cols.append(int(f))
             else:
                 pos = var_names.get_indexer([str(f)])[0]
                 if pos < 0:
                     raise SclibraError(f"feature {f!r} is not among the predicted features")
                 cols.append(int(pos))
+        if not cols:
+            raise SclibraError("features= names no feature to plot")
     n = len(cols)
     ncol = min(n, 4)
     nrow = int(np.ceil(n / ncol))

@@ -134,6 +134,28 @@ def test_predicted_vs_measured(tmp_path):
         pl.predicted_vs_measured(p, t, ["g9"])
 
 
+def test_predicted_vs_measured_refuses_cells_and_features_it_cannot_plot():
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((50, 3)).astype(np.float32)
+    names = [f"c{i}" for i in range(50)]
+    genes = ["g0", "g1", "g2"]
+    t = ad.AnnData(truth, obs=pd.DataFrame(index=names), var=pd.DataFrame(index=genes))
+    p = t[:30].copy()  # predicted for the first 30 cells only
+    # before: cells missing from the prediction were silently drawn from its last row
+    with pytest.raises(SclibraError, match="5 cells are not in the prediction: 'c30'"):
+        pl.predicted_vs_measured(p, t, cells=names[25:35])
+    with pytest.raises(SclibraError, match="cells= needs cell names"):
+        pl.predicted_vs_measured(p.X, truth[:30], cells=names[:5])  # before: ignored
+    with pytest.raises(SclibraError, match="feature position 7 is out of range.*3 features"):
+        pl.predicted_vs_measured(p, t, features=[7])  # before: IndexError
+    with pytest.raises(SclibraError, match="n_features must be >= 1"):
+        pl.predicted_vs_measured(p, t, n_features=0)  # before: ZeroDivisionError
+    with pytest.raises(SclibraError, match="no feature to plot"):
+        pl.predicted_vs_measured(p, t, features=[])
+
+
 def test_save_figure_is_atomic_and_respects_overwrite(history, tmp_path):
     path = tmp_path / "sub" / "loss.png"
     fig = pl.loss(history)

@@ -131,6 +131,33 @@ def test_scores_shape_mismatch_is_an_error():
         M.rmse(np.zeros((5, 3)), np.zeros((5, 4)))
 
 
+def test_scores_of_named_inputs_in_another_order_are_an_error():
+    # before: two AnnData of the same shape were scored by position, cell against the wrong
+    # cell, when the measured data came in another order (e.g. read from its own file)
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((20, 4)).astype(np.float32)
+    cells, feats = [f"c{i}" for i in range(20)], ["f0", "f1", "f2", "f3"]
+    t = ad.AnnData(truth, obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=feats))
+    pred = t.copy()
+    assert M.rmse(pred, t) == 0.0
+    with pytest.raises(SclibraError, match="cell names are in another order"):
+        M.rmse(pred, t[::-1].copy())
+    with pytest.raises(SclibraError, match="feature names are in another order"):
+        M.pearson_per_feature(pred, t[:, ::-1].copy())
+    other = t.copy()
+    other.obs_names = [f"x{i}" for i in range(20)]
+    with pytest.raises(SclibraError, match="cell names are not the same: 'c0'"):
+        M.prediction_scores(pred, other)
+    frame = pd.DataFrame(truth[::-1], index=cells[::-1], columns=feats)
+    with pytest.raises(SclibraError, match="cell names are in another order"):
+        M.mse(pred, frame)
+    # arrays and unnamed DataFrames are still matched by position
+    assert M.rmse(pred, truth) == 0.0
+    assert M.rmse(pred, pd.DataFrame(truth)) == 0.0
+
+
 def test_clustering_scores_match_scikit_learn():
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from sclibra._errors import SclibraError
+from sclibra._errors import SclibraError, format_names
 
 from ._utils import (
     COL_CHUNK,
@@ -24,10 +24,47 @@ from ._utils import (
 )
 
 
+def _names(x):
+    """``(cell names, feature names)`` of an AnnData or DataFrame (``None`` for a RangeIndex);
+    ``None`` for arrays.
+    """
+    if type(x).__name__ == "AnnData":
+        return pd.Index(x.obs_names.astype(str)), pd.Index(x.var_names.astype(str))
+    if isinstance(x, pd.DataFrame):
+        return tuple(
+            None if isinstance(i, pd.RangeIndex) else pd.Index(i.astype(str))
+            for i in (x.index, x.columns)
+        )
+    return None
+
+
+def _check_same_names(p, t) -> None:
+    """Scores compare entries by position: named inputs (:func:`_names` ``p`` and ``t``) must
+    name the same cells and features in the same order (an AnnData prediction against measured
+    data read in another order would otherwise be scored cell against the wrong cell).
+    """
+    if p is None or t is None:
+        return
+    for what, a, b in (("cell", p[0], t[0]), ("feature", p[1], t[1])):
+        if a is None or b is None or a.equals(b):
+            continue
+        if set(a) == set(b):
+            problem = "in another order"
+        else:
+            problem = f"not the same: {format_names(a[~a.isin(b)])} only in the prediction"
+        raise SclibraError(
+            f"the prediction and the measured data have the same shape but their {what} names "
+            f"are {problem}; scores compare entries by position, so align them first (e.g. "
+            "truth[pred.obs_names, pred.var_names])"
+        )
+
+
 def _pair(pred, truth):
+    names = _names(pred), _names(truth)
     pred = as_2d(pred, "prediction")
     truth = as_2d(truth, "measured")
     check_same_shape(pred, truth)
+    _check_same_names(*names)
     if pred.shape[0] == 0:
         raise SclibraError("no cells to score (0 rows)")
     check_finite(pred, "prediction")
@@ -61,7 +98,8 @@ def rmse(pred, truth) -> float:
     ----------
     pred, truth
         Predicted and measured matrices (cells x features) of the same shape and order; numpy,
-        scipy sparse (never densified as a whole), DataFrame or AnnData.
+        scipy sparse (never densified as a whole), DataFrame or AnnData. Two named inputs
+        (AnnData, DataFrame) must name the same cells and features in the same order.
     """
     return float(np.sqrt(mse(pred, truth)))
 

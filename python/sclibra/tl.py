@@ -38,6 +38,13 @@ def libra(
     """
     if type(adata).__name__ != "AnnData":
         raise SclibraError(f"sclibra.tl.libra needs an AnnData, got {type(adata).__name__}")
+    from ._model import LIBRA
+
+    if not isinstance(model, LIBRA):
+        raise SclibraError(
+            f"sclibra.tl.libra needs a sclibra.LIBRA model, got {type(model).__name__}; load a "
+            "saved one with sclibra.LIBRA.load(path)"
+        )
     latent = model.get_latent(adata, layer=layer, obsm=obsm, fill_missing=fill_missing)
     if copy:
         adata = adata.copy()

@@ -126,6 +126,15 @@ def test_latent_and_tl_helper(cite, cite_model):
     np.testing.assert_array_equal(out.obsm["X_test"], z)
 
 
+def test_tl_libra_with_a_path_instead_of_a_model_is_named(tmp_path, cite, cite_model):
+    # before: AttributeError "'str' object has no attribute 'get_latent'"
+    adata = cite[0][:20].copy()
+    cite_model.save(tmp_path / "model")
+    with pytest.raises(SclibraError, match="needs a sclibra.LIBRA model, got str.*LIBRA.load"):
+        sclibra.tl.libra(adata, str(tmp_path / "model"))
+    assert "X_libra" not in adata.obsm
+
+
 def test_cell_order_follows_input(cite, cite_model):
     rna, _ = cite
     order = rna.obs_names[::-1][:50]

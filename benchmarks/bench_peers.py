@@ -194,6 +194,7 @@ def run_seurat(a_train, b_train, a_test) -> tuple[np.ndarray, np.ndarray, float]
 
     if shutil.which("Rscript") is None:
         return None
+    WORK.mkdir(parents=True, exist_ok=True)  # bench_speed calls this without bench_peers' main
     with tempfile.TemporaryDirectory(prefix="seurat_", dir=WORK) as d:
         tmp = Path(d)
         _export(tmp, a_train, b_train, a_test, n_var=2000)

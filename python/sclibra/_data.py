@@ -805,9 +805,17 @@ def resolve_labels(labels, cells, *, obs=(), all_cells=None, name: str = "labels
 
 
 def match_features(
-    m: Matrix, features: pd.Index, *, fill_missing: bool = False, what: str = "model"
+    m: Matrix,
+    features: pd.Index,
+    *,
+    fill_missing: bool | None = None,
+    what: str = "model",
 ) -> Matrix:
-    """Select and order the columns of ``m`` to ``features`` (by name)."""
+    """Select and order the columns of ``m`` to ``features`` (by name).
+
+    ``fill_missing``: fill missing features with zeros (``True``), or refuse them; ``False``
+    says the caller has that option (the error suggests it), ``None`` that it has not.
+    """
     if m.features.equals(features):
         return m
     positional = m.features.str.startswith(f"{m.name}_").all() if m.n_vars else True
@@ -828,10 +836,14 @@ def match_features(
         if not fill_missing:
             from ._errors import FeatureMismatchError
 
+            hint = (
+                "give the input every feature the model was trained on"
+                if fill_missing is None
+                else "pass fill_missing=True to fill them with zeros"
+            )
             raise FeatureMismatchError(
                 f"{m.name}: {len(missing)} of the {len(features)} features the {what} was trained on "
-                f"are missing from the input: {format_names(missing, 10)}; pass fill_missing=True to "
-                "fill them with zeros",
+                f"are missing from the input: {format_names(missing, 10)}; {hint}",
                 missing=list(missing),
             )
         import warnings

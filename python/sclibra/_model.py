@@ -520,7 +520,7 @@ class LIBRA:
             a, layer=inputs.layer, obsm=inputs.obsm, mod=inputs.mod, name=name or self.names_[0]
         )
         check_unique(m.cells, "cell", m.name)
-        return match_features(m, features, fill_missing=inputs.fill_missing)
+        return match_features(m, features, fill_missing=bool(inputs.fill_missing))
 
     @takes_fields("inputs", CellInputs)
     def get_latent(

@@ -398,6 +398,13 @@ def test_predict_requires_training_features(cite, cite_model):
     with pytest.raises(FeatureMismatchError, match="5 of the 1000 features") as info:
         cite_model.predict(fewer)
     assert info.value.missing == list(rna.var_names[:5])
+    assert "pass fill_missing=True" in str(info.value)
+    # where there is no fill_missing option, the error does not suggest one
+    _, adt = cite
+    with pytest.raises(FeatureMismatchError, match="5 of the 1000 features") as info:
+        cite_model.fit_b_encoder(fewer, adt, max_epochs=1)
+    assert "fill_missing" not in str(info.value)
+    assert "every feature the model was trained on" in str(info.value)
     with pytest.warns(UserWarning, match="filled with zeros"):
         pred = cite_model.predict(fewer, fill_missing=True)
     assert pred.shape == (600, 134)

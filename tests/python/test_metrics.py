@@ -302,6 +302,12 @@ def test_cluster_latent_anndata_and_modality():
         M.cluster_latent(adata, use_rep="X_pca")
     with pytest.raises(SclibraError, match="NaN"):
         M.cluster_latent(np.full((10, 2), np.nan))
+    # key_added needs an obs to write to; an AnnData's cell names are its own
+    with pytest.raises(SclibraError, match="key_added='k' stores the clusters in adata.obs"):
+        M.cluster_latent(x, key_added="k")
+    with pytest.raises(SclibraError, match="an AnnData's cells are its obs_names"):
+        M.cluster_latent(adata, cells=list(adata.obs_names[::-1]))
+    assert "k" not in adata.obs
 
 
 # ------------------------------------------------------------------------------------------------

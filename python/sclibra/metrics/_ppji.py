@@ -138,6 +138,11 @@ def _embedding(data, use_rep, cells):
     """Return (matrix, cell names, AnnData or None) for cluster_latent's accepted inputs."""
     adata = None
     if type(data).__name__ == "AnnData":
+        if cells is not None:
+            raise SclibraError(
+                "cells= names the rows of an array or DataFrame; an AnnData's cells are its "
+                "obs_names (drop cells=, or subset the AnnData)"
+            )
         adata = data
         names = pd.Index(data.obs_names.astype(str))
         if use_rep is None:
@@ -208,9 +213,11 @@ def cluster_latent(
     use_rep
         ``obsm`` key of an AnnData input.
     cells
-        Cell names of the rows of an array input (default ``"0"``, ``"1"``, ...).
+        Cell names of the rows of an array input (default ``"0"``, ``"1"``, ...; a DataFrame's
+        are replaced; refused with an AnnData, whose names are its ``obs_names``).
     key_added
-        With an AnnData input, also store the clusters in ``adata.obs[key_added]``.
+        With an AnnData input, also store the clusters in ``adata.obs[key_added]`` (refused for
+        other inputs, which have no ``obs``).
 
     Returns
     -------
@@ -221,6 +228,11 @@ def cluster_latent(
     import scanpy as sc
 
     x, names, adata = _embedding(data, use_rep, cells)
+    if key_added is not None and adata is None:
+        raise SclibraError(
+            f"key_added={key_added!r} stores the clusters in adata.obs, but the input is not an "
+            "AnnData; use the returned Series"
+        )
     n = x.shape[0]
     if n < 3:
         raise SclibraError(f"need at least 3 cells to cluster, got {n}")

@@ -62,12 +62,16 @@
 #'   latent space, at some cost in prediction.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
-#' @param reduction.name Name of the stored latent space.
-#' @param reduction.key Prefix of the latent dimensions' names.
+#' @param reduction.name Name of the stored latent space. A reduction (reduced dimension) of
+#'   that name is replaced only when sclibra made it; any other is an error, before training.
+#' @param reduction.key Prefix of the latent dimensions' names: a letter, then letters or
+#'   digits, ending in `"_"`.
 #' @param new.assay.name Seurat: name of the predicted assay (default
-#'   `"predicted_<output.assay>"`).
+#'   `"predicted_<output.assay>"`). An assay of that name that sclibra did not make (e.g. the
+#'   measured one) is never replaced: an error, before training.
 #' @param new.altexp.name SingleCellExperiment: name of the predicted alternative experiment
-#'   (default `"predicted_<output>"`).
+#'   (default `"predicted_<output>"`); as for `new.assay.name`, one that sclibra did not make
+#'   is never replaced.
 #' @param keep.model Keep the trained weights in the returned object, so that the model can be
 #'   retrieved with [GetLIBRAModel()] even after [saveRDS()].
 #' @param seed Random seed (initialisation, validation split, shuffling, dropout); `NULL` uses
@@ -123,7 +127,7 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 .train_libra <- function(pair_args, settings, key, keep.model, verbose, output.slot = NULL) {
   .check_flag(verbose)
   .check_flag(keep.model)
-  .check_string(key, "reduction.key")
+  .check_key(key)
   py <- .py(do.call(.core()$LIBRA, settings$model), "Creating the LIBRA model")
   pair <- do.call(.prepare_pair, c(pair_args, list(verbose = verbose)))
   fit_defaults <- .core_defaults("fit")
@@ -204,9 +208,8 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
       class = "sclibra_input_error"
     )
   }
-  .check_string(reduction.name)
   new.assay.name <- new.assay.name %||% paste0("predicted_", output.assay)
-  .check_string(new.assay.name)
+  .check_seurat_targets(object, reduction.name, new.assay.name)
   settings <- .training_settings(environment(), dots, "RunLIBRA")
   res <- .train_libra(.seurat_pair_args(environment()), settings, reduction.key, keep.model,
     verbose,
@@ -256,7 +259,6 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
       i = "Name the alternative experiment of the other modality, e.g. {.code output.altexp = \"ADT\"}."
     ), class = "sclibra_input_error")
   }
-  .check_string(reduction.name)
   input_name <- input.altexp %||% .main_name(object)
   output_name <- output.altexp %||% .main_name(object)
   if (identical(input_name, output_name)) {
@@ -264,7 +266,7 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
     output_name <- output.assay
   }
   new.altexp.name <- new.altexp.name %||% paste0("predicted_", output_name)
-  .check_string(new.altexp.name)
+  .check_sce_targets(object, reduction.name, new.altexp.name)
   settings <- .training_settings(environment(), list(...), "RunLIBRA")
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
   b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")

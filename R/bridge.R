@@ -166,6 +166,7 @@
   known <- lapply(stats::setNames(which, which), .core_arguments)
   all_known <- setdiff(unique(unlist(known)), reserved)
   .check_dots(values, all_known, fn)
+  .check_no_na(values, fn)
   dup <- unique(py_names[duplicated(py_names)])
   if (length(dup)) {
     .abort("{.fn {fn}}: {.arg {gsub('_', '.', dup, fixed = TRUE)}} given twice (R and Python spelling).",
@@ -181,8 +182,8 @@
 # the training cells, select the features, and send both matrices to Python.
 .prepare_pair <- function(a, b, name_a, name_b, features, output.features, train.cells, meta,
                           verbose) {
-  .validate_matrix(a, name_a)
-  .validate_matrix(b, name_b)
+  a <- .validate_matrix(a, name_a)
+  b <- .validate_matrix(b, name_b)
   shared <- .shared_cells(a, b, name_a, name_b)
   train <- .resolve_train_cells(train.cells, shared, meta)
   fit_cells <- train %||% shared

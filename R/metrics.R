@@ -181,8 +181,8 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
 
 # Both modalities checked, aligned to the model's features and sent to Python.
 .model_inputs <- function(model, a, b, name_a, name_b) {
-  .validate_matrix(a, name_a, features_used = model$features.input)
-  .validate_matrix(b, name_b, features_used = model$features.output)
+  a <- .validate_matrix(a, name_a, features_used = model$features.input)
+  b <- .validate_matrix(b, name_b, features_used = model$features.output)
   .shared_cells(a, b, name_a, name_b)
   a <- .align_features(a, model$features.input, name_a)
   b <- .align_features(b, model$features.output, paste(name_b, "(the model's output features)"))

@@ -54,11 +54,7 @@
 # The Python model behind a LIBRAModel, rebuilt from its serialised weights when the session
 # changed (or the object went through saveRDS()).
 .py_model <- function(model) {
-  if (!inherits(model, "LIBRAModel")) {
-    .abort("{.arg model} must be a {.cls LIBRAModel} (from RunLIBRA(), TuneLIBRA() or LoadLIBRA()), not {.obj_type_friendly {model}}.",
-      class = "sclibra_input_error"
-    )
-  }
+  .check_model(model)
   py <- model$handle$py
   if (is.null(py) || reticulate::py_is_null_xptr(py)) {
     if (is.null(model$serialized)) {
@@ -120,6 +116,8 @@ SaveLIBRA <- function(model, path, overwrite = FALSE, reduction = NULL) {
 #' @export
 LoadLIBRA <- function(path, device = NULL, keep.model = TRUE) {
   .check_string(path)
+  .check_string(device, null_ok = TRUE)
+  .check_flag(keep.model)
   path <- path.expand(path)
   if (!dir.exists(path)) {
     .abort("No saved LIBRA model at {.file {path}}: the directory does not exist.",
@@ -167,6 +165,7 @@ GetLIBRAModel.default <- function(object, ...) {
 #' @export
 GetLIBRAModel.Seurat <- function(object, reduction = "libra", ...) {
   reduction <- reduction %||% "libra"
+  .check_string(reduction)
   if (!reduction %in% SeuratObject::Reductions(object)) {
     .abort(c(
       "The Seurat object has no reduction {.val {reduction}}.",
@@ -186,6 +185,7 @@ GetLIBRAModel.Seurat <- function(object, reduction = "libra", ...) {
 #' @export
 GetLIBRAModel.SingleCellExperiment <- function(object, reduction = "LIBRA", ...) {
   reduction <- reduction %||% "LIBRA"
+  .check_string(reduction)
   store <- S4Vectors::metadata(object)[["sclibra"]]
   model <- store[[reduction]]$model
   if (!inherits(model, "LIBRAModel")) {

@@ -44,9 +44,9 @@ LIBRAPredict <- function(object, ...) UseMethod("LIBRAPredict")
 .predict_libra <- function(model, a, what, key, allow.missing, verbose) {
   .check_flag(allow.missing)
   .check_flag(verbose)
-  .check_string(key, "reduction.key")
+  .check_key(key)
   py <- .py_model(model)
-  .validate_matrix(a, what, features_used = model$features.input)
+  a <- .validate_matrix(a, what, features_used = model$features.input)
   a <- .align_features(a, model$features.input, what, allow.missing)
   ad <- .to_anndata(a, what)
   .msg(verbose, "Predicting {model$output.assay} for {ncol(a)} cells from {what}.")
@@ -82,7 +82,7 @@ LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot =
   .check_dots(al$dots, character(), "LIBRAPredict")
   input.assay <- al$values$input.assay
   slot <- al$values$input.slot %||% "data"
-  model <- model %||% GetLIBRAModel(object, reduction = reduction.name)
+  model <- .check_model(model %||% GetLIBRAModel(object, reduction = reduction.name))
   if (is.null(input.assay)) {
     input.assay <- if (isTRUE(model$input.assay %in% SeuratObject::Assays(object))) {
       model$input.assay
@@ -90,9 +90,8 @@ LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot =
       SeuratObject::DefaultAssay(object)
     }
   }
-  .check_string(reduction.name)
   new.assay.name <- new.assay.name %||% paste0("predicted_", model$output.assay)
-  .check_string(new.assay.name)
+  .check_seurat_targets(object, reduction.name, new.assay.name)
   a <- .seurat_matrix(object, input.assay, slot, "input.assay")
   res <- .predict_libra(model, a, input.assay, reduction.key, allow.missing, verbose)
   misc <- list(input.assay = input.assay, output.assay = model$output.assay, predicted = TRUE)
@@ -112,10 +111,9 @@ LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay 
                                               allow.missing = FALSE, verbose = TRUE, ...) {
   .check_dots(list(...), character(), "LIBRAPredict")
   .need_sce()
-  model <- model %||% GetLIBRAModel(object, reduction = reduction.name)
-  .check_string(reduction.name)
+  model <- .check_model(model %||% GetLIBRAModel(object, reduction = reduction.name))
   new.altexp.name <- new.altexp.name %||% paste0("predicted_", model$output.assay)
-  .check_string(new.altexp.name)
+  .check_sce_targets(object, reduction.name, new.altexp.name)
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
   what <- input.altexp %||% .main_name(object)
   res <- .predict_libra(model, a, what, reduction.key, allow.missing, verbose)
@@ -126,7 +124,10 @@ LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay 
   store <- S4Vectors::metadata(object)[["sclibra"]] %||% list()
   store[[reduction.name]] <- list(
     model = model,
-    params = list(input.assay = input.assay, input.altexp = input.altexp, predicted = TRUE)
+    params = list(
+      input.assay = input.assay, input.altexp = input.altexp, new.altexp.name = new.altexp.name,
+      predicted = TRUE
+    )
   )
   S4Vectors::metadata(object)[["sclibra"]] <- store
   object

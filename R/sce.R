@@ -11,6 +11,30 @@
   }
 }
 
+# The names RunLIBRA() / LIBRAPredict() will write, checked before any work: a reduced
+# dimension or an alternative experiment that sclibra did not write (a PCA, the measured ADT)
+# is never replaced.
+.check_sce_targets <- function(object, reduction.name, new.altexp.name) {
+  .check_string(reduction.name)
+  .check_string(new.altexp.name)
+  store <- S4Vectors::metadata(object)[["sclibra"]]
+  if (reduction.name %in% SingleCellExperiment::reducedDimNames(object) &&
+    !reduction.name %in% names(store)) {
+    .abort(c(
+      "The SingleCellExperiment already has a reduced dimension {.val {reduction.name}} that sclibra did not make; it is not replaced.",
+      i = "Choose another {.arg reduction.name}, or remove it first: {.code reducedDim(sce, \"{reduction.name}\") <- NULL}."
+    ), class = "sclibra_input_error")
+  }
+  ours <- unlist(lapply(store, function(entry) entry$params$new.altexp.name))
+  if (new.altexp.name %in% SingleCellExperiment::altExpNames(object) && !new.altexp.name %in% ours) {
+    .abort(c(
+      "The SingleCellExperiment already has an alternative experiment {.val {new.altexp.name}} that sclibra did not make; it is not replaced.",
+      i = "Choose another {.arg new.altexp.name}, or remove it first: {.code altExp(sce, \"{new.altexp.name}\") <- NULL}."
+    ), class = "sclibra_input_error")
+  }
+  invisible(TRUE)
+}
+
 # The features x cells matrix of an assay in the main or an alternative experiment.
 .sce_matrix <- function(object, assay, altexp, what) {
   .check_string(assay, what)

@@ -19,6 +19,51 @@
   invisible(assay)
 }
 
+# The names RunLIBRA() / LIBRAPredict() will write, checked before any work. A reduction or an
+# assay that sclibra did not write (a PCA, the measured ADT) is never replaced: the user names
+# another target or removes it first. A name Seurat holds for another kind of object (an assay
+# as a reduction name, a graph) is refused here, not by Seurat after training.
+.check_seurat_targets <- function(object, reduction.name, new.assay.name) {
+  .check_string(reduction.name)
+  .check_string(new.assay.name)
+  if (identical(reduction.name, new.assay.name)) {
+    .abort("{.arg reduction.name} and {.arg new.assay.name} are the same ({.val {reduction.name}}); a Seurat object needs two names.",
+      class = "sclibra_input_error"
+    )
+  }
+  reductions <- SeuratObject::Reductions(object)
+  assays <- SeuratObject::Assays(object)
+  targets <- list(
+    list(name = reduction.name, arg = "reduction.name", kind = "a reduction", same = reductions),
+    list(name = new.assay.name, arg = "new.assay.name", kind = "an assay", same = assays)
+  )
+  for (t in targets) {
+    if (t$name %in% setdiff(names(object), t$same)) {
+      .abort(c(
+        "{.arg {t$arg}} = {.val {t$name}} is already the name of another kind of object in the Seurat object (not {t$kind}).",
+        i = "Choose another {.arg {t$arg}}."
+      ), class = "sclibra_input_error")
+    }
+    if (t$name %in% t$same && !.made_by_sclibra(object[[t$name]])) {
+      .abort(c(
+        "The Seurat object already has {t$kind} {.val {t$name}} that sclibra did not make; it is not replaced.",
+        i = "Choose another {.arg {t$arg}}, or remove it first: {.code object[[\"{t$name}\"]] <- NULL}."
+      ), class = "sclibra_input_error")
+    }
+  }
+  invisible(TRUE)
+}
+
+# Was this DimReduc or assay written by RunLIBRA() / LIBRAPredict()? (Their reductions record
+# the input and output assays in `misc`, their assays a "sclibra" entry.)
+.made_by_sclibra <- function(x) {
+  misc <- methods::slot(x, "misc")
+  if (inherits(x, "DimReduc")) {
+    return(all(c("input.assay", "output.assay") %in% names(misc)))
+  }
+  !is.null(misc[["sclibra"]])
+}
+
 # Seurat spellings of the assay and layer arguments. A Seurat user types `assay =`,
 # `layer =` (Seurat 5) or `slot =` (Seurat 4); they mean the input assay and layer.
 # `input.layer` / `output.layer` are the Seurat 5 spellings of `input.slot` / `output.slot`.
@@ -147,14 +192,24 @@
 }
 
 # Seurat keys must be unique across reductions and assays: a key already used by another
-# reduction (e.g. the default "LIBRA_" of a first run) becomes one derived from its name.
+# reduction (e.g. the default "LIBRA_" of a first run) becomes one derived from its name
+# ("libra_atac": "LIBRAATAC_"), numbered when that one is taken too ("LIBRA2_").
 .unique_key <- function(object, key, name, verbose) {
   others <- setdiff(c(SeuratObject::Reductions(object), SeuratObject::Assays(object)), name)
   used <- vapply(others, function(o) SeuratObject::Key(object[[o]]), "")
   if (!key %in% used) {
     return(key)
   }
-  new <- paste0(toupper(gsub("[^[:alnum:]]", "", name)), "_")
+  base <- toupper(gsub("[^A-Za-z0-9]", "", name))
+  if (!grepl("^[A-Z]", base)) {
+    base <- paste0("LIBRA", base)
+  }
+  new <- paste0(base, "_")
+  i <- 1L
+  while (new %in% used) {
+    i <- i + 1L
+    new <- paste0(base, i, "_")
+  }
   .msg(verbose, "Key {.val {key}} is used by another reduction; {.val {name}} gets key {.val {new}}.")
   new
 }

@@ -29,8 +29,9 @@
   ), class = "sclibra_input_error")
 }
 
-# Checks every input matrix passes before it goes to Python: names present and unique, no NA /
-# NaN / Inf, something left to train on.
+# Checks every input matrix passes before it goes to Python: numeric, names present and unique,
+# no NA / NaN / Inf, something left to train on. Returns the matrix as it goes to Python (other
+# sparse classes and DelayedArrays converted once to a dgCMatrix, see .as_bridge_matrix()).
 .validate_matrix <- function(x, what, features_used = NULL) {
   if (!(is.matrix(x) || inherits(x, "Matrix") || inherits(x, "DelayedArray"))) {
     .abort(c(
@@ -38,6 +39,7 @@
       x = "It is {.obj_type_friendly {x}}."
     ), class = "sclibra_input_error")
   }
+  x <- .as_bridge_matrix(x, what)
   if (nrow(x) == 0L) {
     .abort("{what} has no features.", class = "sclibra_empty_error")
   }
@@ -84,7 +86,7 @@
       i = "Remove or impute them before training."
     ), class = "sclibra_na_error")
   }
-  invisible(x)
+  x
 }
 
 # Names of features (rows) with a non-finite value, without densifying a sparse matrix.
@@ -289,6 +291,15 @@
   x
 }
 
+.check_model <- function(model, arg = "model") {
+  if (!inherits(model, "LIBRAModel")) {
+    .abort("{.arg {arg}} must be a {.cls LIBRAModel} (from RunLIBRA(), TuneLIBRA() or LoadLIBRA()), not {.obj_type_friendly {model}}.",
+      class = "sclibra_input_error"
+    )
+  }
+  invisible(model)
+}
+
 .check_flag <- function(x, arg = deparse(substitute(x))) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     .abort("{.arg {arg}} must be TRUE or FALSE, not {.obj_type_friendly {x}}.")
@@ -314,6 +325,34 @@
     .abort("{.arg {arg}} must be a whole number >= {min}, not {.obj_type_friendly {x}}.")
   }
   invisible(as.integer(x))
+}
+
+# A key of the latent dimensions' names, valid in Seurat 4 and 5: a letter, then letters and
+# digits, then "_" (Seurat would otherwise rename it, with a warning, after training).
+.check_key <- function(key, arg = "reduction.key") {
+  .check_string(key, arg)
+  if (!grepl("^[A-Za-z][A-Za-z0-9]*_$", key)) {
+    .abort(c(
+      "{.arg {arg}} must be a letter followed by letters or digits and end with {.val _}, not {.val {key}}.",
+      i = "For example {.val LIBRA_} or {.val LIBRARNA_}."
+    ), class = "sclibra_input_error")
+  }
+  invisible(key)
+}
+
+# Arguments passed on to the core (`values`, a named list without NULLs) that are a lone NA:
+# reticulate would send NA as True or as the smallest integer, and the core would report that
+# value instead of the NA the user gave.
+.check_no_na <- function(values, fn) {
+  na <- names(values)[vapply(values, function(v) is.atomic(v) && length(v) == 1L && is.na(v), TRUE)]
+  if (length(na)) {
+    na <- gsub("_", ".", na, fixed = TRUE)
+    .abort(c(
+      "{.fn {fn}}: {.arg {na}} {?is/are} NA.",
+      i = "Give a value, or leave it as {.code NULL} for the core's default."
+    ), class = "sclibra_input_error")
+  }
+  invisible(values)
 }
 
 .check_number <- function(x, arg = deparse(substitute(x)), min = -Inf, max = Inf,

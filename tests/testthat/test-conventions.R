@@ -243,3 +243,19 @@ test_that("the example data carry a coarse cell type column", {
   expect_false(anyNA(multi$cell_type_coarse))
   expect_lte(nlevels(droplevels(multi$cell_type_coarse)), 8L)
 })
+
+test_that("NA for an argument of the core is refused in R, naming it (not sent as True or -2^31)", {
+  need_core()
+  x <- toy_matrix()
+  y <- toy_matrix(prefix = "p", seed = 2)
+  expect_error(RunLIBRA(x, y, seed = NA, verbose = FALSE), "`seed` is NA", class = "sclibra_input_error")
+  expect_error(RunLIBRA(x, y, n.nodes = NA_integer_, verbose = FALSE), "`n.nodes` is NA",
+    class = "sclibra_input_error"
+  )
+  expect_error(RunLIBRA(x, y, lr_patience = NA_real_, verbose = FALSE), "`lr.patience` is NA",
+    class = "sclibra_input_error"
+  )
+  expect_error(TuneLIBRA(x, y, max.epochs = NA, verbose = FALSE), "`max.epochs` is NA",
+    class = "sclibra_input_error"
+  )
+})

@@ -165,3 +165,38 @@ test_that("Python exceptions become R errors with the core's message, not a trac
     "has no argument `foo`", class = "sclibra_unknown_argument"
   )
 })
+
+test_that("triplet, row-compressed and DelayedArray inputs are checked and converted, not an obscure error", {
+  x <- toy_matrix()
+  for (cls in c("TsparseMatrix", "RsparseMatrix")) {
+    y <- methods::as(x, cls)
+    expect_identical(sclibra:::.validate_matrix(y, "RNA"), x)
+    y[3, 2] <- NA
+    expect_error(sclibra:::.validate_matrix(y, "RNA"), "1 feature has NA, NaN or infinite values in RNA: 'f3'",
+      class = "sclibra_na_error"
+    )
+  }
+  chr <- as.matrix(x)
+  storage.mode(chr) <- "character"
+  expect_error(sclibra:::.validate_matrix(chr, "RNA"), "RNA must be a numeric matrix",
+    class = "sclibra_input_error"
+  )
+  skip_if_not_installed("DelayedArray")
+  expect_s4_class(sclibra:::.validate_matrix(DelayedArray::DelayedArray(x), "RNA"), "dgCMatrix")
+})
+
+test_that("RunLIBRA and LIBRAPredict take a dgTMatrix or a DelayedArray", {
+  need_core()
+  x <- toy_matrix(12, 40)
+  y <- toy_matrix(5, 40, prefix = "p", seed = 2)
+  ref <- RunLIBRA(x, y, n.nodes = 8, max.epochs = 2, n.models = 1, seed = 1, verbose = FALSE)
+  res <- RunLIBRA(methods::as(x, "TsparseMatrix"), methods::as(y, "RsparseMatrix"),
+    n.nodes = 8, max.epochs = 2, n.models = 1, seed = 1, verbose = FALSE
+  )
+  expect_equal(res$embedding, ref$embedding, tolerance = 1e-6)
+  pred <- LIBRAPredict(methods::as(x, "TsparseMatrix"), model = ref$model, verbose = FALSE)
+  expect_equal(dim(pred$prediction), c(5L, 40L))
+  skip_if_not_installed("DelayedArray")
+  pred <- LIBRAPredict(DelayedArray::DelayedArray(x), model = ref$model, verbose = FALSE)
+  expect_equal(pred$embedding, ref$embedding, tolerance = 1e-5)
+})

@@ -105,3 +105,15 @@ test_that("overwrite = TRUE never deletes files sclibra did not write; damaged m
   err <- expect_error(LoadLIBRA(good), class = "sclibra_python_error")
   expect_match(conditionMessage(err), "ModelFileError: .*config.json")
 })
+
+test_that("LoadLIBRA() and GetLIBRAModel() check their arguments' types in R", {
+  need_core()
+  model <- GetLIBRAModel(trained_cite())
+  path <- file.path(withr::local_tempdir(), "m")
+  SaveLIBRA(model, path)
+  expect_error(LoadLIBRA(path, keep.model = "yes"), "`keep.model` must be TRUE or FALSE")
+  expect_error(LoadLIBRA(path, device = NA), "`device` must be a single non-empty string")
+  expect_error(GetLIBRAModel(trained_cite(), reduction = c("libra", "pca")),
+    "`reduction` must be a single non-empty string"
+  )
+})

@@ -93,3 +93,16 @@ test_that("threads = sets the core's training threads for the call only; members
   expect_error(do.call(RunLIBRA, c(args, list(threads = 0))), "threads.*whole number >= 1")
   expect_error(do.call(RunLIBRA, c(args, list(threads = "two"))), "threads.*whole number")
 })
+
+test_that("a model that is not a LIBRAModel is named as such by every LIBRAPredict method", {
+  need_core()
+  seu <- example_data("cite")
+  expect_error(LIBRAPredict(seu, model = "libra", verbose = FALSE), "must be a <LIBRAModel>",
+    class = "sclibra_input_error"
+  )
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  expect_error(LIBRAPredict(sce, model = list(a = 1), verbose = FALSE), "must be a <LIBRAModel>",
+    class = "sclibra_input_error"
+  )
+})

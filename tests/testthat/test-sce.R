@@ -63,3 +63,34 @@ test_that("LIBRAPredict on an SCE of new cells", {
   expect_equal(dim(pred), c(134L, ncol(test)))
   expect_equal(SummarizedExperiment::assayNames(pred), "logcounts")
 })
+
+test_that("reduced dimensions and altExps sclibra did not make are never replaced", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  # the measured ADT is not overwritten by its prediction
+  expect_error(run_fast(sce, output.altexp = "ADT", new.altexp.name = "ADT"),
+    "alternative experiment \"ADT\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  SingleCellExperiment::reducedDim(sce, "PCA") <- matrix(0, ncol(sce), 3)
+  expect_error(run_fast(sce, output.altexp = "ADT", reduction.name = "PCA"),
+    "reduced dimension \"PCA\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  expect_error(run_fast(sce, output.altexp = "ADT", reduction.key = "LIBRA"),
+    "reduction.key", class = "sclibra_input_error"
+  )
+  # sclibra's own results are replaced by a new run (RunLIBRA or LIBRAPredict) of the same names
+  out <- run_fast(sce, output.altexp = "ADT", max.epochs = 1)
+  out <- run_fast(out, output.altexp = "ADT", max.epochs = 1)
+  out <- LIBRAPredict(out, verbose = FALSE)
+  out <- LIBRAPredict(out, verbose = FALSE)
+  expect_identical(SingleCellExperiment::reducedDim(out, "PCA"), SingleCellExperiment::reducedDim(sce, "PCA"))
+  expect_identical(SingleCellExperiment::altExp(out, "ADT"), SingleCellExperiment::altExp(sce, "ADT"))
+  expect_equal(dim(SingleCellExperiment::altExp(out, "predicted_ADT")), c(134L, 600L))
+  expect_error(LIBRAPredict(out, new.altexp.name = "ADT", verbose = FALSE),
+    "alternative experiment \"ADT\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+})

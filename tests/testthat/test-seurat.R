@@ -169,3 +169,70 @@ test_that("the model survives saveRDS() and is restored from the stored weights"
   nomodel <- run_fast(example_data("cite"), input.assay = "RNA", output.assay = "ADT", max.epochs = 1, keep.model = FALSE)
   expect_error(GetLIBRAModel(nomodel), "holds no LIBRA model", class = "sclibra_model_error")
 })
+
+test_that("reductions and assays sclibra did not make are never replaced; clashing names are refused first", {
+  need_core()
+  seu <- example_data("cite")
+  pcs <- matrix(stats::rnorm(ncol(seu) * 3), ncol(seu), 3,
+    dimnames = list(colnames(seu), paste0("PC_", 1:3))
+  )
+  seu[["pca"]] <- SeuratObject::CreateDimReducObject(embeddings = pcs, key = "PC_", assay = "RNA")
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", reduction.name = "pca"),
+    "already has a reduction \"pca\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  # the measured modalities are not overwritten by a prediction
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", new.assay.name = "ADT"),
+    "already has an assay \"ADT\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", new.assay.name = "RNA"),
+    "assay \"RNA\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", reduction.name = "RNA"),
+    "`reduction.name` = \"RNA\" is already the name of another kind of object",
+    class = "sclibra_input_error"
+  )
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", new.assay.name = "pca"),
+    "`new.assay.name` = \"pca\" is already the name of another kind of object",
+    class = "sclibra_input_error"
+  )
+  model <- GetLIBRAModel(trained_cite())
+  expect_error(LIBRAPredict(seu, model = model, new.assay.name = "ADT", verbose = FALSE),
+    "assay \"ADT\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  expect_error(LIBRAPredict(seu, model = model, reduction.name = "pca", verbose = FALSE),
+    "reduction \"pca\" that sclibra did not make",
+    class = "sclibra_input_error"
+  )
+  # what sclibra wrote itself is replaced by a new run under the same names
+  again <- run_fast(trained_cite(), input.assay = "RNA", output.assay = "ADT", max.epochs = 1)
+  expect_equal(GetLIBRAModel(again)$n.epochs, 1L)
+  expect_equal(dim(SeuratObject::GetAssayData(again, assay = "ADT")), c(134L, 600L))
+  expect_identical(
+    SeuratObject::GetAssayData(again, assay = "ADT"), SeuratObject::GetAssayData(seu, assay = "ADT")
+  )
+})
+
+test_that("reduction.key is checked before training; a key derived after a clash is unique", {
+  need_core()
+  seu <- example_data("cite")
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", reduction.key = "LIBRA"),
+    "`reduction.key` must be a letter followed by letters or digits and end with \"_\"",
+    class = "sclibra_input_error"
+  )
+  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", reduction.key = "my key_"),
+    "reduction.key", class = "sclibra_input_error"
+  )
+  # default key each time: "LIBRA_", then keys derived from the names, never a random one
+  out <- run_fast(seu, input.assay = "RNA", output.assay = "ADT", max.epochs = 1, reduction.name = "libra_x")
+  expect_no_warning(out <- run_fast(out, input.assay = "RNA", output.assay = "ADT", max.epochs = 1))
+  expect_no_warning(out <- run_fast(out,
+    input.assay = "RNA", output.assay = "ADT", max.epochs = 1, reduction.name = "Libra"
+  ))
+  keys <- vapply(c("libra_x", "libra", "Libra"), function(r) SeuratObject::Key(out[[r]]), "")
+  expect_equal(unname(keys), c("LIBRA_", "LIBRA2_", "LIBRA3_"))
+  expect_equal(colnames(SeuratObject::Embeddings(out, "Libra"))[1], "LIBRA3_1")
+})

@@ -775,6 +775,18 @@ def main() -> None:
         return
     summary, table, frame = build_tables(results)
     name = "bench_peers" if args.variant == "default" else f"bench_peers_{args.variant}"
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+    if args.refresh_peers:
+        peer_timing = (
+            "The peers were run in this run, each direction's just before sclibra's fits of it, "
+            'so the "fit time / Seurat" ratio is a same-run ratio.'
+        )
+    else:
+        peer_timing = (
+            "The peers are cached from an earlier run, so on a shared machine their seconds and "
+            'sclibra\'s were taken under different loads: the "fit time / Seurat" ratio is '
+            "indicative only (rerun with `--refresh-peers` on a quiet machine for a same-run ratio)."
+        )
     md = f"""# sclibra vs peers: held-out prediction and latent clustering
 
 Variant `{args.variant}`: `LIBRA({model_kwargs or ""})`, fit arguments `{fit_kwargs or {}}`, seeds {seeds}.
@@ -786,9 +798,7 @@ missing proteins; expected protein counts for the reference batch, background in
 the target's per-cell CLR; "-" where it did not run). Latent: best Leiden ARI / NMI over resolutions {list(RESOLUTIONS)} (15-NN graph)
 of held-out cells vs `cell_type` (bmmc) or `time_h` (sci-CAR). AUROC/AUPRC: per cell, target > 0
 is positive. Seconds: fit (+ predict for the peers) wall time, one thread each; load average
-recorded below. The peers are cached from an earlier run, so on a shared machine their seconds
-and sclibra's were taken under different loads: the "fit time / Seurat" ratio is indicative only
-(rerun with `--refresh-peers` on a quiet machine for a same-run ratio).
+at the end of the run {load}. {peer_timing}
 
 ## Summary against the targets of issue 11
 

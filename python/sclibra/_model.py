@@ -77,7 +77,8 @@ class LIBRA:
         Random seed for initialisation, the validation split, shuffling and dropout. ``None``
         uses ``sclibra.settings.seed``.
     device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ... ``None`` uses ``sclibra.settings.device``.
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ... ``None`` uses ``sclibra.settings.device``. An
+        unknown name, or ``"cuda"`` where CUDA is not available, is an error here.
     preset
         The recipe the other arguments default to (:data:`sclibra._recipe.PRESETS`):
         ``"default"`` (the current recipe, see the README's table), ``"published"`` (the paper's
@@ -105,6 +106,8 @@ class LIBRA:
         if seed is not None:
             seed = check_int("seed", seed, 0)
         self.seed = seed
+        if device is not None:  # an unknown name, or CUDA where there is none: refused now
+            resolve_device(device)
         self.device = device
         self.module: LIBRANet | None = None
         self.b_encoder: LatentNet | None = None

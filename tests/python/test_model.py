@@ -82,6 +82,21 @@ def test_bad_hyperparameters(kwargs, message):
         sclibra.LIBRA(**kwargs)
 
 
+def test_device_is_checked_when_the_model_is_made(tmp_path, cite_model, monkeypatch):
+    import torch
+
+    with pytest.raises(SclibraError, match="unknown device 'tpu'"):
+        sclibra.LIBRA(device="tpu")
+    cite_model.save(tmp_path / "m")
+    with pytest.raises(SclibraError, match="unknown device 'tpu'"):
+        sclibra.LIBRA.load(tmp_path / "m", device="tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SclibraError, match="'cuda' was requested but CUDA is not available"):
+        sclibra.LIBRA(device="cuda")
+    assert sclibra.LIBRA(device="auto").device == "auto"  # kept as given, resolved on use
+    assert sclibra.LIBRA.load(tmp_path / "m", device="cpu").device == "cpu"
+
+
 # ------------------------------------------------------------------------------------------------
 # training on the bundled real data
 # ------------------------------------------------------------------------------------------------

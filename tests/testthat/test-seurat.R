@@ -177,27 +177,19 @@ test_that("reductions and assays sclibra did not make are never replaced; clashi
     dimnames = list(colnames(seu), paste0("PC_", 1:3))
   )
   seu[["pca"]] <- SeuratObject::CreateDimReducObject(embeddings = pcs, key = "PC_", assay = "RNA")
-  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", reduction.name = "pca"),
-    "already has a reduction \"pca\" that sclibra did not make",
-    class = "sclibra_input_error"
+  # the user's PCA and the measured modalities are not overwritten; a name another kind of
+  # object holds is refused before training
+  refused <- list(
+    list(list(reduction.name = "pca"), "already has a reduction \"pca\" that sclibra did not make"),
+    list(list(new.assay.name = "ADT"), "already has an assay \"ADT\" that sclibra did not make"),
+    list(list(new.assay.name = "RNA"), "assay \"RNA\" that sclibra did not make"),
+    list(list(reduction.name = "RNA"), "`reduction.name` = \"RNA\" is already the name of another kind of object"),
+    list(list(new.assay.name = "pca"), "`new.assay.name` = \"pca\" is already the name of another kind of object")
   )
-  # the measured modalities are not overwritten by a prediction
-  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", new.assay.name = "ADT"),
-    "already has an assay \"ADT\" that sclibra did not make",
-    class = "sclibra_input_error"
-  )
-  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", new.assay.name = "RNA"),
-    "assay \"RNA\" that sclibra did not make",
-    class = "sclibra_input_error"
-  )
-  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", reduction.name = "RNA"),
-    "`reduction.name` = \"RNA\" is already the name of another kind of object",
-    class = "sclibra_input_error"
-  )
-  expect_error(run_fast(seu, input.assay = "RNA", output.assay = "ADT", new.assay.name = "pca"),
-    "`new.assay.name` = \"pca\" is already the name of another kind of object",
-    class = "sclibra_input_error"
-  )
+  for (case in refused) {
+    args <- c(list(seu, input.assay = "RNA", output.assay = "ADT"), case[[1]])
+    expect_error(do.call(run_fast, args), case[[2]], class = "sclibra_input_error")
+  }
   model <- GetLIBRAModel(trained_cite())
   expect_error(LIBRAPredict(seu, model = model, new.assay.name = "ADT", verbose = FALSE),
     "assay \"ADT\" that sclibra did not make",

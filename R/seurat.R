@@ -224,7 +224,15 @@
   variable
 }
 
-.assay_key <- function(name) paste0(gsub("[^[:alnum:]]", "", tolower(name)), "_")
+# A Seurat key from an assay name: ASCII letters and digits, starting with a letter (SeuratObject 5
+# refuses a key that starts with a digit: "2pred" gets "libra2pred_").
+.assay_key <- function(name) {
+  key <- gsub("[^a-z0-9]", "", tolower(name), perl = TRUE)
+  if (!grepl("^[a-z]", key, perl = TRUE)) {
+    key <- paste0("libra", key)
+  }
+  paste0(key, "_")
+}
 
 # A new assay holding `data` (features x cells) in the object's assay class: an Assay5 in a
 # SeuratObject 5 object whose input assay is an Assay5, a v3 Assay otherwise.

@@ -106,6 +106,10 @@ test_that("model features are matched by name, also after Seurat's '_' to '-' re
 test_that("feature names made Seurat-safe stay unique", {
   expect_equal(sclibra:::.seurat_features(c("a_b", "a-b", "c|d", "e")), c("a-b", "a-b.1", "c-d", "e"))
   expect_equal(sclibra:::.assay_key("predicted_ADT"), "predictedadt_")
+  # keys valid in SeuratObject 4 and 5: ASCII, starting with a letter
+  expect_equal(sclibra:::.assay_key("2pred"), "libra2pred_")
+  expect_equal(sclibra:::.assay_key("pr\u00e9dit ADT"), "prditadt_")
+  expect_equal(sclibra:::.assay_key("__"), "libra_")
 })
 
 test_that("a dgCMatrix reaches Python sparse, transposed without a copy, names intact", {

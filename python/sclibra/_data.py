@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._errors import SclibraError, format_names
+from ._errors import SclibraError, check_int, format_names
 from ._settings import logger
 
 #: rows read per chunk when scanning a whole matrix (validation, statistics)
@@ -933,11 +933,7 @@ class CellInputs:
     batch_size: int | None = None
 
     def __post_init__(self):
-        bs = self.batch_size
-        if bs is not None and (
-            isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1
-        ):
-            raise SclibraError(f"batch_size must be an integer >= 1 or None, got {bs!r}")
+        check_int("batch_size", self.batch_size, 1, none_ok=True)
 
 
 def takes_fields(name: str, cls):

@@ -6,9 +6,23 @@ Every error that is caused by the user's input derives from :class:`SclibraError
 
 from __future__ import annotations
 
+import numbers
+
 
 class SclibraError(ValueError):
     """Base class of all input and usage errors raised by sclibra."""
+
+
+def check_int(name, value, minimum=1, *, none_ok=False):
+    """``value`` as an int (Python or NumPy integer, not a bool) of at least ``minimum``; with
+    ``none_ok``, ``None`` too. Otherwise a :class:`SclibraError` naming ``name`` and the bound.
+    """
+    if none_ok and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        also = " or None" if none_ok else ""
+        raise SclibraError(f"{name} must be an integer >= {minimum}{also}, got {value!r}")
+    return int(value)
 
 
 class UnknownArgumentError(SclibraError, TypeError):

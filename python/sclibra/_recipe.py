@@ -23,15 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._errors import SclibraError, UnknownArgumentError
+from ._errors import SclibraError, UnknownArgumentError, check_int
 from ._module import OUTPUT_ACTIVATIONS
-
-
-def check_int(name, value, minimum=1):
-    """``value`` as an int, or an error naming ``name`` and the bound."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise SclibraError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_float(name, value, lo, hi, *, lo_open=False, hi_open=False):

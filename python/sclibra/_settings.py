@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import numbers
 import os
 import sys
 import time
@@ -55,13 +54,9 @@ class Settings:
 
     @seed.setter
     def seed(self, value) -> None:
-        from ._errors import SclibraError
+        from ._errors import check_int
 
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
-        ):
-            raise SclibraError(f"seed must be an integer >= 0 or None, got {value!r}")
-        self._seed = None if value is None else int(value)
+        self._seed = check_int("seed", value, 0, none_ok=True)
 
     @property
     def verbosity(self) -> str:

@@ -200,10 +200,7 @@
   if (!key %in% used) {
     return(key)
   }
-  base <- toupper(gsub("[^A-Za-z0-9]", "", name))
-  if (!grepl("^[A-Z]", base)) {
-    base <- paste0("LIBRA", base)
-  }
+  base <- toupper(.key_stem(name))
   new <- paste0(base, "_")
   i <- 1L
   while (new %in% used) {
@@ -224,15 +221,18 @@
   variable
 }
 
-# A Seurat key from an assay name: ASCII letters and digits, starting with a letter (SeuratObject 5
-# refuses a key that starts with a digit: "2pred" gets "libra2pred_").
-.assay_key <- function(name) {
-  key <- gsub("[^a-z0-9]", "", tolower(name), perl = TRUE)
-  if (!grepl("^[a-z]", key, perl = TRUE)) {
-    key <- paste0("libra", key)
+# The stem of a Seurat key made from an object's name: its ASCII letters and digits, starting
+# with a letter (SeuratObject 5 refuses a key that starts with a digit: "2pred" gets
+# "libra2pred"). Reduction keys are its upper case, assay keys its lower case.
+.key_stem <- function(name) {
+  stem <- gsub("[^A-Za-z0-9]", "", name, perl = TRUE)
+  if (!grepl("^[A-Za-z]", stem, perl = TRUE)) {
+    stem <- paste0("libra", stem)
   }
-  paste0(key, "_")
+  stem
 }
+
+.assay_key <- function(name) paste0(tolower(.key_stem(name)), "_")
 
 # A new assay holding `data` (features x cells) in the object's assay class: an Assay5 in a
 # SeuratObject 5 object whose input assay is an Assay5, a v3 Assay otherwise.

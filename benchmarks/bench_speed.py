@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import (
+    REPO_ROOT,
     WorkerError,
     export_package,
     log,
@@ -54,7 +55,6 @@ from _common import (
 )
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 BEFORE_COMMIT = "4f42f40"
 BEFORE_DIR = HERE / "_work" / "before"
 SHARED = shared_data_dir()
@@ -611,7 +611,7 @@ def main() -> None:
         )
 
     args = parse_args(__doc__, extra)
-    paths = {"before": export_package(BEFORE_COMMIT, BEFORE_DIR), "after": ROOT / "python"}
+    paths = {"after": REPO_ROOT / "python"}
     if args.threads_check:
         threads_check(args, paths)
         return
@@ -624,6 +624,8 @@ def main() -> None:
     if args.default_recipe:
         default_recipe(args, paths)
         return
+    # only the before/after comparison runs the older package
+    paths["before"] = export_package(BEFORE_COMMIT, BEFORE_DIR)
     cases = QUICK if args.quick else CASES
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     results = {}

@@ -42,6 +42,7 @@ from ._recipe import (
     input_pc_scores,
     input_pca_scores,
     input_pcs_for,
+    latent_pcs_for,
     output_rank_for,
     recipe_docstring,
     resolve_preset,
@@ -126,6 +127,9 @@ class LIBRA:
         self.input_pcs_: int = 0
         #: rank of the factorised output layer (0: a full layer), from ``output_rank`` and B's width
         self.output_rank_used_: int = 0
+        #: input PCs the latent regulariser predicted in training (0: none), from ``latent_pcs``,
+        #: the loss and the training cells
+        self.latent_pcs_used_: int = 0
         self.names_: tuple[str, str] = ("A", "B")
         #: during a ``fit`` callback: the ensemble member whose epoch it reports (0, 1, ...)
         self.training_member_: int | None = None
@@ -327,11 +331,14 @@ class LIBRA:
                 return bool(callback(self, epoch, tl, vl))
 
         pc_scores = None
+        self.latent_pcs_used_ = 0
         if self.latent_pca > 0:
-            if n_pcs >= self.latent_pcs:  # the same PCA's top components
-                pc_scores = np.ascontiguousarray(scores[:, : self.latent_pcs])
+            latent_pcs = latent_pcs_for(self.latent_pcs, loss)
+            if n_pcs >= latent_pcs:  # the same PCA's top components
+                pc_scores = np.ascontiguousarray(scores[:, :latent_pcs])
             else:
-                pc_scores = input_pc_scores(ma, self.latent_pcs, seed)
+                pc_scores = input_pc_scores(ma, latent_pcs, seed)
+            self.latent_pcs_used_ = int(pc_scores.shape[1])
         # every member is built first, in this thread: the global generator seeds its weights
         jobs = []
         for k in range(self.n_models):
@@ -797,6 +804,15 @@ class LIBRA:
                 f"{path / 'config.json'}: output_rank_used must be >= 0, got {rank}"
             )
         model.output_rank_used_ = int(rank)
+        # recorded since 0.2.0's latent_pcs = 0 (from the loss); before, latent_pcs itself
+        used = meta.get("latent_pcs_used")
+        if used is None:
+            used = model.latent_pcs if model.latent_pca > 0 else 0
+        if used < 0:
+            raise ModelFileError(
+                f"{path / 'config.json'}: latent_pcs_used must be >= 0, got {used}"
+            )
+        model.latent_pcs_used_ = int(used)
         module = model._build_module(len(fa), len(fb), out_act, int(meta.get("n_members", 1)))
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")

@@ -1,6 +1,6 @@
 """The saved-model folder: what :meth:`LIBRA.save` writes and :meth:`LIBRA.load` checks.
 
-Layout (format 4)::
+Layout (format 5)::
 
     model/
         config.json            format, versions, hyperparameters, training summary
@@ -12,7 +12,9 @@ Layout (format 4)::
         cells.json             training and validation cell names (optional)
         manifest.json          sha256 and size of every file above, checked on load
 
-Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
+Format 5 added ``latent_pcs_used`` to ``config.json`` (the input PCs the latent regulariser
+predicted; ``latent_pcs = 0`` now means "from the loss", which an older sclibra would refuse;
+earlier files used ``latent_pcs`` itself). Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
 full layer; earlier files used the rank-limited layer for targets wider than 10,000 features,
 the threshold is now 1,000, so the rank is recorded instead of re-derived). Format 3 added
 ``input_pcs`` (the input PCA's width; its weights are in ``weights.pt``); format 2 (sclibra 0.2.0 before it) is the same without it and format 1
@@ -39,7 +41,7 @@ from ._errors import ModelFileError, format_names
 from ._fs import PARTIAL_MARKER, recover_dir, replace_dir, write_file
 
 FORMAT = "sclibra.LIBRA"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "features.json", "weights.pt")
 OPTIONAL_FILES = ("cells.json", "history.csv", "b_encoder.pt", "b_encoder_history.csv")
@@ -67,6 +69,7 @@ META_KEYS = {
     "loss_": ((str,), False),
     "input_pcs": (_INT, False),
     "output_rank_used": (_INT, False),
+    "latent_pcs_used": (_INT, False),
 }
 
 
@@ -106,6 +109,7 @@ def model_files(model) -> dict[str, bytes]:
         "loss_": model.loss_,
         "input_pcs": model.input_pcs_,
         "output_rank_used": model.output_rank_used_,
+        "latent_pcs_used": model.latent_pcs_used_,
     }
     files = {
         "config.json": json.dumps(meta, indent=2, default=_json_default).encode(),

@@ -11,7 +11,7 @@ import torch
 from conftest import FAST, resign_manifest
 
 import sclibra
-from sclibra._errors import SclibraError
+from sclibra._errors import ModelFileError, SclibraError
 from sclibra._recipe import PRESETS, EnsembleNet, split_by_batch
 
 #: sclibra 0.1.0's LIBRA() and LIBRA.fit() defaults, written out by hand (not read from PRESETS)
@@ -147,6 +147,7 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
     meta.pop("n_members")
     meta.pop("loss_")
     meta.pop("input_pcs")
+    meta.pop("latent_pcs_used")
     meta["format_version"] = 1  # as sclibra 0.1.0 wrote it: format 1, no manifest
     (path / "manifest.json").unlink()
     (path / "config.json").write_text(json.dumps(meta))
@@ -172,7 +173,7 @@ def test_format_2_model_of_the_default_preset_loads_without_an_input_pca(tmp_pat
     model = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, adt, train="is_train", max_epochs=3)
     path = model.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
-    assert meta["format_version"] == 4
+    assert meta["format_version"] == 5
     assert meta["input_pcs"] == 0
     meta["config"].pop("input_pca")
     meta.pop("input_pcs")
@@ -309,7 +310,8 @@ def test_latent_pcs_sets_the_components_the_latent_regulariser_predicts(monkeypa
     from sclibra._recipe import input_pca_scores
 
     rna, adt = cite
-    assert all(v["latent_pcs"] == 10 for v in PRESETS.values())
+    assert PRESETS["default"]["latent_pcs"] == 0  # from the loss
+    assert PRESETS["published"]["latent_pcs"] == PRESETS["0.1.0"]["latent_pcs"] == 10
     seen = _regulariser_targets(monkeypatch)
     fit = {"train": "is_train", "max_epochs": 2, "progress": False}
     kw = {**FAST, "latent_pca": 5.0, "input_pca": 40}
@@ -322,14 +324,49 @@ def test_latent_pcs_sets_the_components_the_latent_regulariser_predicts(monkeypa
     np.testing.assert_allclose(seen[1], scores[:, :20], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(seen[0], seen[1][:, :3])
     assert not np.allclose(few.get_latent(rna), more.get_latent(rna))
+    assert (few.latent_pcs_used_, more.latent_pcs_used_) == (3, 20)
     # more than the input PCA reads: a PCA of their own; capped at what the cells allow
     sclibra.LIBRA(**kw, latent_pcs=60).fit(rna, adt, **fit)
-    sclibra.LIBRA(**{**kw, "input_pca": 0}, latent_pcs=10_000).fit(rna, adt, **fit)
+    capped = sclibra.LIBRA(**{**kw, "input_pca": 0}, latent_pcs=10_000).fit(rna, adt, **fit)
     assert seen[2].shape == (train.n_obs, 60)
     np.testing.assert_allclose(seen[2][:, :10], scores[:, :10], rtol=1e-3, atol=1e-3)
     assert seen[3].shape == (train.n_obs, train.n_obs - 1)
-    with pytest.raises(SclibraError, match="latent_pcs must be an integer >= 1, got 0"):
-        sclibra.LIBRA(latent_pcs=0)
+    assert capped.latent_pcs_used_ == train.n_obs - 1
+    with pytest.raises(SclibraError, match="latent_pcs must be an integer >= 0, got -1"):
+        sclibra.LIBRA(latent_pcs=-1)
+
+
+def test_latent_pcs_0_is_chosen_from_the_loss_and_saved(monkeypatch, tmp_path, cite, multiome):
+    from sclibra._recipe import LATENT_PCS_AUTO
+
+    assert LATENT_PCS_AUTO == {"bce": 30, "mse": 10}
+    rna, adt = cite
+    rna_m, atac = multiome
+    seen = _regulariser_targets(monkeypatch)
+    fit = {"train": "is_train", "max_epochs": 2, "progress": False}
+    kw = {**FAST, "latent_pca": 5.0, "input_pca": 40}
+    mse = sclibra.LIBRA(**kw).fit(rna, adt, **fit)  # latent_pcs: the default preset's 0
+    bce = sclibra.LIBRA(**kw).fit(rna_m, atac, **fit)
+    explicit = sclibra.LIBRA(**kw, latent_pcs=7).fit(rna_m, atac, **fit)
+    off = sclibra.LIBRA(**{**kw, "latent_pca": 0.0}).fit(rna_m, atac, **fit)
+    assert (mse.loss_, bce.loss_) == ("mse", "bce")
+    assert mse.latent_pcs == bce.latent_pcs == 0  # the setting is kept; what it meant is _used_
+    assert [s.shape[1] for s in seen] == [10, 30, 7]  # no regulariser without latent_pca
+    assert [m.latent_pcs_used_ for m in (mse, bce, explicit, off)] == [10, 30, 7, 0]
+    back = sclibra.LIBRA.load(bce.save(tmp_path / "bce"))
+    assert (back.latent_pcs, back.latent_pcs_used_) == (0, 30)
+    # a file from before format 5 has no latent_pcs_used: its latent_pcs was what it used
+    path = explicit.save(tmp_path / "old")
+    meta = json.loads((path / "config.json").read_text())
+    assert meta["latent_pcs_used"] == 7
+    meta.pop("latent_pcs_used")
+    meta["format_version"] = 4
+    _rewrite_config(path, meta)
+    assert sclibra.LIBRA.load(path).latent_pcs_used_ == 7
+    meta["latent_pcs_used"] = -3
+    _rewrite_config(path, meta)
+    with pytest.raises(ModelFileError, match="latent_pcs_used must be >= 0, got -3"):
+        sclibra.LIBRA.load(path)
 
 
 def test_published_preset_trains_like_the_paper(cite):

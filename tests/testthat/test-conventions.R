@@ -71,8 +71,8 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   out <- run_fast(seu, output.assay = "ADT", latent.pca = 2, latent.pcs = 4, max.epochs = 2)
   expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pcs, 4L)
   expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pca, 2)
-  expect_error(run_fast(seu, output.assay = "ADT", latent.pcs = 0, max.epochs = 2),
-    "latent_pcs must be an integer >= 1"
+  expect_error(run_fast(seu, output.assay = "ADT", latent.pcs = -1, max.epochs = 2),
+    "latent_pcs must be an integer >= 0"
   )
 })
 

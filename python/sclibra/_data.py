@@ -711,8 +711,25 @@ def mean_baseline_loss(m: Matrix, rows: np.ndarray, mean: np.ndarray, loss: str 
     return total / max(len(rows) * len(mean), 1)
 
 
+def mean_of_other_rows(m: Matrix, rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Each feature's mean over the cells of ``m`` not in ``rows``, from ``mean`` (over every
+    cell): the mean baseline of a model that trained on the other cells. Reads only ``rows``.
+    """
+    n, k = m.n_obs, len(rows)
+    total = np.asarray(mean, dtype=np.float64) * n
+    for block in m.iter_blocks(rows=rows):
+        total -= np.asarray(block.sum(axis=0), dtype=np.float64).ravel()
+    return total / max(n - k, 1)
+
+
 def report_gain_over_mean(
-    best_losses, baselines, name: str, *, converged: bool = True, peaks: bool = False
+    best_losses,
+    baselines,
+    name: str,
+    *,
+    converged: bool = True,
+    peaks: bool = False,
+    at_mean: int = 0,
 ) -> float:
     """The mean relative decrease of ``best_losses`` below ``baselines`` (one pair per model of
     an ensemble: its best validation loss and the mean baseline's on its validation cells).
@@ -721,7 +738,8 @@ def report_gain_over_mean(
     callback) with a decrease under :data:`LITTLE_GAIN_OVER_MEAN` is reported with a warning:
     one that predicts ``name`` barely better than each feature's training mean should not be
     mistaken for one that learned it. ``peaks``: the target is binary (peaks), whose mean is
-    their popularity.
+    their popularity. ``at_mean``: members that now predict the mean (``mean_fallback``),
+    always reported.
     """
     gains = [1.0 - b / m for b, m in zip(best_losses, baselines) if m > 0 and np.isfinite(b)]
     if not gains:
@@ -745,6 +763,22 @@ def report_gain_over_mean(
         )
     else:
         logger.debug("validation loss %.2f %% below the mean baseline's", 100 * gain)
+    if at_mean:
+        n = len(best_losses)
+        if n == 1:
+            who, why = "the model predicts", "its validation loss was"
+        elif at_mean == n:
+            who, why = "the model predicts", f"none of its {n} members' validation losses was"
+        else:
+            who, why = f"{at_mean} of its {n} ensemble members predict", "their validation loss was"
+        logger.warning(
+            "%s each feature's training mean: %s%s below the mean baseline's on the same cells "
+            "(mean_fallback; mean_fallback=False keeps the trained network%s)",
+            who,
+            why,
+            "" if n > 1 and at_mean == n else " not",
+            "" if n == 1 else "s",
+        )
     return gain
 
 

@@ -20,6 +20,7 @@ from ._data import (
     check_unique,
     match_features,
     mean_baseline_loss,
+    mean_of_other_rows,
     pair_cells,
     report_gain_over_mean,
     select_pair_cells,
@@ -127,6 +128,8 @@ class LIBRA:
         self.input_pcs_: int = 0
         #: rank of the factorised output layer (0: a full layer), from ``output_rank`` and B's width
         self.output_rank_used_: int = 0
+        #: ensemble members that predict the training mean (``mean_fallback``), from 0
+        self.members_at_mean_: list[int] = []
         #: input PCs the latent regulariser predicted in training (0: none), from ``latent_pcs``,
         #: the loss and the training cells
         self.latent_pcs_used_: int = 0
@@ -431,6 +434,21 @@ class LIBRA:
         finally:
             self.training_member_ = None
         members = [jobs[k][0] for k in range(len(results))]
+        # each monitored member against the mean baseline of its own training cells, on its
+        # validation cells; with mean_fallback, one that does not beat it predicts the mean
+        monitored = [k for k, r in enumerate(results) if r.monitor == "val_loss"]
+        baselines = [
+            mean_baseline_loss(
+                mb, jobs[k][4], mean_of_other_rows(mb, jobs[k][4], stats_b.mean), loss
+            )
+            for k in monitored
+        ]
+        self.members_at_mean_ = []
+        if self.mean_fallback:
+            for k, base in zip(monitored, baselines):
+                if not results[k].best_loss < base:
+                    members[k].decoder.predict_mean(stats_b.mean)
+                    self.members_at_mean_.append(k)
         trained = np.zeros(n, dtype=bool)
         for k in range(len(results)):
             trained[jobs[k][3]] = True
@@ -449,14 +467,14 @@ class LIBRA:
         self.history = history
         self.n_epochs_ = int(max(r.n_epochs for r in results))  # epochs of the longest member
         self.best_val_loss_ = float(np.mean([r.best_loss for r in results]))
-        monitored = [k for k, r in enumerate(results) if r.monitor == "val_loss"]
-        if monitored:  # the same loss of the mean baseline, on each member's validation cells
+        if monitored:
             report_gain_over_mean(
                 [results[k].best_loss for k in monitored],
-                [mean_baseline_loss(mb, jobs[k][4], stats_b.mean, loss) for k in monitored],
+                baselines,
                 mb.name,
                 converged=all(results[k].stopped_by == "early_stopping" for k in monitored),
                 peaks=bool(stats_b.binary),
+                at_mean=len(self.members_at_mean_),
             )
         self.stopped_by_ = results[-1].stopped_by
         # training cells: those any member trained on; validation: those none trained on
@@ -813,6 +831,16 @@ class LIBRA:
                 f"{path / 'config.json'}: latent_pcs_used must be >= 0, got {used}"
             )
         model.latent_pcs_used_ = int(used)
+        at_mean = meta.get("members_at_mean", [])
+        n_members = int(meta.get("n_members", 1))
+        if not all(
+            isinstance(k, int) and not isinstance(k, bool) and 0 <= k < n_members for k in at_mean
+        ):
+            raise ModelFileError(
+                f"{path / 'config.json'}: members_at_mean must list member numbers in "
+                f"[0, {n_members - 1}], got {at_mean!r}"
+            )
+        model.members_at_mean_ = list(at_mean)
         module = model._build_module(len(fa), len(fb), out_act, int(meta.get("n_members", 1)))
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")

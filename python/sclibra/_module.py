@@ -263,6 +263,14 @@ class Decoder(nn.Module):
         with torch.no_grad():
             last.bias.copy_(mean)
 
+    def predict_mean(self, target_mean) -> None:
+        """Predict the per-feature ``target_mean`` for every cell: the output layer's weights
+        become zero and its bias the mean (:meth:`init_output_bias`).
+        """
+        with torch.no_grad():
+            self.net[-1].weight.zero_()
+        self.init_output_bias(target_mean)
+
     def forward(self, z):  # noqa: D102
         if self.emit_factors and self.factorised:
             last = len(self.net) - 1

@@ -14,7 +14,8 @@ Layout (format 5)::
 
 Format 5 added ``latent_pcs_used`` to ``config.json`` (the input PCs the latent regulariser
 predicted; ``latent_pcs = 0`` now means "from the loss", which an older sclibra would refuse;
-earlier files used ``latent_pcs`` itself). Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
+earlier files used ``latent_pcs`` itself) and ``members_at_mean`` (the ensemble members that
+predict the training mean, ``mean_fallback``; their weights already do). Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
 full layer; earlier files used the rank-limited layer for targets wider than 10,000 features,
 the threshold is now 1,000, so the rank is recorded instead of re-derived). Format 3 added
 ``input_pcs`` (the input PCA's width; its weights are in ``weights.pt``); format 2 (sclibra 0.2.0 before it) is the same without it and format 1
@@ -70,6 +71,7 @@ META_KEYS = {
     "input_pcs": (_INT, False),
     "output_rank_used": (_INT, False),
     "latent_pcs_used": (_INT, False),
+    "members_at_mean": ((list,), False),
 }
 
 
@@ -110,6 +112,7 @@ def model_files(model) -> dict[str, bytes]:
         "input_pcs": model.input_pcs_,
         "output_rank_used": model.output_rank_used_,
         "latent_pcs_used": model.latent_pcs_used_,
+        "members_at_mean": list(model.members_at_mean_),
     }
     files = {
         "config.json": json.dumps(meta, indent=2, default=_json_default).encode(),

@@ -233,6 +233,17 @@ RECIPE: tuple[RecipeArg, ...] = (
         "network only moves away from the mean where that lowers the validation loss.",
     ),
     RecipeArg(
+        "mean_fallback", "model", bool,
+        help="a member its validation finds no better than the mean predicts the mean",
+        doc="After training, an ensemble member whose best validation loss is not below that "
+        "of the mean baseline (each feature's mean over the member's own training cells, on "
+        "the same validation cells) predicts each feature's mean over all the training cells "
+        "instead (its output layer's weights are set to zero and its bias to that mean); its "
+        "latent space is kept, and the fit says so. A model then never predicts worse, on "
+        "its own validation cells, than the mean does. Needs a validation split "
+        "(``validation_split > 0``).",
+    ),
+    RecipeArg(
         "output_rank", "model", int, low=0,
         help=f"rank of the output layer when B has more than {WIDE_OUTPUT:,} features (0: full)",
         doc="Rank of the output layer for wide targets: when modality B has more than "
@@ -441,6 +452,7 @@ _PUBLISHED = {
     "latent_pcs": 10,
     "input_pca": 0,
     "start_at_mean": False,
+    "mean_fallback": False,
     "output_rank": 0,
     "validation_split": 0.0,
     "max_epochs": 1500,
@@ -479,6 +491,7 @@ PRESETS["default"] = {
     "adaptive_patience": True,  # no 20-epoch wait on a model that stopped improving at epoch 1
     "latent_warmup": 100,  # a latent space that keeps the input's clusters from the first epoch
     "stop_at_min_lr": True,  # no epochs at the floor learning rate that rarely help
+    "mean_fallback": True,  # never a member its validation finds worse than the mean baseline
 }
 
 for _name, _values in PRESETS.items():  # every preset gives every declared argument

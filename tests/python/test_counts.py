@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST, resign_manifest
 
 import sclibra
 from sclibra import SclibraError
@@ -140,6 +143,87 @@ def test_a_fit_that_predicts_little_says_so(cite, caplog):
         assert warned() == []
     finally:
         log.removeHandler(caplog.handler)
+
+
+def test_mean_of_other_rows_is_the_mean_of_the_cells_left(cite):
+    import scipy.sparse as sp
+
+    from sclibra._data import mean_of_other_rows
+
+    _, adt = cite
+    y = adt.X.toarray() if sp.issparse(adt.X) else np.asarray(adt.X)
+    rows = np.random.default_rng(1).choice(len(y), 80, replace=False)
+    rest = np.setdiff1d(np.arange(len(y)), rows)
+    for m in (as_matrix(sp.csr_matrix(y)), as_matrix(y)):
+        got = mean_of_other_rows(m, rows, y.mean(axis=0, dtype=np.float64))
+        np.testing.assert_allclose(got, y[rest].mean(axis=0, dtype=np.float64), rtol=1e-6)
+
+
+def test_a_member_no_better_than_the_mean_predicts_the_mean(
+    small_cite, monkeypatch, tmp_path, caplog
+):
+    import logging
+
+    from sclibra import _model
+
+    rna, adt = small_cite
+    real = _model.train_module
+
+    def fake(net, x_train, mb, train_idx, val_idx, schedule, *, seed, **kw):
+        # member 1 ties the mean baseline (each feature's mean over its own training cells)
+        # on its validation cells, and a tie is not below it; member 0 trains as usual
+        out = real(net, x_train, mb, train_idx, val_idx, schedule, seed=seed, **kw)
+        if seed // 1000 == 1:
+            own = np.setdiff1d(np.arange(mb.n_obs), val_idx)
+            mean = sum(np.asarray(b.sum(axis=0)).ravel() for b in mb.iter_blocks(rows=own))
+            tie = mean_baseline_loss(mb, val_idx, mean / len(own), schedule.loss)
+            out = dataclasses.replace(out, best_loss=tie)
+        return out
+
+    monkeypatch.setattr(_model, "train_module", fake)
+    log = logging.getLogger("sclibra")
+    log.addHandler(caplog.handler)
+    kw = {**FAST, "n_models": 2}
+    fit = {"train": "is_train", "max_epochs": 5, "progress": False}
+    try:
+        model = sclibra.LIBRA(**kw).fit(rna, adt, **fit)
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    finally:
+        log.removeHandler(caplog.handler)
+    assert model.mean_fallback is True  # the default preset's
+    assert model.members_at_mean_ == [1]
+    assert any(
+        "1 of its 2 ensemble members predict each feature's training mean" in m for m in said
+    )
+    train = adt[adt.obs["is_train"].to_numpy()]
+    mean = np.asarray(train.X.mean(axis=0, dtype=np.float64)).ravel()  # every training cell
+
+    def member(m, k):  # the model's prediction with member k alone
+        one = copy.copy(m)
+        one.module = m.module.members[k]
+        return np.asarray(one.predict(rna).X, dtype=np.float64)
+
+    at_mean, trained = member(model, 1), member(model, 0)
+    np.testing.assert_allclose(at_mean, np.broadcast_to(mean, at_mean.shape), rtol=1e-5)
+    assert trained.std(axis=0).max() > 0.1  # member 0 is still a model of the cells
+    np.testing.assert_allclose(model.predict(rna).X, (at_mean + trained) / 2, rtol=1e-4, atol=1e-5)
+    latent = model.get_latent(rna)  # the trained encoders': compared below
+    # mean_fallback=False keeps the network; the same member 0
+    kept = sclibra.LIBRA(**{**kw, "mean_fallback": False}).fit(rna, adt, **fit)
+    assert kept.members_at_mean_ == []
+    assert member(kept, 1).std(axis=0).max() > 0.1
+    np.testing.assert_allclose(member(kept, 0), trained, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kept.get_latent(rna), latent, rtol=1e-5, atol=1e-6)
+    # saved and loaded: the same predictions, and the record of which members predict the mean
+    back = sclibra.LIBRA.load(model.save(tmp_path / "m"))
+    assert back.members_at_mean_ == [1]
+    np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-6)
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["members_at_mean"] = [2]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    resign_manifest(tmp_path / "m")
+    with pytest.raises(sclibra.ModelFileError, match=r"members_at_mean must list member"):
+        sclibra.LIBRA.load(tmp_path / "m")
 
 
 @pytest.mark.parametrize(

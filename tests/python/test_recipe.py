@@ -381,6 +381,8 @@ def test_published_preset_trains_like_the_paper(cite):
     assert m.loss_ == "mse"
     assert m.latent_width_ == 10
     assert m.batch_size == 7000
+    assert m.mean_fallback is False  # and without validation cells there is nothing to judge
+    assert m.members_at_mean_ == []
 
 
 def test_every_recipe_argument_is_written_once_and_read_everywhere():

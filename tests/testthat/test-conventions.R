@@ -74,6 +74,12 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   expect_error(run_fast(seu, output.assay = "ADT", latent.pcs = -1, max.epochs = 2),
     "latent_pcs must be an integer >= 0"
   )
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$mean_fallback, TRUE)
+  out <- run_fast(seu, output.assay = "ADT", mean.fallback = FALSE, max.epochs = 2)
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$mean_fallback, FALSE)
+  expect_error(run_fast(seu, output.assay = "ADT", mean.fallback = "no", max.epochs = 2),
+    "mean_fallback must be True or False"
+  )
 })
 
 test_that("Seurat spellings assay / layer / slot work as a Seurat user expects", {

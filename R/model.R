@@ -41,6 +41,9 @@
     n.epochs = as.integer(reticulate::py_to_r(py$n_epochs_)),
     best.val.loss = if (is.null(best)) NA_real_ else as.numeric(best),
     output.activation = as.character(reticulate::py_to_r(py$output_activation_)),
+    loss = as.character(reticulate::py_to_r(py$loss_) %||% "mse"),
+    # ensemble members that predict the training mean (the core's mean_fallback), from 0
+    members.at.mean = as.integer(unlist(reticulate::py_to_r(py$members_at_mean_))),
     has.b.encoder = !is.null(reticulate::py_to_r(py$b_encoder)),
     history = history
   )
@@ -210,10 +213,18 @@ print.LIBRAModel <- function(x, ...) {
     cfg$alpha, cfg$dropout, x$output.activation
   ))
   cat(sprintf(
-    "  training: %d + %d validation cells, %d epochs, best validation MSE %s\n",
+    "  training: %d + %d validation cells, %d epochs, best validation %s %s\n",
     length(x$train.cells), length(x$validation.cells), x$n.epochs,
-    format(signif(x$best.val.loss, 4))
+    toupper(x$loss %||% "mse"), format(signif(x$best.val.loss, 4))
   ))
+  if (length(x$members.at.mean)) {
+    n <- as.integer(cfg$n_models %||% 1L)
+    cat(sprintf(
+      "  %s each feature's training mean: %s validation found no better (mean.fallback)\n",
+      if (n == 1L) "predicts" else sprintf("%d of %d members predict", length(x$members.at.mean), n),
+      if (n == 1L) "its" else "their"
+    ))
+  }
   cat(sprintf(
     "  batch size %d, learning rate %g%s\n", as.integer(cfg$batch_size), cfg$learning_rate,
     if (isTRUE(x$has.b.encoder)) ", B encoder fitted" else ""

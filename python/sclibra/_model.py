@@ -170,7 +170,17 @@ class LIBRA:
             f"{(self.loss_ or 'mse').upper()} {self.best_val_loss_:.4g}, output {self.output_activation_}"
             + (f", {self.n_models} models" if self.n_models > 1 else "")
             + (", B encoder fitted" if self.b_encoder is not None else "")
+            + self._at_mean_note()
         )
+
+    def _at_mean_note(self) -> str:
+        """``"; ... predict the training mean"`` where members do (``mean_fallback``), else ``""``."""
+        k = len(self.members_at_mean_)
+        if not k:
+            return ""
+        n = len(getattr(self.module, "members", [None]))
+        who = "it predicts" if n == 1 else f"{k} of its {n} members predict"
+        return f"; {who} each feature's training mean (mean_fallback)"
 
     def _device(self):
         return resolve_device(self.device)
@@ -435,7 +445,8 @@ class LIBRA:
             self.training_member_ = None
         members = [jobs[k][0] for k in range(len(results))]
         # each monitored member against the mean baseline of its own training cells, on its
-        # validation cells; with mean_fallback, one that does not beat it predicts the mean
+        # validation cells; with mean_fallback, one that trained to its own stop (not cut
+        # short by max_epochs or a callback) and does not beat it predicts the mean
         monitored = [k for k, r in enumerate(results) if r.monitor == "val_loss"]
         baselines = [
             mean_baseline_loss(
@@ -446,7 +457,7 @@ class LIBRA:
         self.members_at_mean_ = []
         if self.mean_fallback:
             for k, base in zip(monitored, baselines):
-                if not results[k].best_loss < base:
+                if results[k].stopped_by == "early_stopping" and not results[k].best_loss < base:
                     members[k].decoder.predict_mean(stats_b.mean)
                     self.members_at_mean_.append(k)
         trained = np.zeros(n, dtype=bool)

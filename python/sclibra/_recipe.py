@@ -235,13 +235,14 @@ RECIPE: tuple[RecipeArg, ...] = (
     RecipeArg(
         "mean_fallback", "model", bool,
         help="a member its validation finds no better than the mean predicts the mean",
-        doc="After training, an ensemble member whose best validation loss is not below that "
-        "of the mean baseline (each feature's mean over the member's own training cells, on "
-        "the same validation cells) predicts each feature's mean over all the training cells "
-        "instead (its output layer's weights are set to zero and its bias to that mean); its "
-        "latent space is kept, and the fit says so. A model then never predicts worse, on "
-        "its own validation cells, than the mean does. Needs a validation split "
-        "(``validation_split > 0``).",
+        doc="After training, an ensemble member that trained until it stopped by itself "
+        "(early stopping or the learning-rate floor; not one cut short by ``max_epochs`` or a "
+        "callback) and whose best validation loss is not below that of the mean baseline (each "
+        "feature's mean over the member's own training cells, on the same validation cells) "
+        "predicts each feature's mean over all the training cells instead (its output layer's "
+        "weights are set to zero and its bias to that mean); its latent space is kept, and the "
+        "fit says so. A trained model then never predicts worse, on its own validation cells, "
+        "than the mean does. Needs a validation split (``validation_split > 0``).",
     ),
     RecipeArg(
         "output_rank", "model", int, low=0,

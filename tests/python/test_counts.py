@@ -177,8 +177,11 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
             own = np.setdiff1d(np.arange(mb.n_obs), val_idx)
             mean = sum(np.asarray(b.sum(axis=0)).ravel() for b in mb.iter_blocks(rows=own))
             tie = mean_baseline_loss(mb, val_idx, mean / len(own), schedule.loss)
-            out = dataclasses.replace(out, best_loss=tie)
+            # stopped by itself, unless the test cuts it short
+            out = dataclasses.replace(out, best_loss=tie, stopped_by=stopped_by[0])
         return out
+
+    stopped_by = ["early_stopping"]
 
     monkeypatch.setattr(_model, "train_module", fake)
     log = logging.getLogger("sclibra")
@@ -192,6 +195,7 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
         log.removeHandler(caplog.handler)
     assert model.mean_fallback is True  # the default preset's
     assert model.members_at_mean_ == [1]
+    assert "1 of its 2 members predict each feature's training mean" in repr(model)
     assert any(
         "1 of its 2 ensemble members predict each feature's training mean" in m for m in said
     )
@@ -211,9 +215,13 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
     # mean_fallback=False keeps the network; the same member 0
     kept = sclibra.LIBRA(**{**kw, "mean_fallback": False}).fit(rna, adt, **fit)
     assert kept.members_at_mean_ == []
+    assert "training mean" not in repr(kept)
     assert member(kept, 1).std(axis=0).max() > 0.1
     np.testing.assert_allclose(member(kept, 0), trained, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(kept.get_latent(rna), latent, rtol=1e-5, atol=1e-6)
+    # a member cut short by the epoch limit (a quick run) is kept: it may not have learned yet
+    stopped_by[0] = "max_epochs"
+    assert sclibra.LIBRA(**kw).fit(rna, adt, **fit).members_at_mean_ == []
     # saved and loaded: the same predictions, and the record of which members predict the mean
     back = sclibra.LIBRA.load(model.save(tmp_path / "m"))
     assert back.members_at_mean_ == [1]

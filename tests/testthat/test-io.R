@@ -63,6 +63,12 @@ test_that("a model trained in Python loads in R and predicts the same values", {
   expect_equal(model$input.assay, "ATAC")
   expect_equal(model$output.assay, "RNA")
   expect_output(print(model), "LIBRA model: ATAC \\(600 features\\) -> RNA \\(600 features\\)")
+  expect_identical(model$loss, "mse")
+  expect_output(print(model), "best validation MSE")
+  expect_false(any(grepl("training mean", utils::capture.output(print(model)))))
+  at_mean <- model
+  at_mean$members.at.mean <- 0L # as the core records a model its validation sent to the mean
+  expect_output(print(at_mean), "predicts each feature's training mean: its validation found")
   seu <- example_data("multiome")
   seu <- LIBRAPredict(seu, model = model, input.assay = "ATAC", verbose = FALSE)
   expect_equal(dim(SeuratObject::Embeddings(seu, "libra")), c(500L, 4L))

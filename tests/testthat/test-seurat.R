@@ -71,6 +71,16 @@ test_that("Seurat's own tools work on the result: Embeddings, DimPlot, FindNeigh
   expect_gt(length(unique(out$seurat_clusters)), 1)
 })
 
+test_that("a binary target trains with BCE, and the model says so", {
+  need_core()
+  seu <- example_data("multiome")
+  out <- run_fast(seu, input.assay = "RNA", output.assay = "ATAC", max.epochs = 2)
+  model <- GetLIBRAModel(out)
+  expect_identical(model$loss, "bce")
+  expect_output(print(model), "best validation BCE")
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pcs, 0L)
+})
+
 test_that("Multiome ATAC -> RNA adds a reduction and the predicted RNA assay", {
   need_core()
   seu <- example_data("multiome")

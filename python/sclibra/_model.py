@@ -852,7 +852,7 @@ class LIBRA:
                 f"[0, {n_members - 1}], got {at_mean!r}"
             )
         model.members_at_mean_ = list(at_mean)
-        module = model._build_module(len(fa), len(fb), out_act, int(meta.get("n_members", 1)))
+        module = model._build_module(len(fa), len(fb), out_act, n_members)
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")
         if folder.b_encoder is not None:

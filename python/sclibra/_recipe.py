@@ -111,6 +111,13 @@ class RecipeArg:
         )
 
 
+#: ``latent_pcs = 0``: input PCs the latent regulariser predicts, by loss. A binary target (BCE)
+#: shapes the latent space little, so more of the input's structure is kept at no cost in
+#: prediction; with MSE, 30 components cost held-out RMSE (bmmc CITE), so 10
+#: (``benchmarks/results/bench_peers_ablation_latent_pcs_auto.md``)
+LATENT_PCS_AUTO = {"bce": 30, "mse": 10}
+
+
 #: modality B wider than this (features) goes through the rank-``output_rank`` output layer
 #: (``benchmarks/results/bench_peers_ablation_wide.md``)
 WIDE_OUTPUT = 1000
@@ -205,16 +212,16 @@ RECIPE: tuple[RecipeArg, ...] = (
     RecipeArg(
         "latent_pcs", "model", int, low=0, searchable=True,
         help="principal components of the input the latent regulariser predicts "
-        "(0: from the loss, 30 with BCE, 10 with MSE)",
+        f"(0: from the loss, {LATENT_PCS_AUTO['bce']} with BCE, {LATENT_PCS_AUTO['mse']} with MSE)",
         doc="Principal components of the input that the latent regulariser "
         "(``latent_pca > 0``) predicts from the latent space, scaled by the first one's "
         "standard deviation (so the leading components weigh most). More keep more of the "
         "input's finer structure in the latent space, at some cost in prediction "
         "(``benchmarks/results/bench_peers_ablation_latent_pcs.md``). ``0`` (the default): "
-        "chosen from the loss (:data:`LATENT_PCS_AUTO`), 30 for a binary target trained with "
-        "BCE (peaks), whose latent space the target shapes little, and 10 for MSE, where more "
-        "components cost prediction (``benchmarks/results/bench_peers_ablation_latent_pcs_auto"
-        ".md``). Capped at what the training cells allow; no effect with ``latent_pca = 0``.",
+        f"chosen from the loss (:data:`LATENT_PCS_AUTO`), {LATENT_PCS_AUTO['bce']} for a binary "
+        "target trained with BCE (peaks), whose latent space the target shapes little, and "
+        f"{LATENT_PCS_AUTO['mse']} for MSE, where more components cost prediction "
+        "(``benchmarks/results/bench_peers_ablation_latent_pcs_auto.md``). Capped at what the training cells allow; no effect with ``latent_pca = 0``.",
     ),
     RecipeArg(
         "input_pca", "model", int, low=0, searchable=True,
@@ -655,13 +662,6 @@ def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
 def output_rank_for(output_rank: int, n_features: int, wide: int = WIDE_OUTPUT) -> int:
     """Rank of the output layer for ``output_rank`` and B's width (0: a full layer)."""
     return int(output_rank) if output_rank and n_features > wide else 0
-
-
-#: ``latent_pcs = 0``: input PCs the latent regulariser predicts, by loss. A binary target (BCE)
-#: shapes the latent space little, so more of the input's structure is kept at no cost in
-#: prediction; with MSE, 30 components cost held-out RMSE (bmmc CITE), so 10
-#: (``benchmarks/results/bench_peers_ablation_latent_pcs_auto.md``)
-LATENT_PCS_AUTO = {"bce": 30, "mse": 10}
 
 
 def latent_pcs_for(latent_pcs: int, loss: str) -> int:

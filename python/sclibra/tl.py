@@ -26,11 +26,14 @@ def libra(
     layer, obsm
         Read modality A from ``layers[layer]`` or ``obsm[obsm]`` instead of ``X``.
     key_added
-        ``obsm`` key to write.
+        ``obsm`` key to write. An existing ``obsm[key_added]`` that ``sclibra.tl.libra`` did not
+        write (no record in ``uns['sclibra']``: a PCA, a UMAP) is never replaced: the call
+        stops before any work with an error.
     fill_missing
         Fill model features absent from ``adata`` with zeros (with a warning).
     copy
-        Return a modified copy instead of writing to ``adata``.
+        Return a modified copy instead of writing to ``adata`` (in-memory data only: a backed
+        AnnData cannot be copied without a file, so ``copy=True`` refuses one).
 
     Returns
     -------
@@ -44,6 +47,19 @@ def libra(
         raise SclibraError(
             f"sclibra.tl.libra needs a sclibra.LIBRA model, got {type(model).__name__}; load a "
             "saved one with sclibra.LIBRA.load(path)"
+        )
+    if not isinstance(key_added, str) or not key_added:
+        raise SclibraError(f"key_added must be a non-empty string, got {key_added!r}")
+    if copy and adata.isbacked:
+        raise SclibraError(
+            f"copy=True needs in-memory data: the AnnData is backed by {adata.filename}; load it "
+            "with adata.to_memory() first, or use copy=False to annotate it in place"
+        )
+    ours = adata.uns.get("sclibra", {})
+    if key_added in adata.obsm and not (isinstance(ours, dict) and key_added in ours):
+        raise SclibraError(
+            f"adata.obsm[{key_added!r}] exists and sclibra did not write it; it is not replaced. "
+            f"Choose another key_added, or remove it first: del adata.obsm[{key_added!r}]"
         )
     latent = model.get_latent(adata, layer=layer, obsm=obsm, fill_missing=fill_missing)
     if copy:

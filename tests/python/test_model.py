@@ -150,6 +150,36 @@ def test_tl_libra_with_a_path_instead_of_a_model_is_named(tmp_path, cite, cite_m
     assert "X_libra" not in adata.obsm
 
 
+def test_tl_libra_never_replaces_an_obsm_it_did_not_write(cite, cite_model):
+    adata = cite[0][:30].copy()
+    pca = np.arange(60, dtype=np.float32).reshape(30, 2)
+    adata.obsm["X_libra"] = pca.copy()
+    with pytest.raises(SclibraError, match=r"obsm\['X_libra'\] exists and sclibra did not write"):
+        sclibra.tl.libra(adata, cite_model)
+    np.testing.assert_array_equal(adata.obsm["X_libra"], pca)  # untouched
+    assert "sclibra" not in adata.uns
+    # its own result is replaced on a second call (same values: same model, same cells)
+    sclibra.tl.libra(adata, cite_model, key_added="X_mine")
+    first = adata.obsm["X_mine"].copy()
+    sclibra.tl.libra(adata, cite_model, key_added="X_mine")
+    np.testing.assert_array_equal(adata.obsm["X_mine"], first)
+    with pytest.raises(SclibraError, match="key_added must be a non-empty string, got ''"):
+        sclibra.tl.libra(adata, cite_model, key_added="")
+
+
+def test_tl_libra_refuses_copy_of_backed_data_before_any_work(
+    tmp_path, cite, cite_model, monkeypatch
+):
+    # before: the latent space was computed, then anndata refused to copy a backed object
+    path = tmp_path / "rna.h5ad"
+    cite[0][:20].copy().write_h5ad(path)
+    adata = ad.read_h5ad(path, backed="r")
+    monkeypatch.setattr(type(cite_model), "get_latent", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SclibraError, match="copy=True needs in-memory data.*to_memory"):
+        sclibra.tl.libra(adata, cite_model, copy=True)
+    adata.file.close()
+
+
 def test_cell_order_follows_input(cite, cite_model):
     rna, _ = cite
     order = rna.obs_names[::-1][:50]

@@ -1,0 +1,170 @@
+"""Where the held-out error of the CITE directions comes from, and what local averaging reaches.
+
+What it measures
+----------------
+Held-out RMSE on the CITE directions of ``bench_peers.py`` (same splits: bmmc CITE trains on
+donor s1d1 and scores donor s1d2; pbmc5k scores a random 30 % of one sample), split into two
+parts: the error of each feature's mean over the held-out cells (``bias share``: the share of
+the MSE that a per-feature offset, such as a donor's batch effect on a gene, would remove) and
+the rest (``RMSE without bias``). Predictors:
+
+``mean``               each feature's training mean (the mean peer);
+``test_mean``          an oracle: each feature's mean over the held-out cells themselves;
+``label_mean``         an oracle (bmmc, which has cell types): the training mean of the held-out
+                       cell's *true* cell type (the overall mean for a type absent from
+                       training). It knows the held-out donor's composition exactly, so the
+                       per-feature bias left in its error is the donor's own offset, which no
+                       prediction from modality A can know;
+``knn15``              the kNN peer of ``bench_peers.py`` (15 neighbours, 50-PC PCA of A);
+``knn50``              the same with 50 neighbours (more smoothing);
+``within_test_knn15``  an oracle: each held-out cell predicted by its 15 nearest *other held-out*
+                       cells (PCA of their A): local averaging with no shift between training
+                       and scored cells, which no method has at prediction time;
+``sclibra``            the default model (``LIBRA(seed=s)``, seeds 0-2, as ``bench_peers.py``);
+``sclibra_latent_knn<k>``  exploration: the default model's prediction averaged 1:1 with the mean
+                       target of the ``k`` training cells nearest in its latent space, per seed;
+                       the weight and ``k`` are not chosen on validation cells, so this row says
+                       what such smoothing could give, not what a method reaches.
+
+Run ``python benchmarks/bench_cite_ceiling.py`` (results:
+``benchmarks/results/bench_cite_ceiling.{md,json}``).
+"""
+
+from __future__ import annotations
+
+import bench_peers as bp
+import numpy as np
+from _common import log, markdown_table, parse_args, write_results
+
+DIRECTIONS = (
+    ("bmmc_cite", "ADT", "RNA"),
+    ("bmmc_cite", "RNA", "ADT"),
+    ("pbmc5k_cite", "ADT", "RNA"),
+    ("pbmc5k_cite", "RNA", "ADT"),
+)
+LATENT_KS = (15, 50)
+ORDER = (
+    "mean",
+    "test_mean",
+    "label_mean",
+    "knn15",
+    "knn50",
+    "within_test_knn15",
+    "sclibra",
+    *[f"sclibra_latent_knn{k}" for k in LATENT_KS],
+)
+
+
+def decompose(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """RMSE, the share of the MSE from each feature's mean error, and the RMSE without it."""
+    err = np.asarray(pred, dtype=np.float64) - truth
+    mse = float(np.mean(err**2))
+    bias = float(np.mean(err.mean(axis=0) ** 2))
+    return {
+        "rmse": float(np.sqrt(mse)),
+        "bias_share": bias / mse,
+        "rmse_without_bias": float(np.sqrt(mse - bias)),
+    }
+
+
+def _knn_means(ref: np.ndarray, query: np.ndarray, y: np.ndarray, k: int, skip_self=False):
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=k + int(skip_self)).fit(ref)
+    _, idx = nn.kneighbors(query)
+    return y[idx[:, int(skip_self) :]].mean(axis=1)
+
+
+def ceiling(set_name: str, a: str, b: str) -> dict:
+    """RMSE decomposition of each predictor of the module docstring."""
+    import sclibra
+    from sclibra.metrics import baseline_predictions
+    from sclibra.metrics._utils import pca_scores, pca_transform
+
+    data = bp.load_set(set_name)
+    a_train, b_train, a_test, b_test = bp._split(data, a, b)
+    y_train, truth = bp._dense(b_train.X), bp._dense(b_test.X).astype(np.float64)
+    n = a_test.n_obs
+    preds = {
+        "mean": np.tile(y_train.mean(axis=0), (n, 1)),
+        "test_mean": np.tile(truth.mean(axis=0), (n, 1)),
+    }
+    label = bp.SETS[set_name][1]
+    if label:
+        lab_train = a_train.obs[label].astype(str).to_numpy()
+        by_label = {lab: y_train[lab_train == lab].mean(axis=0) for lab in np.unique(lab_train)}
+        overall = y_train.mean(axis=0)
+        preds["label_mean"] = np.stack(
+            [by_label.get(lab, overall) for lab in a_test.obs[label].astype(str).to_numpy()]
+        )
+    for k in (15, 50):
+        preds[f"knn{k}"] = baseline_predictions(
+            a_train.X, b_train.X, a_test.X, methods=("knn",), n_neighbors=k
+        )["knn"]
+    est, _ = pca_scores(a_test.X, 50, seed=0)
+    z_test = pca_transform(est, a_test.X)
+    preds["within_test_knn15"] = _knn_means(z_test, z_test, truth, 15, skip_self=True)
+    out = {name: decompose(p, truth) for name, p in preds.items()}
+    runs: dict[str, list] = {}
+    for seed in bp.SEEDS:
+        model = sclibra.LIBRA(seed=seed)
+        model.fit(a_train, b_train, progress=False)
+        res_test, res_train = model.predict(a_test), model.predict(a_train)
+        pred = np.asarray(res_test.X, dtype=np.float32)
+        runs.setdefault("sclibra", []).append(decompose(pred, truth))
+        for k in LATENT_KS:
+            near = _knn_means(res_train.obsm["X_libra"], res_test.obsm["X_libra"], y_train, k)
+            runs.setdefault(f"sclibra_latent_knn{k}", []).append(
+                decompose(0.5 * pred + 0.5 * near, truth)
+            )
+    for name, vals in runs.items():
+        out[name] = {key: float(np.mean([v[key] for v in vals])) for key in vals[0]}
+        out[name]["rmse_sd"] = float(np.std([v["rmse"] for v in vals], ddof=1))
+        out[name]["n_seeds"] = len(vals)
+    for name in (n for n in ORDER if n in out):
+        log(f"{set_name} {a}->{b} {name}: {out[name]}")
+    return out
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    results = {f"{s} {a}->{b}": ceiling(s, a, b) for s, a, b in DIRECTIONS}
+    rows = []
+    for key, r in results.items():
+        peer = r["knn15"]["rmse"]
+        for name in (n for n in ORDER if n in r):
+            v = r[name]
+            rmse = f"{v['rmse']:.4f}"
+            if "rmse_sd" in v:
+                rmse += f" ± {v['rmse_sd']:.4f} (n={v['n_seeds']})"
+            rows.append(
+                [
+                    key,
+                    name,
+                    rmse,
+                    f"{100 * (1 - v['rmse'] / peer):+.1f} %",
+                    f"{v['bias_share']:.3f}",
+                    f"{v['rmse_without_bias']:.4f}",
+                ]
+            )
+    table = markdown_table(
+        ["direction", "predictor", "RMSE", "vs knn15", "bias share", "RMSE without bias"], rows
+    )
+    md = f"""# CITE directions: where the held-out error comes from
+
+Held-out cells of `bench_peers.py` (same splits). `test_mean` and `within_test_knn15` are
+oracles that read the held-out cells' own targets, `label_mean` one that reads their true cell
+type; no method has them at prediction time.
+"bias share": the share of the MSE that each feature's mean error over the held-out cells makes
+(what a per-feature offset, such as a new donor's batch effect on a gene, costs); "vs knn15":
+relative RMSE below the kNN peer (positive = lower error). The `sclibra_latent_knn` rows are an
+exploration (weight and `k` not chosen on validation cells). Made with
+`python benchmarks/bench_cite_ceiling.py`.
+
+{table}
+"""
+    write_results("bench_cite_ceiling", args, md, {"results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -538,6 +538,9 @@ VARIANTS = {
     "default_rank64_wide100": {"_wide": 100, "output_rank": 64},
     # training ends at the plateau that brings the learning rate down to min_lr, or goes on
     # at min_lr until the early-stopping patience runs out (the default before)
+    # a moving average of the weights (bench_peers_ablation_ema)
+    "default_ema0.97": {"_fit": {"ema_decay": 0.97}},
+    "default_ema0.99": {"_fit": {"ema_decay": 0.99}},
     "default_stop_at_min_lr": {"_fit": {"stop_at_min_lr": True}},
     "default_no_stop_at_min_lr": {"_fit": {"stop_at_min_lr": False}},
 }

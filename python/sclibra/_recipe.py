@@ -298,6 +298,16 @@ RECIPE: tuple[RecipeArg, ...] = (
         "on at ``min_lr`` until the patience runs out, as published.",
     ),
     RecipeArg(
+        "ema_decay", "fit", float, low=0.0, high=1.0, high_open=True,
+        help="decay of a moving average of the weights that the model keeps (0: off)",
+        doc="Keep an exponential moving average of the network's weights, updated after every "
+        "optimizer step (``average = ema_decay * average + (1 - ema_decay) * weights``): the "
+        "validation loss, early stopping, the learning-rate schedule and the best weights all "
+        "read the average, and the trained model is the average at its best epoch. Averaging "
+        "the last few hundred steps smooths the noise of minibatch training. 0: off (the last "
+        "weights), as published.",
+    ),
+    RecipeArg(
         "latent_warmup", "fit", int, low=0,
         help="steps that train the encoder on the latent regulariser alone before the fit",
         doc="Optimizer steps (minibatches of training cells) that train the encoder on the "
@@ -467,6 +477,7 @@ _PUBLISHED = {
     "early_stopping_patience": 20,
     "adaptive_patience": False,
     "stop_at_min_lr": False,
+    "ema_decay": 0.0,
     "latent_warmup": 0,
     "min_delta": 0.0,
     "lr_patience": 15,

@@ -534,6 +534,9 @@ class Schedule:
     stop_at_min_lr
         Stop (as early stopping) at the plateau that brings the learning rate down to
         ``min_lr``, instead of training on at ``min_lr``.
+    ema_decay
+        Decay of an exponential moving average of the trainable weights, updated after every
+        optimizer step; validation and the kept weights read the average (0: off).
     weight_decay
         Decoupled weight decay (AdamW) when > 0, else Adam.
     loss
@@ -553,6 +556,34 @@ class Schedule:
     adaptive_patience: bool = False
     latent_warmup: int = 0
     stop_at_min_lr: bool = False
+    ema_decay: float = 0.0
+
+
+class WeightAverage:
+    """An exponential moving average of a module's trainable weights (``ema_decay``).
+
+    :meth:`update` after each optimizer step; :meth:`swap` exchanges the module's weights and
+    the average in place (call it twice to get the training weights back), so evaluating and
+    keeping the best weights need no copy of the network.
+    """
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.average = [p.detach().clone() for p in self.params]
+        self.weight = 1.0 - float(decay)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """``average += (1 - decay) * (weights - average)``."""
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], self.weight)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the module's weights and the average."""
+        for p, a in zip(self.params, self.average):
+            tmp = p.detach().clone()
+            p.copy_(a)
+            a.copy_(tmp)
 
 
 def warm_up(module, xs: RowSource, train_idx, schedule: Schedule, rng, device) -> None:
@@ -786,6 +817,8 @@ def _train(
         if seed is not None and not on_cpu:
             torch.manual_seed(seed)
         warm_up(module, xs, train_idx, schedule, rng, device)
+        # the moving average starts from the weights the training proper starts from
+        average = WeightAverage(module, schedule.ema_decay) if schedule.ema_decay > 0 else None
         bar = tqdm(
             range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False, unit="epoch"
         )
@@ -802,6 +835,8 @@ def _train(
                     loss = loss + auxiliary(b)
                 loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update()
                 total += loss.detach() * yb.numel()  # no host sync per step (CUDA)
                 count += yb.numel()
             train_loss = float(total) / max(count, 1)
@@ -810,6 +845,8 @@ def _train(
                     f"the training loss became {train_loss} at epoch {epoch}; try a lower "
                     "learning_rate or check the input scale (e.g. log-normalise counts)"
                 )
+            if average is not None:
+                average.swap()  # validation and the best weights read the average
             val_loss = (
                 evaluate_loss(
                     module, xs, ys, val_idx, batch_size=max(batch_size, 1024), loss=loss_name
@@ -847,6 +884,8 @@ def _train(
                             best_state[k].copy_(v.detach())
             else:
                 since_best += 1
+            if average is not None:
+                average.swap()  # training goes on from its own weights
             scheduler.step(current)
             # the schedule's last drop (to min_lr) ends training when asked: nothing left to try
             new_lr = optimizer.param_groups[0]["lr"]

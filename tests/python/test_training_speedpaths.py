@@ -1017,3 +1017,86 @@ def test_latent_warmup_refuses_a_loss_that_is_not_finite():
             mod, xs, np.arange(250), _warmup_schedule(3), np.random.default_rng(0),
             torch.device("cpu"),
         )  # fmt: skip
+
+
+def test_weight_average_updates_as_a_moving_average_and_swaps_in_place():
+    lin = torch.nn.Linear(3, 2)
+    frozen = torch.nn.Linear(2, 2)
+    frozen.weight.requires_grad_(False)  # a frozen map (the input PCA) is not averaged
+    mod = torch.nn.Sequential(lin, frozen)
+    w0 = lin.weight.detach().clone()
+    avg = _train.WeightAverage(mod, 0.9)
+    assert len(avg.params) == 3  # lin.weight, lin.bias, frozen.bias
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    avg.update()
+    np.testing.assert_allclose(avg.average[0].numpy(), (w0 + 0.1).numpy(), rtol=1e-6)
+    w1 = lin.weight.detach().clone()
+    avg.swap()
+    np.testing.assert_allclose(lin.weight.detach().numpy(), (w0 + 0.1).numpy(), rtol=1e-6)
+    avg.swap()
+    assert torch.equal(lin.weight.detach(), w1)  # twice: the training weights are back
+
+
+def test_ema_decay_validates_and_keeps_the_averaged_weights(monkeypatch):
+    from sclibra._data import as_matrix
+
+    a, b = _sparse_pair()
+    ma, mb = as_matrix(a), as_matrix(b)
+    x_val = torch.from_numpy(a[250:].toarray())
+    y_val = torch.from_numpy(b[250:]).float()
+    steps = []  # the training weights after each optimizer step
+    real_update = _train.WeightAverage.update
+
+    def recording_update(self):
+        steps.append([p.detach().clone() for p in self.params])
+        real_update(self)
+
+    monkeypatch.setattr(_train.WeightAverage, "update", recording_update)
+
+    def run(decay, epochs=4):
+        torch.manual_seed(0)
+        net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
+        start = [p.detach().clone() for p in net.parameters()]
+        schedule = _train.Schedule(
+            batch_size=50, learning_rate=1e-2, max_epochs=epochs, early_stopping_patience=5,
+            lr_patience=5, lr_factor=0.1, min_lr=1e-5, ema_decay=decay,
+        )  # fmt: skip
+        res = _train.train_module(
+            net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
+            seed=0, device=torch.device("cpu"), progress=False,
+        )  # fmt: skip
+        net.eval()
+        with torch.no_grad():
+            loss = float(torch.mean((net(x_val) - y_val) ** 2))
+        return res, net, start, loss
+
+    plain, plain_net, _, plain_loss = run(0.0)
+    assert steps == []  # off: no average at all
+    assert plain.best_loss == pytest.approx(plain_loss, rel=1e-5)
+    res, net, start, loss = run(0.9)
+    assert len(steps) == 4 * 5  # one update per optimizer step (5 steps per epoch)
+    # the kept network is the moving average of the training weights at its best epoch ...
+    average = start
+    for weights in steps[: 5 * res.best_epoch]:
+        average = [0.9 * m + 0.1 * w for m, w in zip(average, weights)]
+    for kept, expected in zip(net.parameters(), average):
+        np.testing.assert_allclose(kept.detach().numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+    # ... whose validation loss is the one recorded, and differs from the plain run's
+    assert res.best_loss == pytest.approx(loss, rel=1e-5)
+    assert res.best_loss != pytest.approx(plain.best_loss, rel=1e-4)
+
+
+def test_ema_decay_is_a_recipe_argument_checked_before_work(cite):
+    rna, adt = cite
+    for preset in ("published", "0.1.0"):
+        assert sclibra.LIBRA(preset=preset).fit_defaults["ema_decay"] == 0.0
+    for bad in (1.0, -0.1, "x"):
+        with pytest.raises(sclibra.SclibraError, match="ema_decay must be"):
+            sclibra.LIBRA(n_models=1).fit(rna, adt, ema_decay=bad)
+    preds = []
+    for decay in (0.0, 0.5):  # LIBRA.fit passes it on: same seed, another model
+        model = sclibra.LIBRA(**{**FAST, "seed": 0, "n_models": 1})
+        model.fit(rna, adt, ema_decay=decay, max_epochs=2, progress=False)
+        preds.append(model.predict(rna[:50]).X)
+    assert not np.allclose(preds[0], preds[1])

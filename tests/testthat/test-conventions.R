@@ -68,6 +68,11 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   )
   out <- run_fast(seu, output.assay = "ADT", stop.at.min.lr = FALSE, max.epochs = 2)
   expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$stop_at_min_lr, FALSE)
+  out <- run_fast(seu, output.assay = "ADT", ema.decay = 0.9, max.epochs = 2)
+  expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$fit$ema_decay, 0.9)
+  expect_error(run_fast(seu, output.assay = "ADT", ema.decay = 1, max.epochs = 2),
+    "ema_decay must be in"
+  )
   out <- run_fast(seu, output.assay = "ADT", latent.pca = 2, latent.pcs = 4, max.epochs = 2)
   expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pcs, 4L)
   expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pca, 2)

@@ -304,8 +304,10 @@ RECIPE: tuple[RecipeArg, ...] = (
         "optimizer step (``average = ema_decay * average + (1 - ema_decay) * weights``): the "
         "validation loss, early stopping, the learning-rate schedule and the best weights all "
         "read the average, and the trained model is the average at its best epoch. Averaging "
-        "the last few hundred steps smooths the noise of minibatch training. 0: off (the last "
-        "weights), as published.",
+        "the last few hundred steps smooths the noise of minibatch training. The first updates "
+        "use a smaller decay, ``(1 + t) / (10 + t)`` at step ``t``, so the average does not "
+        "hold on to the random start of a short training. 0: off (the last weights), as "
+        "published.",
     ),
     RecipeArg(
         "latent_warmup", "fit", int, low=0,

@@ -565,17 +565,29 @@ class WeightAverage:
     :meth:`update` after each optimizer step; :meth:`swap` exchanges the module's weights and
     the average in place (call it twice to get the training weights back), so evaluating and
     keeping the best weights need no copy of the network.
+
+    The ``t``-th update uses the decay ``min(ema_decay, (1 + t) / (10 + t))``: early on the
+    average follows the weights closely instead of holding on to their random start, so a
+    short training (a few epochs of a few steps) keeps what it learned.
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.average = [p.detach().clone() for p in self.params]
-        self.weight = 1.0 - float(decay)
+        self.decay = float(decay)
+        self.n_updates = 0
+
+    def decay_now(self) -> float:
+        """The decay of the next update."""
+        t = self.n_updates + 1
+        return min(self.decay, 1.0 - 1.0 / t)
 
     @torch.no_grad()
     def update(self) -> None:
         """``average += (1 - decay) * (weights - average)``."""
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], self.weight)
+        weight = 1.0 - self.decay_now()
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], weight)
+        self.n_updates += 1
 
     @torch.no_grad()
     def swap(self) -> None:

@@ -1027,15 +1027,20 @@ def test_weight_average_updates_as_a_moving_average_and_swaps_in_place():
     w0 = lin.weight.detach().clone()
     avg = _train.WeightAverage(mod, 0.9)
     assert len(avg.params) == 3  # lin.weight, lin.bias, frozen.bias
-    with torch.no_grad():
-        lin.weight.add_(1.0)
-    avg.update()
-    np.testing.assert_allclose(avg.average[0].numpy(), (w0 + 0.1).numpy(), rtol=1e-6)
-    w1 = lin.weight.detach().clone()
+    for t in range(1, 16):  # the training weights move to w0 + t at step t
+        with torch.no_grad():
+            lin.weight.add_(1.0)
+        avg.update()
+        if t <= 10:  # the mean of every step so far (the random start is dropped) ...
+            expected = w0 + (t + 1) / 2
+        else:  # ... until 1 / (1 - decay) steps, then the moving average
+            expected = 0.9 * expected + 0.1 * (w0 + t)
+        np.testing.assert_allclose(avg.average[0].numpy(), expected.numpy(), rtol=1e-5)
+    w_last = lin.weight.detach().clone()
     avg.swap()
-    np.testing.assert_allclose(lin.weight.detach().numpy(), (w0 + 0.1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(lin.weight.detach().numpy(), expected.numpy(), rtol=1e-5)
     avg.swap()
-    assert torch.equal(lin.weight.detach(), w1)  # twice: the training weights are back
+    assert torch.equal(lin.weight.detach(), w_last)  # twice: the training weights are back
 
 
 def test_ema_decay_validates_and_keeps_the_averaged_weights(monkeypatch):
@@ -1054,7 +1059,7 @@ def test_ema_decay_validates_and_keeps_the_averaged_weights(monkeypatch):
 
     monkeypatch.setattr(_train.WeightAverage, "update", recording_update)
 
-    def run(decay, epochs=4):
+    def run(decay, epochs=6):
         torch.manual_seed(0)
         net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
         start = [p.detach().clone() for p in net.parameters()]
@@ -1075,11 +1080,13 @@ def test_ema_decay_validates_and_keeps_the_averaged_weights(monkeypatch):
     assert steps == []  # off: no average at all
     assert plain.best_loss == pytest.approx(plain_loss, rel=1e-5)
     res, net, start, loss = run(0.9)
-    assert len(steps) == 4 * 5  # one update per optimizer step (5 steps per epoch)
+    assert len(steps) == 6 * 5  # one update per optimizer step (5 steps per epoch)
+    assert 5 * res.best_epoch > 10  # the best epoch is past the mean of the first 10 steps
     # the kept network is the moving average of the training weights at its best epoch ...
     average = start
-    for weights in steps[: 5 * res.best_epoch]:
-        average = [0.9 * m + 0.1 * w for m, w in zip(average, weights)]
+    for t, weights in enumerate(steps[: 5 * res.best_epoch], start=1):
+        w = max(0.1, 1 / t)  # the mean of the steps so far, then the moving average
+        average = [(1 - w) * m + w * x for m, x in zip(average, weights)]
     for kept, expected in zip(net.parameters(), average):
         np.testing.assert_allclose(kept.detach().numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
     # ... whose validation loss is the one recorded, and differs from the plain run's

@@ -772,7 +772,8 @@ def report_gain_over_mean(
         else:
             who, why = f"{at_mean} of its {n} ensemble members predict", "their validation loss was"
         logger.warning(
-            "%s each feature's training mean: %s%s below the mean baseline's on the same cells "
+            "%s each feature's training mean: %s%s below the mean baseline's on the same cells by "
+            "min_delta "
             "(mean_fallback; mean_fallback=False keeps the trained network%s)",
             who,
             why,

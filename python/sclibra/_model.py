@@ -446,7 +446,8 @@ class LIBRA:
         members = [jobs[k][0] for k in range(len(results))]
         # each monitored member against the mean baseline of its own training cells, on its
         # validation cells; with mean_fallback, one that trained to its own stop (not cut
-        # short by max_epochs or a callback) and does not beat it predicts the mean
+        # short by max_epochs or a callback) and does not beat it by min_delta (the decrease
+        # that counts as an improvement in early stopping) predicts the mean
         monitored = [k for k, r in enumerate(results) if r.monitor == "val_loss"]
         baselines = [
             mean_baseline_loss(
@@ -457,7 +458,8 @@ class LIBRA:
         self.members_at_mean_ = []
         if self.mean_fallback:
             for k, base in zip(monitored, baselines):
-                if results[k].stopped_by == "early_stopping" and not results[k].best_loss < base:
+                beats = results[k].best_loss < base * (1.0 - schedule.min_delta)
+                if results[k].stopped_by == "early_stopping" and not beats:
                     members[k].decoder.predict_mean(stats_b.mean)
                     self.members_at_mean_.append(k)
         trained = np.zeros(n, dtype=bool)

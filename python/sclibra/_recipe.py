@@ -246,6 +246,8 @@ RECIPE: tuple[RecipeArg, ...] = (
         "(early stopping or the learning-rate floor; not one cut short by ``max_epochs`` or a "
         "callback) and whose best validation loss is not below that of the mean baseline (each "
         "feature's mean over the member's own training cells, on the same validation cells) "
+        "by at least ``min_delta`` (relative; the decrease that counts as an improvement in "
+        "early stopping) "
         "predicts each feature's mean over all the training cells instead (its output layer's "
         "weights are set to zero and its bias to that mean); its latent space is kept, and the "
         "fit says so. A trained model then never predicts worse, on its own validation cells, "

@@ -178,10 +178,11 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
             mean = sum(np.asarray(b.sum(axis=0)).ravel() for b in mb.iter_blocks(rows=own))
             tie = mean_baseline_loss(mb, val_idx, mean / len(own), schedule.loss)
             # stopped by itself, unless the test cuts it short
-            out = dataclasses.replace(out, best_loss=tie, stopped_by=stopped_by[0])
+            out = dataclasses.replace(out, best_loss=tie * below[0], stopped_by=stopped_by[0])
         return out
 
     stopped_by = ["early_stopping"]
+    below = [1.0]  # member 1's loss as a share of the mean baseline's
 
     monkeypatch.setattr(_model, "train_module", fake)
     log = logging.getLogger("sclibra")
@@ -222,6 +223,11 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
     # a member cut short by the epoch limit (a quick run) is kept: it may not have learned yet
     stopped_by[0] = "max_epochs"
     assert sclibra.LIBRA(**kw).fit(rna, adt, **fit).members_at_mean_ == []
+    # below the mean by less than min_delta is no improvement (as in early stopping); any
+    # decrease is one with min_delta = 0
+    stopped_by[0], below[0] = "early_stopping", 1 - 5e-4
+    assert sclibra.LIBRA(**kw).fit(rna, adt, min_delta=1e-3, **fit).members_at_mean_ == [1]
+    assert sclibra.LIBRA(**kw).fit(rna, adt, min_delta=0.0, **fit).members_at_mean_ == []
     # saved and loaded: the same predictions, and the record of which members predict the mean
     back = sclibra.LIBRA.load(model.save(tmp_path / "m"))
     assert back.members_at_mean_ == [1]

@@ -63,8 +63,8 @@
 #'   loss: 30 for a binary target trained with BCE (peaks), 10 otherwise. Under the default
 #'   recipe's `mean.fallback = TRUE` (in `...`), an ensemble member that trained to its own
 #'   stop (not cut short by `max.epochs`) and whose validation cells find it no better than
-#'   each feature's mean predicts that mean instead (with a message; its latent space is
-#'   kept); `FALSE` keeps the trained network, as published.
+#'   each feature's mean (not below it by `min.delta`) predicts that mean instead (with a
+#'   message; its latent space is kept); `FALSE` keeps the trained network, as published.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
 #' @param reduction.name Name of the stored latent space. A reduction (reduced dimension) of

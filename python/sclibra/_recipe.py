@@ -300,7 +300,7 @@ RECIPE: tuple[RecipeArg, ...] = (
         "on at ``min_lr`` until the patience runs out, as published.",
     ),
     RecipeArg(
-        "ema_decay", "fit", float, low=0.0, high=1.0, high_open=True,
+        "ema_decay", "fit", float, low=0.0, high=1.0, high_open=True, searchable=True,
         help="decay of a moving average of the weights that the model keeps (0: off)",
         doc="Keep an exponential moving average of the network's weights, updated after every "
         "optimizer step (``average = ema_decay * average + (1 - ema_decay) * weights``): the "

@@ -566,9 +566,10 @@ class WeightAverage:
     the average in place (call it twice to get the training weights back), so evaluating and
     keeping the best weights need no copy of the network.
 
-    The ``t``-th update uses the decay ``min(ema_decay, (1 + t) / (10 + t))``: early on the
-    average follows the weights closely instead of holding on to their random start, so a
-    short training (a few epochs of a few steps) keeps what it learned.
+    The ``t``-th update uses the decay ``min(ema_decay, 1 - 1 / t)``: the average is the plain
+    mean of the weights after every step so far until it holds ``1 / (1 - ema_decay)`` steps,
+    then the moving average. It never holds on to the random start, so a short training (a few
+    epochs of a few steps) keeps what it learned.
     """
 
     def __init__(self, module: nn.Module, decay: float) -> None:

@@ -367,6 +367,19 @@ def _sparse_pair(n=300, p=200, q=5, seed=0):
     return a, b
 
 
+def _train_pair(net, ma, mb, **schedule):
+    """``train_module`` on cells 0-249 of a :func:`_sparse_pair`, validated on 250-299, with a
+    small schedule (``schedule`` overrides its fields)."""
+    base = dict(
+        batch_size=50, learning_rate=1e-3, max_epochs=2, early_stopping_patience=5,
+        lr_patience=5, lr_factor=0.1, min_lr=1e-5,
+    )  # fmt: skip
+    return _train.train_module(
+        net, ma, mb, np.arange(250), np.arange(250, 300), _train.Schedule(**{**base, **schedule}),
+        seed=0, device=torch.device("cpu"), progress=False,
+    )  # fmt: skip
+
+
 def test_same_seed_gives_the_same_history_sparse_and_dense(cite):
     a, b = _sparse_pair()
     kw = dict(n_layers=1, n_nodes=16, latent_dim=4, batch_size=32, seed=5)
@@ -601,14 +614,7 @@ def test_adamw_and_custom_loss_hooks():
         calls.append(1)
         return torch.mean(torch.abs(out - tgt))
 
-    schedule = _train.Schedule(
-        batch_size=50, learning_rate=1e-3, max_epochs=2, early_stopping_patience=5,
-        lr_patience=5, lr_factor=0.1, min_lr=1e-5, loss=l1,
-    )  # fmt: skip
-    res = _train.train_module(
-        net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
-        seed=0, device=torch.device("cpu"), progress=False,
-    )  # fmt: skip
+    res = _train_pair(net, ma, mb, loss=l1)
     assert len(calls) == 2 * (5 + 1)  # 5 steps and 1 validation batch per epoch
     with torch.no_grad():
         x = torch.from_numpy(b[250:]).float()
@@ -629,14 +635,9 @@ def test_min_delta_stops_on_negligible_improvements(monkeypatch):
 
     def run(min_delta):
         net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
-        schedule = _train.Schedule(
-            batch_size=50, learning_rate=1e-3, max_epochs=12, early_stopping_patience=2,
-            lr_patience=5, lr_factor=0.1, min_lr=1e-5, min_delta=min_delta,
-        )  # fmt: skip
-        return _train.train_module(
-            net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
-            seed=0, device=torch.device("cpu"), progress=False,
-        )  # fmt: skip
+        return _train_pair(
+            net, ma, mb, max_epochs=12, early_stopping_patience=2, min_delta=min_delta
+        )
 
     res = run(1e-4)  # decreases of 5e-5 do not reset the patience of 2 epochs
     assert res.stopped_by == "early_stopping"
@@ -831,13 +832,9 @@ def test_adaptive_patience_stops_a_model_that_stopped_improving(
     losses = iter(0.5 ** np.minimum(np.arange(1, 200), improving_until))
     monkeypatch.setattr(_train, "evaluate_loss", lambda *a, **k: float(next(losses)))
     net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
-    schedule = _train.Schedule(
-        batch_size=batch_size, learning_rate=1e-3, max_epochs=100, early_stopping_patience=20,
-        lr_patience=15, lr_factor=0.1, min_lr=1e-5, min_delta=1e-3, adaptive_patience=adaptive,
-    )  # fmt: skip
-    res = _train.train_module(
-        net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
-        seed=0, device=torch.device("cpu"), progress=False,
+    res = _train_pair(
+        net, ma, mb, batch_size=batch_size, max_epochs=100, early_stopping_patience=20,
+        lr_patience=15, min_delta=1e-3, adaptive_patience=adaptive,
     )  # fmt: skip
     assert res.stopped_by == "early_stopping"
     assert (res.n_epochs, res.best_epoch) == (n_epochs, improving_until)
@@ -1063,14 +1060,7 @@ def test_ema_decay_validates_and_keeps_the_averaged_weights(monkeypatch):
         torch.manual_seed(0)
         net = LIBRANet(a.shape[1], b.shape[1], n_layers=1, n_nodes=8, latent_dim=2)
         start = [p.detach().clone() for p in net.parameters()]
-        schedule = _train.Schedule(
-            batch_size=50, learning_rate=1e-2, max_epochs=epochs, early_stopping_patience=5,
-            lr_patience=5, lr_factor=0.1, min_lr=1e-5, ema_decay=decay,
-        )  # fmt: skip
-        res = _train.train_module(
-            net, ma, mb, np.arange(250), np.arange(250, 300), schedule,
-            seed=0, device=torch.device("cpu"), progress=False,
-        )  # fmt: skip
+        res = _train_pair(net, ma, mb, learning_rate=1e-2, max_epochs=epochs, ema_decay=decay)
         net.eval()
         with torch.no_grad():
             loss = float(torch.mean((net(x_val) - y_val) ** 2))

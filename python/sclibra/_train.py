@@ -577,6 +577,7 @@ class WeightAverage:
         self.average = [p.detach().clone() for p in self.params]
         self.decay = float(decay)
         self.n_updates = 0
+        self._buffer: list[torch.Tensor] | None = None
 
     def decay_now(self) -> float:
         """The decay of the next update."""
@@ -592,9 +593,11 @@ class WeightAverage:
 
     @torch.no_grad()
     def swap(self) -> None:
-        """Exchange the module's weights and the average."""
-        for p, a in zip(self.params, self.average):
-            tmp = p.detach().clone()
+        """Exchange the module's weights and the average (through one buffer, allocated once)."""
+        if self._buffer is None:
+            self._buffer = [torch.empty_like(p) for p in self.params]
+        for p, a, tmp in zip(self.params, self.average, self._buffer):
+            tmp.copy_(p)
             p.copy_(a)
             a.copy_(tmp)
 

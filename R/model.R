@@ -44,6 +44,8 @@
     loss = as.character(reticulate::py_to_r(py$loss_) %||% "mse"),
     # ensemble members that predict the training mean (the core's mean_fallback), from 0
     members.at.mean = as.integer(unlist(reticulate::py_to_r(py$members_at_mean_))),
+    # the core's fit arguments the model trained with (NULL for files before model format 6)
+    fit = reticulate::py_to_r(py$fit_params_),
     has.b.encoder = !is.null(reticulate::py_to_r(py$b_encoder)),
     history = history
   )

@@ -133,6 +133,9 @@ class LIBRA:
         #: input PCs the latent regulariser predicted in training (0: none), from ``latent_pcs``,
         #: the loss and the training cells
         self.latent_pcs_used_: int = 0
+        #: the schedule ``fit`` trained with (the recipe's fit arguments, given or the preset's);
+        #: ``None`` for a model loaded from a file that did not record it (format < 6)
+        self.fit_params_: dict | None = None
         self.names_: tuple[str, str] = ("A", "B")
         #: during a ``fit`` callback: the ensemble member whose epoch it reports (0, 1, ...)
         self.training_member_: int | None = None
@@ -490,6 +493,10 @@ class LIBRA:
                 at_mean=len(self.members_at_mean_),
             )
         self.stopped_by_ = results[-1].stopped_by
+        self.fit_params_ = {
+            k: (validation_split if k == "validation_split" else getattr(schedule, k))
+            for k in FIT_KEYS
+        }
         # training cells: those any member trained on; validation: those none trained on
         self.train_cells_ = pd.Index(ma.cells[trained])
         self.val_cells_ = pd.Index(ma.cells[~trained])
@@ -854,6 +861,14 @@ class LIBRA:
                 f"[0, {n_members - 1}], got {at_mean!r}"
             )
         model.members_at_mean_ = list(at_mean)
+        fit_params = meta.get("fit_params")  # recorded since format 6
+        if fit_params is not None:
+            unknown = [k for k in fit_params if k not in FIT_KEYS]
+            if unknown:
+                raise ModelFileError(
+                    f"{path / 'config.json'}: fit_params has unknown keys {format_names(unknown)}"
+                )
+            model.fit_params_ = dict(fit_params)
         module = model._build_module(len(fa), len(fb), out_act, n_members)
         model.module = _persist.load_state(module, folder.weights, path / "weights.pt")
         model.loss_ = meta.get("loss_", "mse")

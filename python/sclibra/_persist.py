@@ -1,6 +1,6 @@
 """The saved-model folder: what :meth:`LIBRA.save` writes and :meth:`LIBRA.load` checks.
 
-Layout (format 5)::
+Layout (format 6)::
 
     model/
         config.json            format, versions, hyperparameters, training summary
@@ -12,7 +12,8 @@ Layout (format 5)::
         cells.json             training and validation cell names (optional)
         manifest.json          sha256 and size of every file above, checked on load
 
-Format 5 added ``latent_pcs_used`` to ``config.json`` (the input PCs the latent regulariser
+Format 6 added ``fit_params`` to ``config.json`` (the schedule the model trained with: the
+recipe's fit arguments, given or the preset's); earlier files load without it. Format 5 added ``latent_pcs_used`` to ``config.json`` (the input PCs the latent regulariser
 predicted; ``latent_pcs = 0`` now means "from the loss", which an older sclibra would refuse;
 earlier files used ``latent_pcs`` itself) and ``members_at_mean`` (the ensemble members that
 predict the training mean, ``mean_fallback``; their weights already do). Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
@@ -42,7 +43,7 @@ from ._errors import ModelFileError, format_names
 from ._fs import PARTIAL_MARKER, recover_dir, replace_dir, write_file
 
 FORMAT = "sclibra.LIBRA"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "features.json", "weights.pt")
 OPTIONAL_FILES = ("cells.json", "history.csv", "b_encoder.pt", "b_encoder_history.csv")
@@ -72,6 +73,7 @@ META_KEYS = {
     "output_rank_used": (_INT, False),
     "latent_pcs_used": (_INT, False),
     "members_at_mean": ((list,), False),
+    "fit_params": ((dict, type(None)), False),
 }
 
 
@@ -113,6 +115,7 @@ def model_files(model) -> dict[str, bytes]:
         "output_rank_used": model.output_rank_used_,
         "latent_pcs_used": model.latent_pcs_used_,
         "members_at_mean": list(model.members_at_mean_),
+        "fit_params": model.fit_params_,
     }
     files = {
         "config.json": json.dumps(meta, indent=2, default=_json_default).encode(),

@@ -148,6 +148,7 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
     meta.pop("loss_")
     meta.pop("input_pcs")
     meta.pop("latent_pcs_used")
+    meta.pop("fit_params")
     meta["format_version"] = 1  # as sclibra 0.1.0 wrote it: format 1, no manifest
     (path / "manifest.json").unlink()
     (path / "config.json").write_text(json.dumps(meta))
@@ -157,6 +158,7 @@ def test_model_saved_without_recipe_fields_loads_as_010(tmp_path, cite):
     assert back.input_pca == 0
     assert back.latent_pcs == 10
     assert back.module.projection is None
+    assert back.fit_params_ is None  # not recorded before format 6
     np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-5)
 
 
@@ -173,7 +175,7 @@ def test_format_2_model_of_the_default_preset_loads_without_an_input_pca(tmp_pat
     model = sclibra.LIBRA(**FAST, input_pca=0).fit(rna, adt, train="is_train", max_epochs=3)
     path = model.save(tmp_path / "m")
     meta = json.loads((path / "config.json").read_text())
-    assert meta["format_version"] == 5
+    assert meta["format_version"] == 6
     assert meta["input_pcs"] == 0
     meta["config"].pop("input_pca")
     meta.pop("input_pcs")
@@ -185,6 +187,28 @@ def test_format_2_model_of_the_default_preset_loads_without_an_input_pca(tmp_pat
     assert back.input_pca == 0
     assert back.input_pcs_ == 0
     np.testing.assert_allclose(back.predict(rna).X, model.predict(rna).X, rtol=1e-5)
+
+
+def test_the_schedule_a_model_trained_with_is_kept_and_saved(tmp_path, cite):
+    rna, adt = cite
+    model = sclibra.LIBRA(**FAST).fit(
+        rna, adt, train="is_train", max_epochs=3, ema_decay=0.5, min_delta=0.0, progress=False
+    )
+    fit = model.fit_params_
+    assert set(fit) == set(sclibra._recipe.FIT_KEYS)
+    assert (fit["max_epochs"], fit["ema_decay"], fit["min_delta"]) == (3, 0.5, 0.0)
+    # the rest are the preset's
+    defaults = model.fit_defaults
+    assert {k: v for k, v in fit.items() if k not in ("max_epochs", "ema_decay", "min_delta")} == {
+        k: v for k, v in defaults.items() if k not in ("max_epochs", "ema_decay", "min_delta")
+    }
+    path = model.save(tmp_path / "m")
+    assert sclibra.LIBRA.load(path).fit_params_ == fit
+    meta = json.loads((path / "config.json").read_text())
+    meta["fit_params"]["max_epoch"] = 3
+    _rewrite_config(path, meta)
+    with pytest.raises(sclibra.ModelFileError, match="fit_params has unknown keys 'max_epoch'"):
+        sclibra.LIBRA.load(path)
 
 
 def test_input_pca_is_a_frozen_first_layer_fitted_once(tmp_path, cite):

@@ -64,6 +64,8 @@ test_that("a model trained in Python loads in R and predicts the same values", {
   expect_equal(model$output.assay, "RNA")
   expect_output(print(model), "LIBRA model: ATAC \\(600 features\\) -> RNA \\(600 features\\)")
   expect_identical(model$loss, "mse")
+  expect_identical(model$fit$max_epochs, 3L) # the schedule it trained with, read from the file
+  expect_identical(model$fit$ema_decay, 0)
   expect_output(print(model), "best validation MSE")
   expect_false(any(grepl("training mean", utils::capture.output(print(model)))))
   at_mean <- model

@@ -254,7 +254,8 @@ class LIBRA:
         -------
         The fitted model (``self``).
         """
-        validation_split, schedule = self._schedule(**schedule)
+        fit_params, schedule = self._schedule(**schedule)
+        validation_split = fit_params["validation_split"]
         ma, mb = inputs.read(a, b)
         for m in (ma, mb):
             check_unique(m.features, "feature", m.name)
@@ -493,10 +494,7 @@ class LIBRA:
                 at_mean=len(self.members_at_mean_),
             )
         self.stopped_by_ = results[-1].stopped_by
-        self.fit_params_ = {
-            k: (validation_split if k == "validation_split" else getattr(schedule, k))
-            for k in FIT_KEYS
-        }
+        self.fit_params_ = fit_params
         # training cells: those any member trained on; validation: those none trained on
         self.train_cells_ = pd.Index(ma.cells[trained])
         self.val_cells_ = pd.Index(ma.cells[~trained])
@@ -535,8 +533,9 @@ class LIBRA:
             n_input, self.n_layers, self.n_nodes, self.alpha, self.dropout, self.latent_width_
         )
 
-    def _schedule(self, **given) -> tuple[float, Schedule]:
-        """The validation split and training schedule of a run: given values, else the preset's.
+    def _schedule(self, **given) -> tuple[dict, Schedule]:
+        """The fit arguments of a run (given values, else the preset's, checked) and its
+        training schedule.
 
         Bounds are checked here, once, before any data is read. Every recipe value whose name
         is a field of :class:`Schedule` (the model's and the run's) reaches the training loop.
@@ -549,7 +548,7 @@ class LIBRA:
         values = {**{k: getattr(self, k) for k in MODEL_KEYS}, **run}
         fields = {f.name for f in dataclasses.fields(Schedule)}
         schedule = Schedule(**{k: v for k, v in values.items() if k in fields})
-        return run["validation_split"], schedule
+        return run, schedule
 
     def _resolve_output_activation(self, target_min: float, name: str) -> str:
         if self.output_activation == "auto":
@@ -695,7 +694,8 @@ class LIBRA:
             Show a progress bar (default: ``sclibra.settings.progress``).
         """
         self._check_trained()
-        validation_split, schedule = self._schedule(**schedule)
+        run, schedule = self._schedule(**schedule)
+        validation_split = run["validation_split"]
         if validation_split == 0:
             validation_split = 0.1  # as in 0.1.0, whose B encoder always held out 10 %
         ma, mb = inputs.read(a, b)

@@ -44,6 +44,8 @@
     loss = as.character(reticulate::py_to_r(py$loss_) %||% "mse"),
     # ensemble members that predict the training mean (the core's mean_fallback), from 0
     members.at.mean = as.integer(unlist(reticulate::py_to_r(py$members_at_mean_))),
+    # the same, in the core's words ("" when none does)
+    mean.fallback.note = as.character(reticulate::py_to_r(py$mean_fallback_note_)),
     # the core's fit arguments the model trained with (NULL for files before model format 6)
     fit = reticulate::py_to_r(py$fit_params_),
     has.b.encoder = !is.null(reticulate::py_to_r(py$b_encoder)),
@@ -219,13 +221,8 @@ print.LIBRAModel <- function(x, ...) {
     length(x$train.cells), length(x$validation.cells), x$n.epochs,
     toupper(x$loss %||% "mse"), format(signif(x$best.val.loss, 4))
   ))
-  if (length(x$members.at.mean)) {
-    n <- as.integer(cfg$n_models %||% 1L)
-    cat(sprintf(
-      "  %s each feature's training mean: %s validation found no better (mean.fallback)\n",
-      if (n == 1L) "predicts" else sprintf("%d of %d members predict", length(x$members.at.mean), n),
-      if (n == 1L) "its" else "their"
-    ))
+  if (nzchar(x$mean.fallback.note %||% "")) {
+    cat("  ", x$mean.fallback.note, " (mean.fallback)\n", sep = "")
   }
   cat(sprintf(
     "  batch size %d, learning rate %g%s\n", as.integer(cfg$batch_size), cfg$learning_rate,

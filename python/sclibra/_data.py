@@ -766,21 +766,34 @@ def report_gain_over_mean(
     if at_mean:
         n = len(best_losses)
         if n == 1:
-            who, why = "the model predicts", "its validation loss was"
+            why = "its validation loss was not"
         elif at_mean == n:
-            who, why = "the model predicts", f"none of its {n} members' validation losses was"
+            why = f"none of its {n} members' validation losses was"
         else:
-            who, why = f"{at_mean} of its {n} ensemble members predict", "their validation loss was"
+            why = "their validation loss was not"
         logger.warning(
-            "%s each feature's training mean: %s%s below the mean baseline's on the same cells by "
-            "min_delta "
+            "%s: %s below the mean baseline's on the same cells by min_delta "
             "(mean_fallback; mean_fallback=False keeps the trained network%s)",
-            who,
+            mean_fallback_note(at_mean, n),
             why,
-            "" if n > 1 and at_mean == n else " not",
             "" if n == 1 else "s",
         )
     return gain
+
+
+def mean_fallback_note(at_mean: int, n_members: int) -> str:
+    """What ``mean_fallback`` did to a model, in words: who now predicts the training mean.
+
+    ``at_mean`` of the model's ``n_members`` members do. The one wording of the fit's warning,
+    the model's ``repr`` and R's ``print()`` of a model; ``""`` when no member does.
+    """
+    if not at_mean:
+        return ""
+    if n_members == 1 or at_mean == n_members:
+        who = "the model predicts"
+    else:
+        who = f"{at_mean} of its {n_members} ensemble members predict"
+    return f"{who} each feature's training mean"
 
 
 def resolve_cells(spec, m: Matrix, *, what: str = "train") -> pd.Index:

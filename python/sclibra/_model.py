@@ -20,6 +20,7 @@ from ._data import (
     check_unique,
     match_features,
     mean_baseline_loss,
+    mean_fallback_note,
     mean_of_other_rows,
     pair_cells,
     report_gain_over_mean,
@@ -177,13 +178,18 @@ class LIBRA:
         )
 
     def _at_mean_note(self) -> str:
-        """``"; ... predict the training mean"`` where members do (``mean_fallback``), else ``""``."""
-        k = len(self.members_at_mean_)
-        if not k:
-            return ""
+        """``"; ... predict(s) each feature's training mean (mean_fallback)"`` or ``""``."""
+        note = self.mean_fallback_note_
+        return f"; {note} (mean_fallback)" if note else ""
+
+    @property
+    def mean_fallback_note_(self) -> str:
+        """Which members predict each feature's training mean (``mean_fallback``), in words.
+
+        ``""`` when none does (or the model is not trained). The wording of the fit's warning.
+        """
         n = len(getattr(self.module, "members", [None]))
-        who = "it predicts" if n == 1 else f"{k} of its {n} members predict"
-        return f"; {who} each feature's training mean (mean_fallback)"
+        return mean_fallback_note(len(self.members_at_mean_), n)
 
     def _device(self):
         return resolve_device(self.device)

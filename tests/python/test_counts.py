@@ -159,6 +159,17 @@ def test_mean_of_other_rows_is_the_mean_of_the_cells_left(cite):
         np.testing.assert_allclose(got, y[rest].mean(axis=0, dtype=np.float64), rtol=1e-6)
 
 
+def test_mean_fallback_note_names_who_predicts_the_mean():
+    from sclibra._data import mean_fallback_note
+
+    assert mean_fallback_note(0, 3) == ""
+    assert mean_fallback_note(1, 1) == "the model predicts each feature's training mean"
+    assert mean_fallback_note(3, 3) == "the model predicts each feature's training mean"
+    assert mean_fallback_note(2, 3) == (
+        "2 of its 3 ensemble members predict each feature's training mean"
+    )
+
+
 def test_a_member_no_better_than_the_mean_predicts_the_mean(
     small_cite, monkeypatch, tmp_path, caplog
 ):
@@ -196,10 +207,11 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
         log.removeHandler(caplog.handler)
     assert model.mean_fallback is True  # the default preset's
     assert model.members_at_mean_ == [1]
-    assert "1 of its 2 members predict each feature's training mean" in repr(model)
-    assert any(
-        "1 of its 2 ensemble members predict each feature's training mean" in m for m in said
-    )
+    # the same words in the fit's warning and the model's repr
+    note = "1 of its 2 ensemble members predict each feature's training mean"
+    assert model.mean_fallback_note_ == note
+    assert f"{note} (mean_fallback)" in repr(model)
+    assert any(m.startswith(f"{note}: their validation loss was not below") for m in said)
     train = adt[adt.obs["is_train"].to_numpy()]
     mean = np.asarray(train.X.mean(axis=0, dtype=np.float64)).ravel()  # every training cell
 
@@ -216,6 +228,7 @@ def test_a_member_no_better_than_the_mean_predicts_the_mean(
     # mean_fallback=False keeps the network; the same member 0
     kept = sclibra.LIBRA(**{**kw, "mean_fallback": False}).fit(rna, adt, **fit)
     assert kept.members_at_mean_ == []
+    assert kept.mean_fallback_note_ == ""
     assert "training mean" not in repr(kept)
     assert member(kept, 1).std(axis=0).max() > 0.1
     np.testing.assert_allclose(member(kept, 0), trained, rtol=1e-5, atol=1e-6)

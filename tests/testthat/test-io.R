@@ -68,9 +68,15 @@ test_that("a model trained in Python loads in R and predicts the same values", {
   expect_identical(model$fit$ema_decay, 0)
   expect_output(print(model), "best validation MSE")
   expect_false(any(grepl("training mean", utils::capture.output(print(model)))))
-  at_mean <- model
-  at_mean$members.at.mean <- 0L # as the core records a model its validation sent to the mean
-  expect_output(print(at_mean), "predicts each feature's training mean: its validation found")
+  expect_identical(model$mean.fallback.note, "")
+  # a model its validation sent to the mean, as the core records it: R prints the core's words
+  py <- sclibra:::.py_model(model)
+  py$members_at_mean_ <- list(0L)
+  at_mean <- utils::modifyList(model, sclibra:::.model_info(py))
+  py$members_at_mean_ <- list()
+  expect_identical(at_mean$members.at.mean, 0L)
+  expect_identical(at_mean$mean.fallback.note, "the model predicts each feature's training mean")
+  expect_output(print(at_mean), "  the model predicts each feature's training mean \\(mean.fallback\\)")
   seu <- example_data("multiome")
   seu <- LIBRAPredict(seu, model = model, input.assay = "ATAC", verbose = FALSE)
   expect_equal(dim(SeuratObject::Embeddings(seu, "libra")), c(500L, 4L))

@@ -26,6 +26,12 @@ the rest (``RMSE without bias``). Predictors:
                        the weight and ``k`` are not chosen on validation cells, so this row says
                        what such smoothing could give, not what a method reaches.
 
+A learning curve follows for the directions of ``LEARNING_CURVE`` (pbmc5k ADT->RNA, the CITE
+direction with no donor shift that stays short of 2 % below its best peer): the same predictors
+trained on nested random subsets (a quarter, a half) of the training cells, scored on the same
+held-out cells. How much the error falls when the training cells double says how much a better
+estimator of the same function of A could still gain there.
+
 Run ``python benchmarks/bench_cite_ceiling.py`` (results:
 ``benchmarks/results/bench_cite_ceiling.{md,json}``).
 """
@@ -43,6 +49,9 @@ DIRECTIONS = (
     ("pbmc5k_cite", "RNA", "ADT"),
 )
 LATENT_KS = (15, 50)
+#: directions with a learning curve, and the shares of the training cells it trains on
+LEARNING_CURVE = (("pbmc5k_cite", "ADT", "RNA"),)
+FRACTIONS = (0.25, 0.5, 1.0)
 ORDER = (
     "mean",
     "test_mean",
@@ -126,9 +135,36 @@ def ceiling(set_name: str, a: str, b: str) -> dict:
     return out
 
 
+def learning_curve(set_name: str, a: str, b: str) -> list[dict]:
+    """Held-out RMSE of the mean, kNN15, ridge and sclibra (3 seeds) on nested training subsets."""
+    import sclibra
+    from sclibra.metrics import baseline_predictions
+
+    data = bp.load_set(set_name)
+    a_train, b_train, a_test, b_test = bp._split(data, a, b)
+    truth = bp._dense(b_test.X).astype(np.float64)
+    order = np.random.default_rng(0).permutation(a_train.n_obs)
+    rows = []
+    for frac in FRACTIONS:
+        keep = np.sort(order[: int(round(frac * a_train.n_obs))])
+        at, bt = a_train[keep], b_train[keep]
+        peers = baseline_predictions(at.X, bt.X, a_test.X, methods=("mean", "knn", "ridge"))
+        row = {"fraction": frac, "n_cells": len(keep)}
+        row.update({name: decompose(p, truth)["rmse"] for name, p in peers.items()})
+        fits = []
+        for seed in bp.SEEDS:
+            model = sclibra.LIBRA(seed=seed).fit(at, bt, progress=False)
+            fits.append(decompose(np.asarray(model.predict(a_test).X), truth)["rmse"])
+        row["sclibra"], row["sclibra_sd"] = float(np.mean(fits)), float(np.std(fits, ddof=1))
+        log(f"{set_name} {a}->{b} learning curve: {row}")
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     args = parse_args(__doc__)
     results = {f"{s} {a}->{b}": ceiling(s, a, b) for s, a, b in DIRECTIONS}
+    curves = {f"{s} {a}->{b}": learning_curve(s, a, b) for s, a, b in LEARNING_CURVE}
     rows = []
     for key, r in results.items():
         peer = r["knn15"]["rmse"]
@@ -150,6 +186,43 @@ def main() -> None:
     table = markdown_table(
         ["direction", "predictor", "RMSE", "vs knn15", "bias share", "RMSE without bias"], rows
     )
+    curve_rows = [
+        [
+            key,
+            f"{r['fraction']:g} ({r['n_cells']:,})",
+            f"{r['mean']:.4f}",
+            f"{r['knn']:.4f}",
+            f"{r['ridge']:.4f}",
+            f"{r['sclibra']:.4f} ± {r['sclibra_sd']:.4f}",
+            f"{100 * (1 - r['sclibra'] / min(r['knn'], r['ridge'])):+.1f} %",
+        ]
+        for key, rs in curves.items()
+        for r in rs
+    ]
+    curve_notes = []
+    for key, rs in curves.items():
+        drops = [a["sclibra"] - b["sclibra"] for a, b in zip(rs, rs[1:])]
+        full = rs[-1]
+        target = 0.98 * min(full["knn"], full["ridge"])  # issue 11: 2 % below the best peer
+        curve_notes.append(
+            f"- {key}: sclibra's RMSE falls by "
+            + ", ".join(f"{d:.4f}" for d in drops)
+            + f" from one row to the next; 2 % below the better of kNN and ridge is {target:.4f}, "
+            f"{full['sclibra'] - target:.4f} below its error with every training cell "
+            f"({(full['sclibra'] - target) / max(np.mean(drops), 1e-12):.1f} such steps)."
+        )
+    curve_table = markdown_table(
+        [
+            "direction",
+            "training cells used",
+            "mean",
+            "knn15",
+            "ridge",
+            "sclibra (3 seeds)",
+            "sclibra vs best of kNN, ridge",
+        ],
+        curve_rows,
+    )
     md = f"""# CITE directions: where the held-out error comes from
 
 Held-out cells of `bench_peers.py` (same splits). `test_mean` and `within_test_knn15` are
@@ -162,8 +235,18 @@ exploration (weight and `k` not chosen on validation cells). Made with
 `python benchmarks/bench_cite_ceiling.py`.
 
 {table}
+
+## Learning curve
+
+The same held-out cells; the models train on nested random subsets of the training cells
+(fraction 1 is the full training set of the table above, refitted). The fall in error from
+one row to the next says what one more doubling of the training cells might gain.
+
+{curve_table}
+
+{chr(10).join(curve_notes)}
 """
-    write_results("bench_cite_ceiling", args, md, {"results": results})
+    write_results("bench_cite_ceiling", args, md, {"results": results, "learning_curve": curves})
 
 
 if __name__ == "__main__":

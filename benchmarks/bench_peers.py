@@ -153,15 +153,15 @@ def prediction_scores(pred: np.ndarray, truth, atac: bool) -> dict:
     return out
 
 
-def latent_scores(latent: np.ndarray, labels) -> dict:
-    """Best Leiden ARI and NMI over :data:`RESOLUTIONS` (15-NN graph, seed 0)."""
+def latent_scores(latent: np.ndarray, labels, seed: int = 0) -> dict:
+    """Best Leiden ARI and NMI over :data:`RESOLUTIONS` (15-NN graph, Leiden ``seed``)."""
     import sclibra
 
     best = {"ari": -1.0, "nmi": -1.0}
     lab = pd.Series(np.asarray(labels).astype(str))
     for res in RESOLUTIONS:
         cl = sclibra.metrics.cluster_latent(
-            np.asarray(latent, dtype=np.float32), n_neighbors=15, resolution=res, seed=0
+            np.asarray(latent, dtype=np.float32), n_neighbors=15, resolution=res, seed=seed
         )
         s = sclibra.metrics.clustering_scores(cl.to_numpy(), lab.to_numpy())
         best = {k: max(best[k], s[k]) for k in best}

@@ -141,6 +141,9 @@ benchmarks: $(STAMPS)/env r-install
 	$(PY) benchmarks/bench_speed.py
 	$(PY) benchmarks/bench_keras.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_atac_ceiling.py
+	$(PY) benchmarks/bench_cite_ceiling.py
+	$(PY) benchmarks/bench_latent_reference.py
 
 clean:
 	rm -rf $(STAMPS) $(RLIB) *.Rcheck sclibra_*.tar.gz demo_output inst/core

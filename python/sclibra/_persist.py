@@ -13,17 +13,19 @@ Layout (format 6)::
         manifest.json          sha256 and size of every file above, checked on load
 
 Format 6 added ``fit_params`` to ``config.json`` (the schedule the model trained with: the
-recipe's fit arguments, given or the preset's); earlier files load without it. Format 5 added ``latent_pcs_used`` to ``config.json`` (the input PCs the latent regulariser
-predicted; ``latent_pcs = 0`` now means "from the loss", which an older sclibra would refuse;
-earlier files used ``latent_pcs`` itself) and ``members_at_mean`` (the ensemble members that
-predict the training mean, ``mean_fallback``; their weights already do). Format 4 added ``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a
-full layer; earlier files used the rank-limited layer for targets wider than 10,000 features,
-the threshold is now 1,000, so the rank is recorded instead of re-derived). Format 3 added
-``input_pcs`` (the input PCA's width; its weights are in ``weights.pt``); format 2 (sclibra 0.2.0 before it) is the same without it and format 1
-(sclibra 0.1.0) also without ``manifest.json``; both still load. A recipe argument missing from
-an older file's hyperparameters takes its sclibra 0.1.0 value (the feature did not exist). Every problem in
-a model folder raises :class:`~sclibra.ModelFileError` naming the file; an unreadable optional
-file only warns.
+recipe's fit arguments, given or the preset's); earlier files load without it. Format 5 added
+``latent_pcs_used`` to ``config.json`` (the input PCs the latent regulariser predicted;
+``latent_pcs = 0`` now means "from the loss", which an older sclibra would refuse; earlier files
+used ``latent_pcs`` itself) and ``members_at_mean`` (the ensemble members that predict the
+training mean, ``mean_fallback``; their weights already do). Format 4 added
+``output_rank_used`` to ``config.json`` (the rank of the output layer, 0 for a full layer;
+earlier files used the rank-limited layer for targets wider than 10,000 features, the threshold
+is now 1,000, so the rank is recorded instead of re-derived). Format 3 added ``input_pcs`` (the
+input PCA's width; its weights are in ``weights.pt``); format 2 (sclibra 0.2.0 before it) is the
+same without it and format 1 (sclibra 0.1.0) also without ``manifest.json``; both still load. A
+recipe argument missing from an older file's hyperparameters takes its sclibra 0.1.0 value (the
+feature did not exist). Every problem in a model folder raises
+:class:`~sclibra.ModelFileError` naming the file; an unreadable optional file only warns.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from ._recipe import (
     recipe_docstring,
     resolve_preset,
     split_by_batch,
+    standardising_scale,
     takes_recipe,
 )
 from ._settings import logger, resolve_device, settings
@@ -277,7 +278,7 @@ class LIBRA:
             ma = _select_hvg(ma, n_top_genes)
         if n_top_genes_b is not None:
             mb = _select_hvg(mb, n_top_genes_b)
-        validate(ma, role="input", allow_counts=allow_counts)
+        stats_a = validate(ma, role="input", allow_counts=allow_counts)
         stats_b = validate(mb, role="output", allow_counts=allow_counts)
         loss = choose_loss(self.loss, stats_b.binary, mb.name)  # from validate's one pass
         if loss == "bce":
@@ -318,10 +319,13 @@ class LIBRA:
         # the input PCA: fitted once; training reads the scores, never A's features again
         x_train, pca = ma, None
         n_pcs = input_pcs_for(self.input_pca, ma.n_vars)
+        feature_scale = standardising_scale(stats_a)  # binary A: a PCA of standardised features
         if n_pcs:
-            est, scores, scale = input_pca_scores(ma, n_pcs, seed)
+            est, scores, scale = input_pca_scores(ma, n_pcs, seed, feature_scale)
             n_pcs = int(est.n_components_)  # fewer when there are fewer cells
             pca = (est.components_, est.mean_, scale)
+            if feature_scale is not None:  # the same map of the unscaled features
+                pca = (est.components_ / feature_scale, est.mean_ * feature_scale, scale)
             x_train = Matrix(
                 scores, ma.cells, pd.Index([f"PC{i + 1}" for i in range(n_pcs)]), name=ma.name
             )
@@ -344,6 +348,7 @@ class LIBRA:
             loss.upper(),
             f", {self.n_models} models" if self.n_models > 1 else "",
             f", input read as its top {n_pcs} principal components"
+            + (" (of its standardised binary features)" if feature_scale is not None else "")
             if n_pcs
             else (" [sparse input]" if use_sparse_path(ma, device) else ""),
         )
@@ -360,7 +365,7 @@ class LIBRA:
             if n_pcs >= latent_pcs:  # the same PCA's top components
                 pc_scores = np.ascontiguousarray(scores[:, :latent_pcs])
             else:
-                pc_scores = input_pc_scores(ma, latent_pcs, seed)
+                pc_scores = input_pc_scores(ma, latent_pcs, seed, feature_scale)
             self.latent_pcs_used_ = int(pc_scores.shape[1])
         # every member is built first, in this thread: the global generator seeds its weights
         jobs = []

@@ -229,8 +229,14 @@ RECIPE: tuple[RecipeArg, ...] = (
         doc="Read modality A through its top ``input_pca`` principal components: a PCA fitted "
         "once on the training cells (sparse input is never densified) becomes a frozen first "
         "layer, so the network learns from denoised coordinates and each training step costs "
-        "the same whatever A's width. Off (0) when A has at most ``input_pca`` features (e.g. a "
-        "small protein panel); 0: A's features themselves, as published.",
+        "the same whatever A's width. A binary A (peaks read as 0/1) is standardised first "
+        "(each feature divided by its standard deviation, folded into the frozen layer), so "
+        "every peak counts and not only those open in about half the cells; the latent "
+        "regulariser's PCs are then those of the standardised features too "
+        "(:func:`~sclibra._recipe.standardising_scale`, "
+        "``benchmarks/results/bench_peers_ablation_binary_input.md``). Off (0) when A has at "
+        "most ``input_pca`` features (e.g. a small protein panel); 0: A's features themselves, "
+        "as published.",
     ),
     RecipeArg(
         "start_at_mean", "model", bool,
@@ -640,7 +646,7 @@ def split_by_batch(batches: np.ndarray, validation_split: float, seed: int):
 PCA_MAX_CELLS = 20000
 
 
-def input_pca_scores(m, n_pcs: int, seed: int):
+def input_pca_scores(m, n_pcs: int, seed: int, feature_scale: np.ndarray | None = None):
     """A PCA of the rows of ``m``: ``(estimator, scores, scale)``.
 
     The PCA (a randomized range finder, :class:`~sclibra.metrics._utils.RandomizedPCA`,
@@ -648,33 +654,46 @@ def input_pca_scores(m, n_pcs: int, seed: int):
     :data:`PCA_MAX_CELLS` rows and applied block by block. ``scores`` (float32, rows of ``m``,
     ``estimator.n_components_`` columns) are divided by ``scale``, the standard deviation of the
     first component, so what reads them does not depend on the data's scale.
+
+    ``feature_scale`` (one positive number per feature): the PCA is of ``m``'s columns divided
+    by it (e.g. their standard deviations: a PCA of the standardised features), sparse kept
+    sparse; the estimator then applies to rows divided the same way.
     """
     import scipy.sparse as sp
 
     from .metrics._utils import pca_scores, pca_transform
 
+    def rows(idx):
+        x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
+        if feature_scale is None:
+            return x
+        if sp.issparse(x):
+            return sp.csr_matrix(x @ sp.diags(1.0 / feature_scale))
+        return np.asarray(x, dtype=np.float64) / feature_scale
+
     rng = np.random.default_rng(seed)
     fit_rows = np.sort(rng.permutation(m.n_obs)[:PCA_MAX_CELLS])
-    sample = m.sparse_rows(fit_rows) if m.is_sparse else m.dense_rows(fit_rows)
+    sample = rows(fit_rows)
     est, sample_scores = pca_scores(sample, n_pcs, seed=seed, randomized=True)
     if len(fit_rows) == m.n_obs:  # fitted on every row, in order: its scores are the scores
         scores = sample_scores.astype(np.float32)
     else:  # the other rows too, block by block
         blocks = []
         for start in range(0, m.n_obs, 4096):
-            idx = np.arange(start, min(start + 4096, m.n_obs))
-            x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
+            x = rows(np.arange(start, min(start + 4096, m.n_obs)))
             blocks.append(pca_transform(est, x if sp.issparse(x) else np.asarray(x)))
         scores = np.concatenate(blocks).astype(np.float32)
     scale = max(float(scores[:, 0].std()), 1e-8)
     return est, scores / scale, scale
 
 
-def input_pc_scores(m, n_pcs: int, seed: int) -> np.ndarray:
+def input_pc_scores(
+    m, n_pcs: int, seed: int, feature_scale: np.ndarray | None = None
+) -> np.ndarray:
     """Top ``n_pcs`` principal-component scores of every row of ``m`` (see
     :func:`input_pca_scores`), divided by the standard deviation of the first.
     """
-    return input_pca_scores(m, n_pcs, seed)[1]
+    return input_pca_scores(m, n_pcs, seed, feature_scale)[1]
 
 
 def output_rank_for(output_rank: int, n_features: int, wide: int = WIDE_OUTPUT) -> int:
@@ -685,6 +704,22 @@ def output_rank_for(output_rank: int, n_features: int, wide: int = WIDE_OUTPUT) 
 def latent_pcs_for(latent_pcs: int, loss: str) -> int:
     """Input PCs the latent regulariser predicts for ``latent_pcs`` and the fit's loss."""
     return int(latent_pcs) if latent_pcs else LATENT_PCS_AUTO[loss]
+
+
+def standardising_scale(stats) -> np.ndarray | None:
+    """How the input PCA divides A's features: their standard deviations (1 where constant)
+    when A is binary, so the PCA is of the standardised features; None (raw values) otherwise.
+
+    A PCA of raw 0/1 values weighs each peak by its variance, the frequency term p(1 - p),
+    so the peaks open in about half the cells dominate it; standardised, every peak counts.
+    Multiome ATAC->RNA: lower held-out RMSE and a latent space that clusters better; for
+    continuous inputs (log-normalised RNA, CLR ADT) standardising raised the RMSE
+    (``benchmarks/results/bench_peers_ablation_binary_input.md``).
+    """
+    if not stats.binary:
+        return None
+    sd = np.sqrt(np.asarray(stats.var, dtype=np.float64))
+    return np.where(sd > 0, sd, 1.0)
 
 
 def input_pcs_for(input_pca: int, n_features: int) -> int:

@@ -244,6 +244,54 @@ def test_input_pca_is_a_frozen_first_layer_fitted_once(tmp_path, cite):
     np.testing.assert_allclose(back.get_latent(rna), model.get_latent(rna), rtol=1e-5, atol=1e-6)
 
 
+def _standardised_pc_scores(x: np.ndarray, k: int) -> np.ndarray:
+    """Top ``k`` PC scores of ``x``'s standardised columns (constant ones left at 0), divided
+    by the first one's sd: written out with numpy's SVD, not with sclibra's PCA."""
+    sd = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    scores = u[:, :k] * s[:k]
+    return scores / scores[:, 0].std()
+
+
+def test_binary_input_is_read_through_a_pca_of_its_standardised_features(
+    monkeypatch, tmp_path, multiome
+):
+    from sclibra._data import as_matrix
+    from sclibra._recipe import input_pca_scores
+
+    rna, atac = multiome
+    train = atac[atac.obs["is_train"].to_numpy()]
+    x = np.asarray(train.X.toarray(), dtype=np.float64)
+    assert set(np.unique(x)) == {0.0, 1.0}  # the bundled peaks are binary
+    seen = _regulariser_targets(monkeypatch)
+    fit = {"train": "is_train", "max_epochs": 2, "progress": False}
+    kw = {**FAST, "input_pca": 20, "latent_pca": 5.0}
+    model = sclibra.LIBRA(**kw, latent_pcs=30).fit(atac, rna, **fit)
+    want = _standardised_pc_scores(x, 30)
+    with torch.no_grad():  # the first layer maps the raw 0/1 values
+        got = model.module.projection(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    # the leading components, to the randomized PCA's precision (a flat spectrum: the
+    # standardised peaks share their variance more evenly than raw values)
+    np.testing.assert_allclose(np.abs(got[:, :3]), np.abs(want[:, :3]), atol=0.02)
+    np.testing.assert_allclose(np.abs(seen[0][:, :3]), np.abs(want[:, :3]), atol=0.02)
+    assert seen[0].shape == (train.n_obs, 30)  # more PCs than the input PCA: their own PCA
+    # not what a PCA of the raw values gives (what continuous inputs keep)
+    _, raw, _ = input_pca_scores(as_matrix(train, name="ATAC"), 20, model._seed_used)
+    assert not np.allclose(np.abs(raw[:, :3]), np.abs(want[:, :3]), atol=0.1)
+    # the same standardised PCs, from within the input PCA, without an input PCA, in any form
+    inner = sclibra.LIBRA(**kw, latent_pcs=10).fit(atac, rna, **fit)
+    np.testing.assert_allclose(np.abs(seen[1][:, :3]), np.abs(want[:, :3]), atol=0.02)
+    sclibra.LIBRA(**{**kw, "input_pca": 0}, latent_pcs=10).fit(atac, rna, **fit)
+    np.testing.assert_allclose(np.abs(seen[2][:, :3]), np.abs(want[:, :3]), atol=0.02)
+    dense = atac.copy()
+    dense.X = atac.X.toarray()
+    twin = sclibra.LIBRA(**kw, latent_pcs=10).fit(dense, rna, **fit)
+    np.testing.assert_allclose(twin.predict(atac).X, inner.predict(atac).X, rtol=1e-4, atol=1e-5)
+    back = sclibra.LIBRA.load(inner.save(tmp_path / "m"))
+    np.testing.assert_allclose(back.predict(dense).X, inner.predict(atac).X, rtol=1e-4, atol=1e-5)
+
+
 def test_input_pca_is_off_for_narrow_inputs_and_capped_by_cells(cite):
     rna, adt = cite
     # 134 proteins read directly when input_pca is not below their number

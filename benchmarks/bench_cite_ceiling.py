@@ -17,6 +17,11 @@ the rest (``RMSE without bias``). Predictors:
                        prediction from modality A can know;
 ``knn15``              the kNN peer of ``bench_peers.py`` (15 neighbours, 50-PC PCA of A);
 ``knn50``              the same with 50 neighbours (more smoothing);
+``knn_best_k``         an oracle choice: the same kNN with whichever of ``KNN_KS`` neighbours
+                       scores best on the held-out cells themselves (an upper bound of kNN);
+``extra_trees``        a flexible non-linear regressor that is not a neural network:
+                       scikit-learn's ExtraTreesRegressor (60 trees, at least 20 cells a leaf,
+                       one multi-output forest) on the same 50-PC PCA of A, not tuned;
 ``within_test_knn15``  an oracle: each held-out cell predicted by its 15 nearest *other held-out*
                        cells (PCA of their A): local averaging with no shift between training
                        and scored cells, which no method has at prediction time;
@@ -49,6 +54,8 @@ DIRECTIONS = (
     ("pbmc5k_cite", "RNA", "ADT"),
 )
 LATENT_KS = (15, 50)
+#: neighbours tried by the ``knn_best_k`` oracle
+KNN_KS = (15, 30, 50, 100, 200)
 #: directions with a learning curve, and the shares of the training cells it trains on
 LEARNING_CURVE = (("pbmc5k_cite", "ADT", "RNA"),)
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -58,6 +65,8 @@ ORDER = (
     "label_mean",
     "knn15",
     "knn50",
+    "knn_best_k",
+    "extra_trees",
     "within_test_knn15",
     "sclibra",
     *[f"sclibra_latent_knn{k}" for k in LATENT_KS],
@@ -86,6 +95,8 @@ def _knn_means(ref: np.ndarray, query: np.ndarray, y: np.ndarray, k: int, skip_s
 
 def ceiling(set_name: str, a: str, b: str) -> dict:
     """RMSE decomposition of each predictor of the module docstring."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
     import sclibra
     from sclibra.metrics import baseline_predictions
     from sclibra.metrics._utils import pca_scores, pca_transform
@@ -106,14 +117,25 @@ def ceiling(set_name: str, a: str, b: str) -> dict:
         preds["label_mean"] = np.stack(
             [by_label.get(lab, overall) for lab in a_test.obs[label].astype(str).to_numpy()]
         )
-    for k in (15, 50):
-        preds[f"knn{k}"] = baseline_predictions(
-            a_train.X, b_train.X, a_test.X, methods=("knn",), n_neighbors=k
-        )["knn"]
+    knn = {
+        k: baseline_predictions(a_train.X, b_train.X, a_test.X, methods=("knn",), n_neighbors=k)[
+            "knn"
+        ]
+        for k in sorted({15, 50, *KNN_KS})
+    }
+    preds["knn15"], preds["knn50"] = knn[15], knn[50]
+    best_k = min(KNN_KS, key=lambda k: decompose(knn[k], truth)["rmse"])
+    preds["knn_best_k"] = knn[best_k]
+    est, z_train = pca_scores(a_train.X, 50, seed=0)
+    forest = ExtraTreesRegressor(
+        n_estimators=60, min_samples_leaf=20, max_features=1.0, random_state=0
+    ).fit(z_train, y_train)
+    preds["extra_trees"] = forest.predict(pca_transform(est, a_test.X))
     est, _ = pca_scores(a_test.X, 50, seed=0)
     z_test = pca_transform(est, a_test.X)
     preds["within_test_knn15"] = _knn_means(z_test, z_test, truth, 15, skip_self=True)
     out = {name: decompose(p, truth) for name, p in preds.items()}
+    out["knn_best_k"]["k"] = best_k
     runs: dict[str, list] = {}
     for seed in bp.SEEDS:
         model = sclibra.LIBRA(seed=seed)
@@ -187,7 +209,7 @@ def main() -> None:
             rows.append(
                 [
                     key,
-                    name,
+                    f"{name} (k = {v['k']})" if "k" in v else name,
                     rmse,
                     f"{100 * (1 - v['rmse'] / peer):+.1f} %",
                     f"{v['bias_share']:.3f}",
@@ -238,7 +260,10 @@ def main() -> None:
 
 Held-out cells of `bench_peers.py` (same splits). `test_mean` and `within_test_knn15` are
 oracles that read the held-out cells' own targets, `label_mean` one that reads their true cell
-type; no method has them at prediction time.
+type, and `knn_best_k` picks its number of neighbours on the held-out cells; no method has them
+at prediction time. `extra_trees` is an untuned multi-output forest on the input's 50-PC PCA:
+a flexible regressor of another family, to see whether a better estimator of the same
+function of A is in reach.
 "bias share": the share of the MSE that each feature's mean error over the held-out cells makes
 (what a per-feature offset, such as a new donor's batch effect on a gene, costs); "vs knn15":
 relative RMSE below the kNN peer (positive = lower error). The `sclibra_latent_knn` rows are an

@@ -82,11 +82,11 @@ def main() -> None:
         runs = [run["latent"] for run in peers[key]["sclibra"] if run.get("latent")]
         r["sclibra"] = runs
         results[key] = r
+        own_by = {m: [run[m] for run in runs] for m in ("ari", "nmi")}
         for metric in ("ari", "nmi"):
             by_k = [r["components"][k][metric] for k in COMPONENTS]
             seeds = [s[metric] for s in r["leiden_seeds"]]
-            own = [run[metric] for run in runs]
-            below = sum(np.mean(own) >= v for v in by_k)
+            own = own_by[metric]
             rows.append(
                 [
                     key,
@@ -94,21 +94,22 @@ def main() -> None:
                     " / ".join(f"{v:.3f}" for v in by_k),
                     f"{_mean_sd(seeds)} ({min(seeds):.3f}-{max(seeds):.3f})",
                     f"{_mean_sd(own)} (n={len(own)})",
-                    f"{below} of {len(by_k)}",
+                    f"{sum(np.mean(own) >= v for v in by_k)} of {len(by_k)}",
                 ]
             )
-            if "standardised_components" in r:
-                by_k = [r["standardised_components"][k][metric] for k in COMPONENTS]
-                rows.append(
-                    [
-                        f"{key}, standardised input",
-                        metric.upper(),
-                        " / ".join(f"{v:.3f}" for v in by_k),
-                        "-",
-                        f"{_mean_sd(own)} (n={len(own)})",
-                        f"{sum(np.mean(own) >= v for v in by_k)} of {len(by_k)}",
-                    ]
-                )
+        for metric in ("ari", "nmi") if "standardised_components" in r else ():
+            by_k = [r["standardised_components"][k][metric] for k in COMPONENTS]
+            own = own_by[metric]
+            rows.append(
+                [
+                    f"{key}, standardised input",
+                    metric.upper(),
+                    " / ".join(f"{v:.3f}" for v in by_k),
+                    "-",
+                    f"{_mean_sd(own)} (n={len(own)})",
+                    f"{sum(np.mean(own) >= v for v in by_k)} of {len(by_k)}",
+                ]
+            )
     table = markdown_table(
         [
             "direction",

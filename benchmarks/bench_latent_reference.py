@@ -36,6 +36,8 @@ LEIDEN_SEEDS = (0, 1, 2, 3, 4)
 
 def reference(set_name: str, a: str, b: str) -> dict:
     """ARI / NMI of the input PCA with each number of components and each Leiden seed."""
+    from sclibra._data import as_matrix, validate
+    from sclibra._recipe import standardising_scale
     from sclibra.metrics._utils import pca_scores, pca_transform
 
     data = bp.load_set(set_name)
@@ -52,14 +54,14 @@ def reference(set_name: str, a: str, b: str) -> dict:
                 for s in LEIDEN_SEEDS
             ]
         log(f"{set_name} {a}->{b} PCA{k}: {out['components'][k]}")
-    train = bp._dense(a_train.X).astype(np.float64)
-    if np.isin(train, (0.0, 1.0)).all():  # binary: the standardised PCA sclibra reads
-        sd = train.std(axis=0)
-        sd = np.where(sd > 0, sd, 1.0)
+    # sclibra's own rule and scale (None unless A is binary), from one pass over sparse A
+    sd = standardising_scale(validate(as_matrix(a_train, name=a), role="input"))
+    if sd is not None:  # binary: the standardised PCA sclibra reads
+        train = bp._dense(a_train.X).astype(np.float64) / sd
         test = bp._dense(a_test.X).astype(np.float64) / sd
         out["standardised_components"] = {}
         for k in COMPONENTS:
-            est, _ = pca_scores(train / sd, k, seed=0)
+            est, _ = pca_scores(train, k, seed=0)
             scores = bp.latent_scores(pca_transform(est, test), labels)
             out["standardised_components"][k] = scores
             log(f"{set_name} {a}->{b} standardised PCA{k}: {scores}")

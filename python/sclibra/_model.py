@@ -323,9 +323,10 @@ class LIBRA:
         if n_pcs:
             est, scores, scale = input_pca_scores(ma, n_pcs, seed, feature_scale)
             n_pcs = int(est.n_components_)  # fewer when there are fewer cells
-            pca = (est.components_, est.mean_, scale)
-            if feature_scale is not None:  # the same map of the unscaled features
-                pca = (est.components_ / feature_scale, est.mean_ * feature_scale, scale)
+            components, centre = est.components_, est.mean_
+            if feature_scale is not None:  # the same map, applied to the unscaled features
+                components, centre = components / feature_scale, centre * feature_scale
+            pca = (components, centre, scale)
             x_train = Matrix(
                 scores, ma.cells, pd.Index([f"PC{i + 1}" for i in range(n_pcs)]), name=ma.name
             )

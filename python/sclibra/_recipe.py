@@ -407,6 +407,23 @@ def recipe_docstring(doc: str, stage: str) -> str:
     return "\n".join(lines)
 
 
+#: where each stage's recipe arguments are given
+STAGE_CALLS = {"model": "LIBRA(...)", "fit": "LIBRA.fit(...)"}
+
+
+def _where_it_belongs(key: str, stage: str, names: list[str], label: str) -> str:
+    """The hint of ``label()``'s unknown-argument error: the call that takes ``key`` when it is
+    a recipe argument of another stage, else the closest of ``names`` (a typo), else nothing.
+    """
+    import difflib
+
+    other = next((a.stage for a in RECIPE if a.name == key and a.stage != stage), None)
+    if other is not None:
+        return f" ({key} is an argument of {STAGE_CALLS[other]}, not of {label}())"
+    near = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def takes_recipe(stage: str, *, after: str | None = None):
     """Decorator: ``fn(self, ..., **recipe)`` takes the recipe arguments of ``stage`` by name.
 
@@ -449,7 +466,9 @@ def takes_recipe(stage: str, *, after: str | None = None):
             for key in kwargs:
                 if key not in signature.parameters:
                     raise UnknownArgumentError(
-                        f"{label}() got an unexpected keyword argument {key!r}; it takes "
+                        f"{label}() got an unexpected keyword argument {key!r}"
+                        + _where_it_belongs(key, stage, names, label)
+                        + "; it takes "
                         + ", ".join(names)
                     )
             return fn(**signature.bind(*args, **kwargs).arguments)

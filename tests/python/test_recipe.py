@@ -505,6 +505,21 @@ def test_recipe_arguments_are_declared_once():
         sclibra.LIBRA(n_neurons=3)
     with pytest.raises(SclibraError, match="unexpected keyword argument 'max_epoch'.*max_epochs"):
         sclibra.LIBRA().fit(object(), object(), max_epoch=3)
+    # the error says where an argument of the other call goes, or the name a typo stands for
+    with pytest.raises(
+        SclibraError, match=r"'max_epochs' \(max_epochs is an argument of LIBRA\.fit"
+    ):
+        sclibra.LIBRA(max_epochs=3)
+    with pytest.raises(
+        SclibraError, match=r"latent_dim is an argument of LIBRA\(\.\.\.\), not of LIBRA\.fit\(\)"
+    ):
+        sclibra.LIBRA().fit(object(), object(), latent_dim=3)
+    with pytest.raises(SclibraError, match=r"'latent_dimm' \(did you mean 'latent_dim'\?\)"):
+        sclibra.LIBRA(latent_dimm=3)
+    with pytest.raises(SclibraError) as err:
+        sclibra.LIBRA(n_neurons=3)  # nothing close: no guess
+    assert "did you mean" not in str(err.value)
+    assert "is an argument of" not in str(err.value)
     init = inspect.signature(sclibra.LIBRA).parameters
     for a in RECIPE:
         fn = sclibra.LIBRA if a.stage == "model" else sclibra.LIBRA.fit

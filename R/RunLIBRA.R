@@ -60,7 +60,10 @@
 #'   and the number of the input's principal components it asks the latent space to predict
 #'   (see `sclibra.LIBRA`): more components keep more of the input's finer structure in the
 #'   latent space, at some cost in prediction. The default `latent.pcs = 0` chooses from the
-#'   loss: 30 for a binary target trained with BCE (peaks), 10 otherwise. Under the default
+#'   loss: 30 for a binary target trained with BCE (peaks), 10 otherwise.
+#'   `latent.pcs.whiten = TRUE` (in `...`) weighs every one of those components the same
+#'   instead of by its variance: a latent space whose labels live in a minor component (a time
+#'   course) clusters better, one whose labels live in the leading ones worse. Under the default
 #'   recipe's `mean.fallback = TRUE` (in `...`), an ensemble member that trained to its own
 #'   stop (not cut short by `max.epochs`) and whose validation cells find it no better than
 #'   each feature's mean (not below it by `min.delta`) predicts that mean instead (with a

@@ -51,6 +51,7 @@ from ._recipe import (
     split_by_batch,
     standardising_scale,
     takes_recipe,
+    whitened_pc_scores,
 )
 from ._settings import logger, resolve_device, settings
 from ._train import (
@@ -367,6 +368,8 @@ class LIBRA:
                 pc_scores = np.ascontiguousarray(scores[:, :latent_pcs])
             else:
                 pc_scores = input_pc_scores(ma, latent_pcs, seed, feature_scale)
+            if self.latent_pcs_whiten:
+                pc_scores = whitened_pc_scores(pc_scores)
             self.latent_pcs_used_ = int(pc_scores.shape[1])
         # every member is built first, in this thread: the global generator seeds its weights
         jobs = []

@@ -224,6 +224,17 @@ RECIPE: tuple[RecipeArg, ...] = (
         "(``benchmarks/results/bench_peers_ablation_latent_pcs_auto.md``). Capped at what the training cells allow; no effect with ``latent_pca = 0``.",
     ),
     RecipeArg(
+        "latent_pcs_whiten", "model", bool, searchable=True,
+        help="the latent regulariser weighs every input PC it predicts the same",
+        doc="Scale each principal component the latent regulariser predicts to the same "
+        "variance (the mean of their variances, so the loss keeps its size) instead of "
+        "keeping their own, where the leading components weigh most. Helps a latent space "
+        "whose labels live in a minor component (sci-CAR's time course: in the second and "
+        "seventh PCs, none in the first) and hurts one whose labels live in the leading ones "
+        "(bone-marrow cell types): ``benchmarks/results/bench_peers_ablation_latent_targets.md``. "
+        "A setting for aLIBRA to search on integration. ``False``: the components as they are.",
+    ),
+    RecipeArg(
         "input_pca", "model", int, low=0, searchable=True,
         help="read modality A as its top principal components (0: its features)",
         doc="Read modality A through its top ``input_pca`` principal components: a PCA fitted "
@@ -500,6 +511,7 @@ _PUBLISHED = {
     "weight_decay": 0.0,
     "latent_pca": 0.0,
     "latent_pcs": 10,
+    "latent_pcs_whiten": False,
     "input_pca": 0,
     "start_at_mean": False,
     "mean_fallback": False,
@@ -739,6 +751,16 @@ def standardising_scale(stats) -> np.ndarray | None:
         return None
     sd = np.sqrt(np.asarray(stats.var, dtype=np.float64))
     return np.where(sd > 0, sd, 1.0)
+
+
+def whitened_pc_scores(scores: np.ndarray) -> np.ndarray:
+    """``scores`` (cells x components) with every column scaled to the same variance, the mean
+    of their variances (``latent_pcs_whiten``); a constant column is left as it is.
+    """
+    sd = scores.std(axis=0, dtype=np.float64)
+    level = np.sqrt(np.mean(sd**2))
+    factor = np.where(sd > 0, level / np.where(sd > 0, sd, 1.0), 1.0)
+    return np.ascontiguousarray(scores * factor, dtype=np.float32)
 
 
 def input_pcs_for(input_pca: int, n_features: int) -> int:

@@ -408,6 +408,36 @@ def test_latent_pcs_sets_the_components_the_latent_regulariser_predicts(monkeypa
         sclibra.LIBRA(latent_pcs=-1)
 
 
+def test_latent_pcs_whiten_gives_every_predicted_component_the_same_variance(
+    monkeypatch, tmp_path, cite
+):
+    from sclibra._recipe import whitened_pc_scores
+
+    rna, adt = cite
+    assert not any(values["latent_pcs_whiten"] for values in PRESETS.values())
+    seen = _regulariser_targets(monkeypatch)
+    fit = {"train": "is_train", "max_epochs": 2, "progress": False}
+    kw = {**FAST, "latent_pca": 5.0, "input_pca": 40, "latent_pcs": 8}
+    plain = sclibra.LIBRA(**kw).fit(rna, adt, **fit)
+    white = sclibra.LIBRA(**kw, latent_pcs_whiten=True).fit(rna, adt, **fit)
+    raw, even = seen[0].astype(np.float64), seen[1].astype(np.float64)
+    sd_raw, sd_even = raw.std(axis=0), even.std(axis=0)
+    assert sd_raw[0] > 2 * sd_raw[-1]  # as they are, the leading components weigh most
+    np.testing.assert_allclose(sd_even, np.sqrt(np.mean(sd_raw**2)), rtol=1e-5)  # all equal
+    # each column only rescaled: the same components, the same cells
+    np.testing.assert_allclose(even * sd_raw / sd_even, raw, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(plain.get_latent(rna), white.get_latent(rna))
+    assert white.latent_pcs_used_ == plain.latent_pcs_used_ == 8
+    assert sclibra.LIBRA.load(white.save(tmp_path / "m")).latent_pcs_whiten is True
+    # a constant column (no variance to equalise) stays as it is
+    x = np.c_[np.arange(6.0), 3 * np.arange(6.0), np.full(6, 2.0)].astype(np.float32)
+    out = whitened_pc_scores(x)
+    np.testing.assert_array_equal(out[:, 2], x[:, 2])
+    np.testing.assert_allclose(out[:, :2].std(axis=0), np.sqrt(np.mean(x.std(axis=0) ** 2)))
+    with pytest.raises(SclibraError, match="latent_pcs_whiten must be True or False"):
+        sclibra.LIBRA(latent_pcs_whiten="yes")
+
+
 def test_latent_pcs_0_is_chosen_from_the_loss_and_saved(monkeypatch, tmp_path, cite, multiome):
     from sclibra._recipe import LATENT_PCS_AUTO
 

@@ -79,6 +79,12 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   expect_error(run_fast(seu, output.assay = "ADT", latent.pcs = -1, max.epochs = 2),
     "latent_pcs must be an integer >= 0"
   )
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pcs_whiten, FALSE)
+  out <- run_fast(seu, output.assay = "ADT", latent.pcs.whiten = TRUE, max.epochs = 2)
+  expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$latent_pcs_whiten, TRUE)
+  expect_error(run_fast(seu, output.assay = "ADT", latent.pcs.whiten = "yes", max.epochs = 2),
+    "latent_pcs_whiten must be True or False"
+  )
   expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$mean_fallback, TRUE)
   out <- run_fast(seu, output.assay = "ADT", mean.fallback = FALSE, max.epochs = 2)
   expect_identical(SeuratObject::Tool(out, "RunLIBRA")$libra$config$mean_fallback, FALSE)

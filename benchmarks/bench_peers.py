@@ -587,8 +587,8 @@ ABLATION_NOTES = {
     "neither latent space beyond its seed spread. Not the default: it trades one set's latent "
     "space for another's. Which input PCs carry the labels (share of each PC's variance "
     "explained by them, training cells): sci-CAR's time 0.02 in PC 1, 0.74 in PC 2, 0.28 in "
-    "PC 7; Multiome's cell types 0.95, 0.56, 0.66, 0.71, 0.68 and 0.52 in PCs 1-6. An option "
-    "for aLIBRA to search on integration.",
+    "PC 7; Multiome's cell types 0.95, 0.56, 0.66, 0.71, 0.68 and 0.52 in PCs 1-6. An option, "
+    "not the default.",
     "bench_peers_ablation_latent_targets_seeds": "The labelled directions of "
     "`bench_peers_ablation_latent_targets.md` on seeds 0-6 (pbmc5k has no labels; sci-CAR "
     "ATAC->RNA does not cluster by time either way).",

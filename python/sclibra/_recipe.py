@@ -232,7 +232,9 @@ RECIPE: tuple[RecipeArg, ...] = (
         "whose labels live in a minor component (sci-CAR's time course: in the second and "
         "seventh PCs, none in the first) and hurts one whose labels live in the leading ones "
         "(bone-marrow cell types): ``benchmarks/results/bench_peers_ablation_latent_targets.md``. "
-        "A setting for aLIBRA to search on integration. ``False``: the components as they are.",
+        "Check the result against labelled held-out cells: aLIBRA's integration score, "
+        "measured on the small validation split of the search cells, did not tell the two "
+        "apart reliably on those sets. ``False``: the components as they are.",
     ),
     RecipeArg(
         "input_pca", "model", int, low=0, searchable=True,

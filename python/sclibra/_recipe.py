@@ -234,7 +234,8 @@ RECIPE: tuple[RecipeArg, ...] = (
         "(bone-marrow cell types): ``benchmarks/results/bench_peers_ablation_latent_targets.md``. "
         "Check the result against labelled held-out cells: aLIBRA's integration score, "
         "measured on the small validation split of the search cells, did not tell the two "
-        "apart reliably on those sets. ``False``: the components as they are.",
+        "apart reliably on those sets. ``False``: the components as they are. No effect with "
+        "``latent_pca = 0``.",
     ),
     RecipeArg(
         "input_pca", "model", int, low=0, searchable=True,

@@ -17,7 +17,7 @@ generalises better but costs more Python overhead per cell. This benchmark shows
 on the bundled data so the default is chosen from evidence, not habit. The bundled sets are small
 (~200-300 training cells), so ``batch_size=7000`` here is full-batch, exactly as published.
 
-Run ``python benchmarks/bench_batch_size.py`` (about 10-20 minutes on 2 cores) or with
+Run ``python benchmarks/bench_batch_size.py`` (about 2-3 minutes on 2 cores) or with
 ``--quick`` (batch sizes 64 and 7000, one seed, at most 20 epochs). Results:
 ``benchmarks/results/bench_batch_size.{md,json}``.
 """
@@ -138,8 +138,8 @@ def main() -> None:
     note_text = "\n".join(f"- {n}" for n in notes)
     markdown = f"""# Batch size: held-out RMSE, epochs and time
 
-Default `sclibra.LIBRA()` except `batch_size`; trained on the `is_train` cells (10 % for
-validation, early stopping with patience 20), RMSE on the held-out cells. `7000` is the
+Default `sclibra.LIBRA()` (the default recipe, its early stopping included) except
+`batch_size`; trained on the `is_train` cells (10 % for validation), RMSE on the held-out cells. `7000` is the
 published value: with the bundled sets' ~200-300 training cells it is full-batch (one step per
 epoch), as it would be on any data set of up to 7000 cells.{" **Quick run: 1 seed, at most 20 epochs.**" if args.quick else ""}
 

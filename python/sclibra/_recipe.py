@@ -697,12 +697,15 @@ def input_pca_scores(m, n_pcs: int, seed: int, feature_scale: np.ndarray | None 
 
     from .metrics._utils import pca_scores, pca_transform
 
+    # the column scaling as a sparse diagonal, built once for every block of rows
+    unscale = None if feature_scale is None else sp.diags(1.0 / feature_scale)
+
     def rows(idx):
         x = m.sparse_rows(idx) if m.is_sparse else m.dense_rows(idx)
         if feature_scale is None:
             return x
         if sp.issparse(x):
-            return sp.csr_matrix(x @ sp.diags(1.0 / feature_scale))
+            return sp.csr_matrix(x @ unscale)
         return np.asarray(x, dtype=np.float64) / feature_scale
 
     rng = np.random.default_rng(seed)

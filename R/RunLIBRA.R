@@ -40,6 +40,13 @@
 #' @param train.cells Cells to train on (the rest are only embedded and predicted): cell
 #'   names, a logical vector, or the name of a logical metadata column such as `"is_train"`.
 #'   Default: all paired cells.
+#' @param batch.key Each cell's batch or donor: the name of a metadata column (Seurat
+#'   `meta.data`, SingleCellExperiment `colData`) or one label per cell (named by cell, or in
+#'   the object's cell order; the only form for a matrix). Each ensemble member then holds out
+#'   whole batches (about `validation.split` of the training cells) to decide when to stop, so
+#'   early stopping measures what prediction on a new donor needs. Every training cell needs a
+#'   batch; held-out cells may be `NA`. With a single training batch the split is random (with
+#'   a message). `NULL` (default): a random split.
 #' @param n.layers,n.nodes,alpha,dropout,latent.dim Architecture: blocks in the encoder
 #'   (mirrored in the decoder), width of the first block (halved in each further block),
 #'   LeakyReLU negative slope, dropout rate and size of the shared latent space. `NULL` (the
@@ -111,8 +118,8 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 
 # Formals of the RunLIBRA() methods that are the core's arguments (NULL: the core's default).
 .train_formals <- c(
-  "n.layers", "n.nodes", "alpha", "dropout", "latent.dim", "output.activation", "batch.size",
-  "learning.rate", "seed", "device", "max.epochs", "validation.split", "early.stopping.patience"
+  "batch.key", "n.layers", "n.nodes", "alpha", "dropout", "latent.dim", "output.activation",
+  "batch.size", "learning.rate", "seed", "device", "max.epochs", "validation.split", "early.stopping.patience"
 )
 
 # Arguments of LIBRA.fit() that R sets itself.
@@ -144,9 +151,10 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
     patience = settings$fit$early_stopping_patience %||% fit_defaults$early_stopping_patience
   )
   on.exit(progress$done(), add = TRUE)
+  fit <- .with_batches(settings$fit, pair, pair_args$meta)
   do.call(.py_call, c(
     list(py$fit, pair$ad_a, pair$ad_b, train = pair$train, progress = FALSE, callback = progress$update),
-    settings$fit,
+    fit,
     list(.what = "Training LIBRA", .verbose = verbose, .threads = settings$threads)
   ))
   progress$done()
@@ -165,7 +173,8 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 #' @rdname RunLIBRA
 #' @export
 RunLIBRA.default <- function(object, output, features = NULL, output.features = NULL,
-                             train.cells = NULL, n.layers = NULL, n.nodes = NULL, alpha = NULL,
+                             train.cells = NULL, batch.key = NULL, n.layers = NULL,
+                             n.nodes = NULL, alpha = NULL,
                              dropout = NULL, latent.dim = NULL, batch.size = NULL,
                              learning.rate = NULL, max.epochs = NULL, validation.split = NULL,
                              early.stopping.patience = NULL, output.activation = NULL,
@@ -201,7 +210,8 @@ print.LIBRAResult <- function(x, ...) {
 #' @export
 RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot = NULL,
                             output.slot = NULL, features = NULL, output.features = NULL,
-                            train.cells = NULL, n.layers = NULL, n.nodes = NULL, alpha = NULL,
+                            train.cells = NULL, batch.key = NULL, n.layers = NULL,
+                            n.nodes = NULL, alpha = NULL,
                             dropout = NULL, latent.dim = NULL, batch.size = NULL,
                             learning.rate = NULL, max.epochs = NULL, validation.split = NULL,
                             early.stopping.patience = NULL, output.activation = NULL,
@@ -251,7 +261,8 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
                                           output.assay = "logcounts", input.altexp = NULL,
                                           output.altexp = NULL, features = NULL,
                                           output.features = NULL, train.cells = NULL,
-                                          n.layers = NULL, n.nodes = NULL, alpha = NULL,
+                                          batch.key = NULL, n.layers = NULL, n.nodes = NULL,
+                                          alpha = NULL,
                                           dropout = NULL, latent.dim = NULL, batch.size = NULL,
                                           learning.rate = NULL, max.epochs = NULL,
                                           validation.split = NULL,

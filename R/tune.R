@@ -42,8 +42,9 @@
 #'   that `suppressMessages()` silences them as well as `verbose = FALSE`.
 #' @param ... Further arguments of `sclibra.tune()` (e.g. `save.latent = TRUE`,
 #'   `cluster.resolution = 0.5`) or of `LIBRA.fit()` for every trial (e.g.
-#'   `validation.split = 0.2`), in R or Python spelling; Seurat spellings `assay`, `layer`,
-#'   `slot`. Any other name is an error.
+#'   `validation.split = 0.2`, or `batch.key = "donor"`: a metadata column or one label per
+#'   cell, as in [RunLIBRA()], so that every trial validates on whole batches), in R or Python
+#'   spelling; Seurat spellings `assay`, `layer`, `slot`. Any other name is an error.
 #' @return A `LIBRATuneResult`: a list with `trials` (a data.frame, one row per trial with
 #'   its status, hyperparameters, `val_loss`, `ppji`, epochs and time), `best.config` (a named
 #'   list), `best.trial` (the selected row), `model` (the selected model, trained, a
@@ -132,7 +133,7 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
       .core()$tune, pair$ad_a, pair$ad_b,
       train = pair$train,
       labels = if (is.null(labels)) NULL else as.list(unname(labels)),
-      fit_kwargs = reticulate::dict(settings$fit), refit = TRUE,
+      fit_kwargs = reticulate::dict(.with_batches(settings$fit, pair, pair_args$meta)), refit = TRUE,
       # the core's trial and epoch bars reach R as messages (.py_call), so verbose alone decides
       progress = isTRUE(verbose)
     ),

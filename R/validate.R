@@ -232,7 +232,7 @@
 }
 
 # Labels over `cells`: a metadata column name or a vector (named by cell, or in cell order).
-.resolve_labels <- function(labels, cells, meta = NULL, arg = "labels") {
+.resolve_labels <- function(labels, cells, meta = NULL, arg = "labels", na.ok = FALSE) {
   if (is.null(labels)) {
     return(NULL)
   }
@@ -253,10 +253,49 @@
     )
   }
   labels <- as.character(labels)
-  if (anyNA(labels)) {
+  if (!na.ok && anyNA(labels)) {
     .abort("{.arg {arg}} has {sum(is.na(labels))} missing (NA) label{?s}.", class = "sclibra_na_error")
   }
   stats::setNames(labels, cells)
+}
+
+# Each paired cell's batch for `batch.key` (a metadata column name, or one label per cell,
+# named or in cell order), as characters named by `cells`. NA is allowed only outside the
+# training cells `train` (NULL: every cell trains), which the validation split draws from.
+.resolve_batches <- function(batch.key, cells, train = NULL, meta = NULL, arg = "batch.key") {
+  if (is.character(batch.key) && length(batch.key) == 1L && length(cells) > 1L && is.null(meta)) {
+    .abort(c(
+      "{.arg {arg}} = {.val {batch.key}} names a metadata column, but a matrix has none.",
+      i = "Give one batch label per cell (named by cell, or in column order)."
+    ), class = "sclibra_input_error")
+  }
+  if (!is.atomic(batch.key) || is.null(batch.key)) {
+    .abort("{.arg {arg}} must be a metadata column name or a vector of batch labels, not {.cls {class(batch.key)[1]}}.",
+      class = "sclibra_input_error"
+    )
+  }
+  if (is.factor(batch.key)) {
+    batch.key <- stats::setNames(as.character(batch.key), names(batch.key))
+  }
+  labels <- .resolve_labels(batch.key, cells, meta, arg, na.ok = TRUE)
+  missing <- intersect(train %||% cells, cells[is.na(labels)])
+  if (length(missing)) {
+    .abort(c(
+      "{.arg {arg}}: {length(missing)} training cell{?s} {?has/have} no batch (NA): {(.some(missing))}.",
+      i = "Every training cell needs a batch; held-out cells may be NA."
+    ), class = "sclibra_na_error")
+  }
+  labels
+}
+
+# The core's fit arguments `fit` with `batch_key` (as the user gave it) replaced by the paired
+# cells' labels, in the order of the cells sent to Python (`pair$cells`).
+.with_batches <- function(fit, pair, meta) {
+  if (!is.null(fit$batch_key)) {
+    labels <- .resolve_batches(fit$batch_key, pair$cells, unlist(pair$train), meta)
+    fit$batch_key <- as.list(unname(labels))
+  }
+  fit
 }
 
 # Match the rows of `x` to a model's features by name. Seurat turns '_' and '|' in feature

@@ -64,6 +64,8 @@ def _tune(args) -> int:
     fit_kwargs = {"validation_split": args.validation_split}
     if args.early_stopping_patience is not None:
         fit_kwargs["early_stopping_patience"] = args.early_stopping_patience
+    if args.batch_key is not None:
+        fit_kwargs["batch_key"] = args.batch_key
     result = tune(
         a,
         b,
@@ -123,6 +125,11 @@ def register(sub) -> None:
         "--train-key",
         default=None,
         help="boolean obs column selecting the search cells (keep test cells out)",
+    )
+    p.add_argument(
+        "--batch-key",
+        default=None,
+        help="obs column of each cell's batch or donor: every trial validates on whole batches",
     )
     p.add_argument("--labels", default=None, help="obs column of reference labels for integration")
     p.add_argument("--max-epochs", type=int, default=1500)

@@ -812,12 +812,14 @@ def select_pair_cells(spec, ma: Matrix, mb: Matrix, *, what: str = "train") -> p
     )
 
 
-def resolve_labels(labels, cells, *, obs=(), all_cells=None, name: str = "labels"):
+def resolve_labels(
+    labels, cells, *, obs=(), all_cells=None, name: str = "labels", what: str = "paired cells"
+):
     """The one reader of cell labels: a Series of strings over ``cells`` (``None`` for none).
 
     ``labels`` is an obs column name (looked up in each of ``obs`` in turn), a Series indexed
     by cell name, or an array over ``cells`` (or over ``all_cells``). Cells without a label
-    (absent or NaN) are an error.
+    (absent or NaN) are an error; ``what`` names ``cells`` in the messages.
     """
     if labels is None:
         return None
@@ -837,18 +839,22 @@ def resolve_labels(labels, cells, *, obs=(), all_cells=None, name: str = "labels
         elif all_cells is not None and len(arr) == len(all_cells):
             s = pd.Series(arr, index=pd.Index(all_cells).astype(str), name=name)
         else:
-            raise SclibraError(f"{name}: {len(arr)} labels for {len(cells)} paired cells")
+            raise SclibraError(
+                f"{name}: {len(arr)} labels for {len(cells)} {what}"
+                + (f" ({len(all_cells)} cells in all)" if all_cells is not None else "")
+            )
     if not s.index.is_unique:
         dup = s.index[s.index.duplicated()].unique()
         raise SclibraError(f"{name}: {len(dup)} duplicated cell names ({format_names(dup)})")
     missing = cells[~cells.isin(s.index)]
     if len(missing):
-        raise SclibraError(
-            f"{name}: {len(missing)} paired cells have no label ({format_names(missing)})"
-        )
+        raise SclibraError(f"{name}: {len(missing)} {what} have no label ({format_names(missing)})")
     s = s.loc[cells]
     if s.isna().any():
-        raise SclibraError(f"{name}: {int(s.isna().sum())} cells have a missing label (NaN)")
+        raise SclibraError(
+            f"{name}: {int(s.isna().sum())} {what} have a missing label (NaN)"
+            f" ({format_names(s.index[s.isna().to_numpy()])})"
+        )
     return s.astype(str)
 
 

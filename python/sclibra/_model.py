@@ -24,6 +24,7 @@ from ._data import (
     mean_of_other_rows,
     pair_cells,
     report_gain_over_mean,
+    resolve_labels,
     select_pair_cells,
     takes_fields,
     validate,
@@ -237,10 +238,12 @@ class LIBRA:
             ``"is_train"``), a boolean mask or a list of cell names. ``None``: all paired cells.
         <recipe arguments>
         batch_key
-            An ``obs`` column naming each cell's batch or donor: the validation cells are then
-            whole batches (about ``validation_split`` of the cells), so early stopping measures
-            what prediction on a new donor needs. With a single training batch the split is
-            random (with a warning).
+            Each cell's batch or donor: the name of an ``obs`` column of A or B, a Series indexed
+            by cell name, or an array over the training cells or over all of A's cells. The
+            validation cells are then whole batches (about ``validation_split`` of the cells),
+            so early stopping measures what prediction on a new donor needs; each ensemble member
+            holds out its own. With a single training batch the split is random (with a
+            warning). Every training cell needs a batch; held-out cells need none.
         n_top_genes, n_top_genes_b
             Keep only this many highly variable features of A (resp. B), chosen by scanpy on the
             training cells (the paper used 2000 genes for RNA).
@@ -271,10 +274,10 @@ class LIBRA:
         cells = select_pair_cells(train, ma, mb, what="train")
         if len(cells) == 0:
             raise SclibraError(f"train={train!r} selects no cells")
-        ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         batches = None
         if batch_key is not None:
-            batches = _batch_labels(batch_key, ma, mb)
+            batches = _batch_labels(batch_key, ma, mb, cells)
+        ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         if n_top_genes is not None:
             ma = _select_hvg(ma, n_top_genes)
         if n_top_genes_b is not None:
@@ -294,9 +297,9 @@ class LIBRA:
         n = ma.n_obs
         if batches is not None and len(np.unique(batches)) < 2 and validation_split > 0:
             logger.warning(
-                "batch_key=%r: the training cells hold a single batch; the validation "
+                "%s: the training cells hold a single batch; the validation "
                 "cells are a random %.0f %% of them instead of whole batches",
-                batch_key,
+                f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key",
                 100 * validation_split,
             )
 
@@ -909,24 +912,20 @@ class LIBRA:
 LIBRA.__doc__ = recipe_docstring(LIBRA.__doc__, "model")
 
 
-def _batch_labels(batch_key, ma: Matrix, mb: Matrix) -> np.ndarray:
-    """The ``batch_key`` column of the training cells, checked before any work starts."""
-    if not isinstance(batch_key, str):
-        raise SclibraError(f"batch_key must be the name of an obs column, got {batch_key!r}")
-    for m in (ma, mb):
-        if m.obs is not None and batch_key in m.obs.columns:
-            col = m.obs[batch_key].reindex(ma.cells)
-            if col.isna().any():
-                raise SclibraError(
-                    f"batch_key={batch_key!r}: {int(col.isna().sum())} training cells have no batch "
-                    f"({format_names(ma.cells[col.isna().to_numpy()])})"
-                )
-            return col.astype(str).to_numpy()
-    cols = ma.obs.columns if ma.obs is not None else []
-    raise SclibraError(
-        f"batch_key={batch_key!r}: no such obs column in {ma.name} or {mb.name}"
-        + (f"; available: {format_names(list(cols), 8)}" if len(cols) else "")
+def _batch_labels(batch_key, ma: Matrix, mb: Matrix, cells: pd.Index) -> np.ndarray:
+    """Each training cell's batch (``cells``, of the paired ``ma`` / ``mb``), checked before any
+    work starts: :func:`~sclibra._data.resolve_labels` reads an obs column of A or B, a Series
+    indexed by cell name, or an array over the training cells or over all of A's cells.
+    """
+    labels = resolve_labels(
+        batch_key,
+        cells,
+        obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
+        all_cells=ma.obs_names,
+        name="batch_key",
+        what="training cells",
     )
+    return labels.to_numpy()
 
 
 def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

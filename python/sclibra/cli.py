@@ -52,6 +52,7 @@ def _train(args) -> int:
         a,
         b,
         train=args.train_key,
+        batch_key=args.batch_key,
         n_top_genes=args.n_top_genes,
         allow_counts=args.allow_counts,
         **options(args, PAIR_OPTIONS),
@@ -148,6 +149,12 @@ def register(sub) -> None:
         "--train-key",
         default=None,
         help="boolean obs column selecting training cells (e.g. is_train)",
+    )
+    p.add_argument(
+        "--batch-key",
+        default=None,
+        help="obs column of each cell's batch or donor: the validation cells are then whole "
+        "batches (a new donor, as at prediction)",
     )
     p.add_argument(
         "--preset",

@@ -125,3 +125,28 @@ def test_matrix_method_same_seed_same_result(r, cite, r_cite, py_cite_all):
     other, _, _ = r.matrix("m2$embedding")
     np.testing.assert_allclose(first, py_cite_all.get_latent(rna), atol=ATOL)
     assert np.abs(other - first).max() > 1e-2
+
+
+def test_batch_key_from_metadata_equals_python_batch_key(r, cite, r_cite, py_cite_all):
+    """batch.key names a Seurat metadata column in R and an obs column in Python: every member
+    validates on a whole donor, and both languages train the same model from the same split."""
+    rna, adt = cite
+    py_model = sclibra.LIBRA(**ARCH).fit(rna, adt, batch_key="batch", progress=False, **FIT)
+    donors = rna.obs["batch"].astype(str)
+    assert donors.nunique() == 2
+    # a donor held out: not the random split of the same seed without batch_key
+    assert not py_model.val_cells_.equals(py_cite_all.val_cells_)
+    assert len(set(donors[py_model.val_cells_])) == 1
+    assert not set(donors[py_model.val_cells_]) & set(donors[py_model.train_cells_])
+    r(
+        f'seu_b <- RunLIBRA({r_cite}, input.assay = "RNA", output.assay = "ADT", '
+        f'batch.key = "batch", {R_ARGS}); NULL'
+    )
+    _assert_same_model(r, "GetLIBRAModel(seu_b)", py_model)
+    assert r.strings('SeuratObject::Tool(seu_b, slot = "RunLIBRA")$libra$fit$batch_key') == [
+        "batch"
+    ]
+    pred, _, _ = r.matrix(
+        'SeuratObject::GetAssayData(seu_b, slot = "data", assay = "predicted_ADT")'
+    )
+    np.testing.assert_allclose(pred, py_model.predict(rna).X.T, atol=ATOL)

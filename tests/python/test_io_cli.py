@@ -166,6 +166,29 @@ def test_cli_train_predict_embed_end_to_end(tmp_path, small, capsys):
     assert "already exists; use --overwrite" in capsys.readouterr().err
 
 
+def test_cli_train_batch_key_validates_on_whole_batches(tmp_path, small, capsys):
+    rna, adt = small
+    rna.obs["donor"] = np.repeat(["d1", "d2", "d3", "d4"], 20)
+    rna.write_h5ad(tmp_path / "rna.h5ad")
+    adt.write_h5ad(tmp_path / "adt.h5ad")
+    args = ["train", "--input-a", str(tmp_path / "rna.h5ad"), "--input-b", str(tmp_path / "adt.h5ad"),
+            "--n-nodes", "32", "--latent-dim", "4", "--max-epochs", "2", "--n-models", "1",
+            "--quiet", "--seed", "1"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "model"), "--batch-key", "donor"]) == 0
+    model = sclibra.LIBRA.load(tmp_path / "model")
+    donors = rna.obs["donor"]
+    assert len(set(donors[model.val_cells_])) == 1  # one whole donor
+    assert not set(donors[model.val_cells_]) & set(donors[model.train_cells_])
+    same = sclibra.LIBRA(n_nodes=32, latent_dim=4, n_models=1, seed=1)
+    same.fit(rna, adt, batch_key="donor", max_epochs=2, progress=False)
+    assert same.val_cells_.equals(model.val_cells_)
+    assert main([*args, "--out", str(tmp_path / "bad"), "--batch-key", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_key='nope': no such obs column" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_reports_input_errors(tmp_path, small, capsys):
     rna, adt = small
     other = adt.copy()

@@ -331,6 +331,45 @@ def test_fit_with_batch_key(cite):
         sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="nope", max_epochs=2)
 
 
+def test_batch_key_as_labels_gives_the_column_split(cite):
+    """batch_key read from labels (as R passes a metadata column) splits as the obs column does."""
+    rna, adt = cite
+    rna = rna.copy()
+    rna.obs["donor"] = np.random.default_rng(0).choice(["a", "b", "c", "d"], rna.n_obs)
+    train = rna.obs_names[rna.obs["is_train"].astype(bool)]
+    by_column = sclibra.LIBRA(**FAST).fit(
+        rna, adt, train="is_train", batch_key="donor", max_epochs=1
+    )
+    donors = rna.obs["donor"]
+    for labels in (
+        donors.to_numpy(),  # over all of A's cells
+        donors[train].to_numpy(),  # over the training cells
+        donors.iloc[::-1],  # a Series: matched by cell name, not by position
+        list(donors),
+    ):
+        m = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", batch_key=labels, max_epochs=1)
+        assert m.val_cells_.equals(by_column.val_cells_)
+        assert m.train_cells_.equals(by_column.train_cells_)
+    assert not set(donors[by_column.train_cells_]) & set(donors[by_column.val_cells_])
+    # a held-out cell needs no batch; a training cell does, and is named
+    held_out = rna.obs_names[~rna.obs["is_train"].astype(bool)]
+    partial = donors.astype(object).copy()
+    partial[held_out] = np.nan
+    m = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", batch_key=partial, max_epochs=1)
+    assert m.val_cells_.equals(by_column.val_cells_)
+    partial[train[3]] = np.nan
+    with pytest.raises(
+        SclibraError, match=rf"batch_key: 1 training cells have a missing label.*{train[3]}"
+    ):
+        sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", batch_key=partial, max_epochs=1)
+    with pytest.raises(
+        SclibraError, match=r"batch_key: 5 labels for \d+ training cells \(600 cells"
+    ):
+        sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", batch_key=["a"] * 5, max_epochs=1)
+    with pytest.raises(SclibraError, match="batch_key: expected a 1-D vector"):
+        sclibra.LIBRA(**FAST).fit(rna, adt, batch_key=np.zeros((rna.n_obs, 2)), max_epochs=1)
+
+
 def test_weight_decay_uses_adamw_and_changes_training(cite):
     rna, adt = cite
     a = sclibra.LIBRA(**FAST).fit(rna, adt, train="is_train", max_epochs=2)

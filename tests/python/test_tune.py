@@ -87,6 +87,24 @@ def checking_trainer(ctx):
     return fake_trainer(ctx)
 
 
+def one_model_trainer(ctx):
+    """Trains one real LIBRA network (no ensemble) and records its cells' batches."""
+    from sclibra._model import LIBRA
+
+    model = LIBRA(**{**ctx.model_kwargs, "n_models": 1}).fit(
+        ctx.data.a, ctx.data.b, train=ctx.data.cells, progress=False, **ctx.fit_kwargs
+    )
+    batches = ctx.fit_kwargs["batch_key"]
+    record = {
+        "type": type(batches).__name__,
+        "train": sorted(set(batches[model.train_cells_])),
+        "val": sorted(set(batches[model.val_cells_])),
+    }
+    with open(os.environ[CALLS_ENV], "a") as fh:
+        fh.write(json.dumps(record).replace(" ", "") + "\n")
+    return {"val_loss": float(model.best_val_loss_), "n_epochs": int(model.n_epochs_)}
+
+
 SMALL = {"n_nodes": [32, 64, 128, 256], "dropout": [0.1, 0.2, 0.3]}
 SMALL4 = {"n_nodes": [32, 64], "dropout": [0.1, 0.2]}
 
@@ -424,6 +442,32 @@ def test_bad_arguments_have_clear_errors(tmp_path):
         _tune(tmp_path / "x", fit_kwargs={"validation_split": 0})
     with pytest.raises(sclibra.SclibraError, match="train='nope'"):
         _tune(tmp_path / "x", train="nope")
+
+
+def test_batch_key_is_checked_once_and_every_trial_validates_on_whole_batches(tmp_path, calls):
+    with pytest.raises(sclibra.SclibraError, match="batch_key='nope': no such obs column"):
+        _tune(tmp_path / "bad", fit_kwargs={"batch_key": "nope"})
+    with pytest.raises(sclibra.SclibraError, match="batch_key: 3 labels for 600 search cells"):
+        _tune(tmp_path / "bad", train=None, fit_kwargs={"batch_key": ["a", "b", "c"]})
+    assert calls() == 0  # refused before any trial
+    rna, _ = sclibra.datasets.bmmc_cite()
+    donors = rna.obs["batch"].astype(str)
+    assert donors.nunique() == 2
+    grid = {"n_nodes": [16, 32], "n_layers": [1], "latent_dim": [4]}
+    kw = dict(grid=grid, train=None, trainer=one_model_trainer, max_epochs=2)
+    res = _tune(tmp_path / "s", fit_kwargs={"batch_key": "batch"}, **kw)
+    assert (res.trials["status"] == "ok").all()
+    rows = [json.loads(line) for line in Path(os.environ[CALLS_ENV]).read_text().split()]
+    assert len(rows) == 2
+    for row in rows:  # the trial read labels; its validation cells are one whole donor
+        assert row["type"] == "Series"
+        assert len(row["val"]) == 1
+        assert row["train"] == sorted(set(donors) - set(row["val"]))
+    # the same labels given as an array are the same search: it resumes, training nothing
+    _tune(tmp_path / "s", fit_kwargs={"batch_key": donors.to_numpy()}, **kw)
+    assert calls() == 2
+    with pytest.raises(sclibra.SclibraError, match="differs in: fit"):
+        _tune(tmp_path / "s", fit_kwargs={"batch_key": donors.to_numpy()[::-1]}, **kw)
 
 
 # -- real LIBRA trials ---------------------------------------------------------------------------

@@ -94,3 +94,19 @@ test_that("reduced dimensions and altExps sclibra did not make are never replace
     class = "sclibra_input_error"
   )
 })
+
+test_that("batch.key reads a colData column: whole batches validate", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  donors <- stats::setNames(rep(c("d1", "d2", "d3", "d4"), length.out = ncol(sce)), colnames(sce))
+  sce$donor <- unname(donors)
+  out <- run_fast(sce, output.altexp = "ADT", batch.key = "donor", max.epochs = 1)
+  model <- GetLIBRAModel(out)
+  expect_length(unique(donors[model$validation.cells]), 1L)
+  expect_false(any(donors[model$train.cells] %in% donors[model$validation.cells]))
+  expect_identical(S4Vectors::metadata(out)$sclibra$LIBRA$params$fit$batch_key, "donor")
+  expect_error(run_fast(sce, output.altexp = "ADT", batch.key = "nope"), "nope",
+    class = "sclibra_missing_column"
+  )
+})

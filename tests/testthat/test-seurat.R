@@ -238,3 +238,43 @@ test_that("reduction.key is checked before training; a key derived after a clash
   expect_equal(unname(keys), c("LIBRA_", "LIBRA2_", "LIBRA3_"))
   expect_equal(colnames(SeuratObject::Embeddings(out, "Libra"))[1], "LIBRA3_1")
 })
+
+test_that("batch.key: whole batches validate, from a metadata column or one label per cell", {
+  need_core()
+  seu <- example_data("cite")
+  donors <- stats::setNames(rep(c("d1", "d2", "d3", "d4"), length.out = ncol(seu)), colnames(seu))
+  seu$donor <- unname(donors)
+  run <- function(batch.key, ...) {
+    run_fast(seu, input.assay = "RNA", output.assay = "ADT", batch.key = batch.key, max.epochs = 1, ...)
+  }
+  out <- run("donor")
+  model <- GetLIBRAModel(out)
+  held_out <- unique(donors[model$validation.cells])
+  expect_length(held_out, 1L) # 10 % of 600 cells: one donor of 150
+  expect_length(model$validation.cells, 150L)
+  expect_false(any(donors[model$train.cells] %in% held_out))
+  expect_identical(SeuratObject::Tool(out, slot = "RunLIBRA")$libra$fit$batch_key, "donor")
+  # the same labels: named in another order, or a factor in cell order; the same split
+  expect_identical(GetLIBRAModel(run(rev(donors)))$validation.cells, model$validation.cells)
+  expect_identical(GetLIBRAModel(run(factor(unname(donors))))$validation.cells, model$validation.cells)
+  # held-out cells need no batch; a training cell does, and is named
+  partial <- donors
+  partial[!seu$is_train] <- NA
+  out <- run(partial, train.cells = "is_train")
+  expect_false(any(GetLIBRAModel(out)$train.cells %in% colnames(seu)[!seu$is_train]))
+  first <- colnames(seu)[seu$is_train][1]
+  partial[first] <- NA
+  expect_error(run(partial, train.cells = "is_train"), first, class = "sclibra_na_error")
+  expect_error(run("nope"), "nope", class = "sclibra_missing_column")
+  expect_error(run(unname(donors)[1:10]), "one label per cell", class = "sclibra_input_error")
+  expect_error(run(list("a")), "batch labels", class = "sclibra_input_error")
+  # a matrix has no metadata: a column name is refused, labels work
+  rna <- SeuratObject::GetAssayData(seu, assay = "RNA", slot = "data")
+  adt <- SeuratObject::GetAssayData(seu, assay = "ADT", slot = "data")
+  expect_error(
+    do.call(RunLIBRA, c(list(rna, adt, batch.key = "donor"), utils::modifyList(fast, list(max.epochs = 1)))),
+    "names a metadata column", class = "sclibra_input_error"
+  )
+  res <- do.call(RunLIBRA, c(list(rna, adt, batch.key = donors), utils::modifyList(fast, list(max.epochs = 1))))
+  expect_identical(res$model$validation.cells, model$validation.cells)
+})

@@ -45,6 +45,35 @@ test_that("TuneLIBRA on a Seurat object returns the trial table and a trained be
   expect_equal(again$trials$seconds, trials$seconds)
 })
 
+test_that("TuneLIBRA's batch.key: every trial validates on whole batches of the search cells", {
+  need_core()
+  seu <- example_data("cite")
+  seu$donor <- rep(c("d1", "d2", "d3", "d4"), length.out = ncol(seu))
+  dir <- withr::local_tempdir()
+  tuned <- TuneLIBRA(seu,
+    input.assay = "RNA", output.assay = "ADT", batch.key = "donor",
+    grid = list(n.nodes = 16, latent.dim = 4), strategy = "grid", max.epochs = 2,
+    out.dir = file.path(dir, "search"), verbose = FALSE
+  )
+  expect_true(all(tuned$trials$status == "ok"))
+  model <- tuned$model
+  donors <- stats::setNames(seu$donor, colnames(seu))
+  # the selected model, trained as in its trial (one network): one whole donor validates
+  expect_equal(model$config$n_models, 1L)
+  val <- unique(donors[model$validation.cells])
+  expect_length(val, 1L)
+  expect_length(model$validation.cells, 150L)
+  expect_error(
+    TuneLIBRA(seu,
+      input.assay = "RNA", output.assay = "ADT", batch.key = "nope", grid = list(n.nodes = 16),
+      strategy = "grid", max.epochs = 1, out.dir = file.path(dir, "bad"), verbose = FALSE
+    ),
+    "nope",
+    class = "sclibra_missing_column"
+  )
+  expect_false(dir.exists(file.path(dir, "bad", "trials")))
+})
+
 test_that("grids are translated for the core and bad input is refused", {
   expect_equal(
     sclibra:::.grid_to_py(list(n.nodes = c(64, 128), dropout = 0.1)),

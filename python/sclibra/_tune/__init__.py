@@ -128,7 +128,9 @@ def tune(
         Reference labels for integration: an obs column of ``a`` or an array over ``a``'s cells.
     max_epochs, fit_kwargs
         Passed to :meth:`sclibra.LIBRA.fit` (e.g. ``validation_split``,
-        ``early_stopping_patience``).
+        ``early_stopping_patience``). ``fit_kwargs['batch_key']`` (an obs column or labels, as
+        in :meth:`~sclibra.LIBRA.fit`) is read and checked once, before any trial: every trial
+        then validates on whole batches of the search cells.
     grace_period, eta
         ASHA's first rung (epochs) and reduction factor.
     n_jobs
@@ -205,6 +207,9 @@ def tune(
 
     data_kwargs = inputs.given()
     cells, feats = _search_cells(a, b, data_kwargs, train)
+    if fit_kwargs.get("batch_key") is not None:
+        # read and checked once, before any trial: each trial reads these labels by cell name
+        fit_kwargs["batch_key"] = _batch_labels(a, b, data_kwargs, cells, fit_kwargs["batch_key"])
     references = None
     if objective != "prediction":
         references = _references(a, b, data_kwargs, cells, labels, cluster_resolution, order_seed)
@@ -218,7 +223,11 @@ def tune(
         "seed": seed,
         "rungs": rungs,
         "eta": float(eta) if strategy == "asha" else None,
-        "fit": {k: fit_kwargs[k] for k in sorted(fit_kwargs)},
+        # batches by their labels: a column and the same labels as an array are one search
+        "fit": {
+            k: _hash(v.to_numpy()) if k == "batch_key" and v is not None else v
+            for k, v in sorted(fit_kwargs.items())
+        },
         "searched_fit_options": searched_fit,
         "data": {
             "n_cells": len(cells),
@@ -420,6 +429,23 @@ def _search_cells(a, b, data_kwargs, train):
             f"train={train!r} selects {len(cells)} cells; a search needs at least 10"
         )
     return pd.Index(cells), (ma.features, mb.features)
+
+
+def _batch_labels(a, b, data_kwargs, cells, batch_key) -> pd.Series:
+    """``fit_kwargs['batch_key']`` (an obs column name or labels) as a Series over the search
+    cells, indexed by cell name: what every trial's ``LIBRA.fit`` reads.
+    """
+    from sclibra._data import resolve_labels
+
+    ma, mb = _matrices(a, b, data_kwargs)
+    return resolve_labels(
+        batch_key,
+        cells,
+        obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
+        all_cells=ma.obs_names,
+        name="batch_key",
+        what="search cells",
+    )
 
 
 def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str, np.ndarray]:

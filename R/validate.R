@@ -263,13 +263,13 @@
 # named or in cell order), as characters named by `cells`. NA is allowed only outside the
 # training cells `train` (NULL: every cell trains), which the validation split draws from.
 .resolve_batches <- function(batch.key, cells, train = NULL, meta = NULL, arg = "batch.key") {
-  if (is.character(batch.key) && length(batch.key) == 1L && length(cells) > 1L && is.null(meta)) {
+  if (is.character(batch.key) && length(batch.key) == 1L && is.null(meta)) {
     .abort(c(
       "{.arg {arg}} = {.val {batch.key}} names a metadata column, but a matrix has none.",
       i = "Give one batch label per cell (named by cell, or in column order)."
     ), class = "sclibra_input_error")
   }
-  if (!is.atomic(batch.key) || is.null(batch.key)) {
+  if (!is.atomic(batch.key)) {
     .abort("{.arg {arg}} must be a metadata column name or a vector of batch labels, not {.cls {class(batch.key)[1]}}.",
       class = "sclibra_input_error"
     )

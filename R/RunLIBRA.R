@@ -139,7 +139,8 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
 }
 
 # The shared path of every RunLIBRA() method: model, pair, train, bring back.
-.train_libra <- function(pair_args, settings, key, keep.model, verbose, output.slot = NULL) {
+.train_libra <- function(pair_args, settings, key, keep.model, verbose, input.slot = NULL,
+                         output.slot = NULL) {
   .check_flag(verbose)
   .check_flag(keep.model)
   .check_key(key)
@@ -162,9 +163,10 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
   name_a <- pair_args$name_a
   name_b <- pair_args$name_b
   list(
-    model = .new_model(py, list(input.assay = name_a, output.assay = name_b, output.slot = output.slot),
-      keep = keep.model
-    ),
+    model = .new_model(py, list(
+      input.assay = name_a, output.assay = name_b, input.slot = input.slot,
+      output.slot = output.slot
+    ), keep = keep.model),
     embedding = .latent_from_py(pred$obsm$get("X_libra"), pair$cells, key),
     prediction = .prediction_from_py(pred)
   )
@@ -231,7 +233,7 @@ RunLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slot
   settings <- .training_settings(environment(), dots, "RunLIBRA")
   res <- .train_libra(.seurat_pair_args(environment()), settings, reduction.key, keep.model,
     verbose,
-    output.slot = output.slot
+    input.slot = input.slot, output.slot = output.slot
   )
   params <- list(
     input.assay = input.assay, output.assay = output.assay, input.slot = input.slot,
@@ -295,7 +297,7 @@ RunLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
       output.features = output.features, train.cells = train.cells, meta = .sce_meta(object)
     ),
     settings, reduction.key, keep.model, verbose,
-    output.slot = output.assay
+    input.slot = input.assay, output.slot = output.assay
   )
   object <- .sce_store(
     object, res$embedding, res$prediction, output.assay, reduction.name, new.altexp.name

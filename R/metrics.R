@@ -165,13 +165,13 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
   if (inherits(object, "Seurat")) {
     input.assay <- input.assay %||% model$input.assay
     output.assay <- output.assay %||% model$output.assay
-    a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
+    a <- .seurat_matrix(object, input.assay, input.slot %||% model$input.slot, "input.assay")
     b <- .seurat_matrix(object, output.assay, output.slot %||% model$output.slot, "output.assay")
     meta <- .seurat_meta(object)
   } else {
     .need_sce()
-    a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
-    b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
+    a <- .sce_matrix(object, input.assay %||% model$input.slot %||% "logcounts", input.altexp, "input.assay")
+    b <- .sce_matrix(object, output.assay %||% model$output.slot %||% "logcounts", output.altexp, "output.assay")
     input.assay <- input.altexp %||% .main_name(object)
     output.assay <- output.altexp %||% .main_name(object)
     meta <- .sce_meta(object)
@@ -213,7 +213,11 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
 #' @param model A `LIBRAModel`; Seurat / SingleCellExperiment: default the model stored with
 #'   `reduction`.
 #' @param reduction The LIBRA reduction whose model to use (and update).
-#' @param input.assay,output.assay Assays of the two modalities (Seurat default: the model's).
+#' @param input.assay,output.assay Assays of the two modalities. Seurat: default the model's.
+#'   SingleCellExperiment: assays of the main or alternative experiments (`NULL`: those the
+#'   model was trained on, `"logcounts"` for a model that does not record them).
+#' @param input.slot,output.slot Seurat layers ("slots" in Seurat 4) to read (`NULL`: those
+#'   the model was trained on, `"data"` for a model that does not record them).
 #' @param held.out Held-out cells: names, a logical vector or a logical metadata column
 #'   (TRUE = held out). Default: cells the model neither trained nor validated on.
 #' @param max.epochs Epoch limit for the second network.
@@ -263,7 +267,7 @@ LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
     held.out = unlist(out$held_out),
     modes = modes,
     summary = unlist(out$summary),
-    model = .new_model(py, model[c("input.assay", "output.assay", "output.slot")],
+    model = .new_model(py, model[c("input.assay", "output.assay", "input.slot", "output.slot")],
       keep = !is.null(model$serialized)
     )
   )
@@ -311,8 +315,8 @@ LIBRAConsistency.Seurat <- function(object, model = NULL, reduction = "libra", i
 #'   modalities (`NULL`: main experiment).
 #' @export
 LIBRAConsistency.SingleCellExperiment <- function(object, model = NULL, reduction = "LIBRA",
-                                                  input.assay = "logcounts",
-                                                  output.assay = "logcounts",
+                                                  input.assay = NULL,
+                                                  output.assay = NULL,
                                                   input.altexp = NULL, output.altexp = NULL,
                                                   held.out = NULL, max.epochs = NULL,
                                                   refit = FALSE, col.name = "libra_consistency",
@@ -469,8 +473,8 @@ LIBRAEvaluate.Seurat <- function(object, model = NULL, reduction = "libra", labe
 #' @rdname LIBRAEvaluate
 #' @export
 LIBRAEvaluate.SingleCellExperiment <- function(object, model = NULL, reduction = "LIBRA",
-                                               labels = NULL, input.assay = "logcounts",
-                                               output.assay = "logcounts", input.altexp = NULL,
+                                               labels = NULL, input.assay = NULL,
+                                               output.assay = NULL, input.altexp = NULL,
                                                output.altexp = NULL, held.out = NULL,
                                                baselines = NULL, consistency = NULL,
                                                max.epochs = NULL, seed = NULL, out.dir = NULL,

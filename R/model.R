@@ -14,6 +14,9 @@
   model <- c(info, list(
     input.assay = extra$input.assay %||% info$names[[1]],
     output.assay = extra$output.assay %||% info$names[[2]],
+    # the layer (Seurat) or assay (SingleCellExperiment) each modality was read from:
+    # prediction and evaluation read the same ones unless told otherwise
+    input.slot = extra$input.slot,
     output.slot = extra$output.slot,
     serialized = if (keep) .serialize_model(py) else NULL,
     handle = handle

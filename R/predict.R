@@ -11,9 +11,11 @@
 #'   SingleCellExperiment: by default the model stored under `reduction.name`.
 #' @param input.assay Assay holding the input modality. Seurat: defaults to the model's input
 #'   assay name when the object has it, else the default assay. SingleCellExperiment: an
-#'   assay of the main experiment or of `input.altexp` (default `"logcounts"`).
-#' @param slot Seurat layer ("slot" in Seurat 4) to read (`NULL`: `"data"`); `layer =` and
-#'   `assay =` work too, as in Seurat.
+#'   assay of the main experiment or of `input.altexp` (`NULL`: the assay the model was
+#'   trained on, `"logcounts"` for a model that does not record it).
+#' @param slot Seurat layer ("slot" in Seurat 4) to read (`NULL`: the layer the model was
+#'   trained on, `"data"` for a model that does not record it); `layer =` and `assay =` work
+#'   too, as in Seurat.
 #' @param input.altexp SingleCellExperiment: alternative experiment holding the input
 #'   modality (`NULL`: the main experiment).
 #' @param reduction.name,reduction.key Name and key of the stored latent space.
@@ -81,8 +83,8 @@ LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot =
   al <- .seurat_aliases(list(...), list(input.assay = input.assay, input.slot = slot), "LIBRAPredict")
   .check_dots(al$dots, character(), "LIBRAPredict")
   input.assay <- al$values$input.assay
-  slot <- al$values$input.slot %||% "data"
   model <- .check_model(model %||% GetLIBRAModel(object, reduction = reduction.name))
+  slot <- al$values$input.slot %||% model$input.slot %||% "data"
   if (is.null(input.assay)) {
     input.assay <- if (isTRUE(model$input.assay %in% SeuratObject::Assays(object))) {
       model$input.assay
@@ -105,13 +107,14 @@ LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot =
 
 #' @rdname LIBRAPredict
 #' @export
-LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay = "logcounts",
+LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay = NULL,
                                               input.altexp = NULL, reduction.name = "LIBRA",
                                               reduction.key = "LIBRA_", new.altexp.name = NULL,
                                               allow.missing = FALSE, verbose = TRUE, ...) {
   .check_dots(list(...), character(), "LIBRAPredict")
   .need_sce()
   model <- .check_model(model %||% GetLIBRAModel(object, reduction = reduction.name))
+  input.assay <- input.assay %||% model$input.slot %||% "logcounts"
   new.altexp.name <- new.altexp.name %||% paste0("predicted_", model$output.assay)
   .check_sce_targets(object, reduction.name, new.altexp.name)
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")

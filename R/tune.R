@@ -209,6 +209,7 @@ TuneLIBRA.Seurat <- function(object, input.assay = NULL, output.assay, input.slo
   dots <- .seurat_assay_args(environment(), list(...), "TuneLIBRA")
   settings <- .tune_settings(environment(), dots, "TuneLIBRA")
   res <- .tune_libra(.seurat_pair_args(environment()), labels, settings, verbose)
+  res$model$input.slot <- input.slot
   res$model$output.slot <- output.slot
   res
 }
@@ -237,6 +238,7 @@ TuneLIBRA.SingleCellExperiment <- function(object, input.assay = "logcounts",
     ),
     labels, settings, verbose
   )
+  res$model$input.slot <- input.assay
   res$model$output.slot <- output.assay
   res
 }

@@ -106,3 +106,41 @@ test_that("a model that is not a LIBRAModel is named as such by every LIBRAPredi
     class = "sclibra_input_error"
   )
 })
+
+test_that("prediction and evaluation read the layer the model was trained on, unless told", {
+  need_core()
+  seu <- example_data("cite")
+  out <- run_fast(seu,
+    input.assay = "RNA", output.assay = "ADT", input.slot = "counts", allow.counts = TRUE,
+    train.cells = "is_train", max.epochs = 2
+  )
+  model <- GetLIBRAModel(out)
+  expect_identical(model$input.slot, "counts")
+  expect_identical(model$output.slot, "data")
+  trained <- SeuratObject::Embeddings(out, "libra")
+  again <- LIBRAPredict(out, model = model, reduction.name = "libra_again", verbose = FALSE)
+  expect_equal(SeuratObject::Embeddings(again, "libra_again"), trained, ignore_attr = TRUE, tolerance = 1e-5)
+  # an explicit layer still wins: the log-normalised data give another embedding
+  other <- LIBRAPredict(out, model = model, slot = "data", reduction.name = "libra_data", verbose = FALSE)
+  expect_gt(max(abs(SeuratObject::Embeddings(other, "libra_data") - trained)), 0.1)
+  # evaluation reads the same layer as training too: its scores are those of the trained
+  # embedding's prediction, not of one from the log-normalised data
+  ev <- LIBRAEvaluate(out, baselines = character(), consistency = FALSE, verbose = FALSE)
+  ev_data <- LIBRAEvaluate(out, baselines = character(), consistency = FALSE, input.slot = "data", verbose = FALSE)
+  rmse <- function(table) table$value[table$metric == "rmse" & table$split == "held_out" & table$method == "libra"]
+  truth <- as.matrix(SeuratObject::GetAssayData(seu, assay = "ADT", slot = "data"))[, !seu$is_train]
+  pred <- as.matrix(SeuratObject::GetAssayData(out, assay = "predicted_ADT", slot = "data"))[, !seu$is_train]
+  expect_equal(rmse(ev), sqrt(mean((pred - truth)^2)), tolerance = 1e-4)
+  expect_gt(abs(rmse(ev_data) - rmse(ev)), 1e-5) # another prediction, from another layer
+
+  skip_if_not_installed("SingleCellExperiment")
+  sce <- example_data("cite", "SingleCellExperiment")
+  out <- run_fast(sce, input.assay = "counts", output.altexp = "ADT", allow.counts = TRUE, max.epochs = 2)
+  model <- GetLIBRAModel(out)
+  expect_identical(model$input.slot, "counts")
+  again <- LIBRAPredict(out, model = model, reduction.name = "LIBRA_again", verbose = FALSE)
+  expect_equal(SingleCellExperiment::reducedDim(again, "LIBRA_again"),
+    SingleCellExperiment::reducedDim(out, "LIBRA"),
+    ignore_attr = TRUE, tolerance = 1e-5
+  )
+})

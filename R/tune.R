@@ -123,7 +123,15 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
 .tune_libra <- function(pair_args, labels, settings, verbose) {
   .check_flag(verbose)
   pair <- do.call(.prepare_pair, c(pair_args, list(verbose = verbose)))
-  labels <- .resolve_labels(labels, pair$cells, pair_args$meta)
+  # cells outside the search may lack a label (unannotated or held-out cells); search cells not
+  labels <- .resolve_labels(labels, pair$cells, pair_args$meta, na.ok = TRUE)
+  unlabelled <- intersect(unlist(pair$train) %||% pair$cells, names(labels)[is.na(labels)])
+  if (length(unlabelled)) {
+    .abort(c(
+      "{.arg labels}: {length(unlabelled)} search cell{?s} {?has/have} no label (NA): {(.some(unlabelled))}.",
+      i = "Cells outside {.arg train.cells} may be NA."
+    ), class = "sclibra_na_error")
+  }
   objective <- settings$tune$objective %||% .core_defaults("tune")$objective
   if (!identical(objective, "prediction") && is.null(labels)) {
     .msg(verbose, "No {.arg labels}: integration is scored against clusters of each modality alone.")

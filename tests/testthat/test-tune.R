@@ -74,6 +74,26 @@ test_that("TuneLIBRA's batch.key: every trial validates on whole batches of the 
   expect_false(dir.exists(file.path(dir, "bad", "trials")))
 })
 
+test_that("TuneLIBRA's labels may be NA outside the search cells, not inside", {
+  need_core()
+  seu <- example_data("cite")
+  seu$ref <- ifelse(seu$is_train, as.character(seu$cell_type_coarse), NA)
+  dir <- withr::local_tempdir()
+  tune <- function(...) {
+    TuneLIBRA(seu,
+      input.assay = "RNA", output.assay = "ADT", train.cells = "is_train", labels = "ref",
+      objective = "integration", grid = list(n.nodes = 16, latent.dim = 4), strategy = "grid",
+      max.epochs = 1, verbose = FALSE, ...
+    )
+  }
+  tuned <- tune(out.dir = file.path(dir, "ok"))
+  expect_true(all(tuned$trials$status == "ok"))
+  expect_true(all(tuned$trials$ppji >= 0 & tuned$trials$ppji <= 1))
+  first <- colnames(seu)[seu$is_train][2]
+  seu$ref[match(first, colnames(seu))] <- NA
+  expect_error(tune(out.dir = file.path(dir, "bad")), first, class = "sclibra_na_error")
+})
+
 test_that("grids are translated for the core and bad input is refused", {
   expect_equal(
     sclibra:::.grid_to_py(list(n.nodes = c(64, 128), dropout = 0.1)),

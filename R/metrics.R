@@ -387,8 +387,9 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
 )
 
 .evaluate <- function(model, a, b, name_a, name_b, labels, held.out, meta, max.epochs,
-                      out.dir, plots, verbose, values) {
+                      refit, out.dir, plots, verbose, values) {
   .check_flag(verbose)
+  .check_flag(refit)
   settings <- .core_args(values, "evaluate", "LIBRAEvaluate", reserved = .evaluate_reserved)
   .check_string(out.dir, "out.dir", null_ok = TRUE)
   plots <- plots %||% !is.null(out.dir)
@@ -408,7 +409,10 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
     pd <- reticulate::import("pandas", convert = FALSE)
     labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)), name = label_name)
   }
-  ckw <- if (is.null(max.epochs)) list() else list(fit_kwargs = list(max_epochs = .pyify(max.epochs)))
+  ckw <- list(refit = refit)
+  if (!is.null(max.epochs)) {
+    ckw$fit_kwargs <- list(max_epochs = .check_count(max.epochs, "max.epochs"))
+  }
   if (!is.null(settings$evaluate$baselines)) {
     settings$evaluate$baselines <- as.list(settings$evaluate$baselines)
   }
@@ -442,11 +446,11 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
 #' @export
 LIBRAEvaluate.default <- function(object, output, model, labels = NULL, held.out = NULL,
                                   baselines = NULL, consistency = NULL, max.epochs = NULL,
-                                  seed = NULL, out.dir = NULL, plots = NULL, overwrite = NULL,
+                                  refit = FALSE, seed = NULL, out.dir = NULL, plots = NULL, overwrite = NULL,
                                   verbose = TRUE, ...) {
   values <- c(list(baselines = baselines, consistency = consistency, seed = seed, overwrite = overwrite), list(...))
   .evaluate(model, object, output, "input", "output", labels, held.out, NULL, max.epochs,
-    out.dir, plots, verbose, values)
+    refit, out.dir, plots, verbose, values)
 }
 
 #' @rdname LIBRAEvaluate
@@ -454,9 +458,9 @@ LIBRAEvaluate.default <- function(object, output, model, labels = NULL, held.out
 LIBRAEvaluate.Seurat <- function(object, model = NULL, reduction = "libra", labels = NULL,
                                  input.assay = NULL, output.assay = NULL, input.slot = NULL,
                                  output.slot = NULL, held.out = NULL, baselines = NULL,
-                                 consistency = NULL, max.epochs = NULL, seed = NULL,
-                                 out.dir = NULL, plots = NULL, overwrite = NULL, verbose = TRUE,
-                                 ...) {
+                                 consistency = NULL, max.epochs = NULL, refit = FALSE,
+                                 seed = NULL, out.dir = NULL, plots = NULL, overwrite = NULL,
+                                 verbose = TRUE, ...) {
   al <- .seurat_aliases(list(...), list(
     input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
   ), "LIBRAEvaluate")
@@ -467,7 +471,7 @@ LIBRAEvaluate.Seurat <- function(object, model = NULL, reduction = "libra", labe
   )
   values <- c(list(baselines = baselines, consistency = consistency, seed = seed, overwrite = overwrite), al$dots)
   .evaluate(model, m$a, m$b, m$name_a, m$name_b, labels, held.out, m$meta, max.epochs,
-    out.dir, plots, verbose, values)
+    refit, out.dir, plots, verbose, values)
 }
 
 #' @rdname LIBRAEvaluate
@@ -477,12 +481,13 @@ LIBRAEvaluate.SingleCellExperiment <- function(object, model = NULL, reduction =
                                                output.assay = NULL, input.altexp = NULL,
                                                output.altexp = NULL, held.out = NULL,
                                                baselines = NULL, consistency = NULL,
-                                               max.epochs = NULL, seed = NULL, out.dir = NULL,
+                                               max.epochs = NULL, refit = FALSE, seed = NULL,
+                                               out.dir = NULL,
                                                plots = NULL, overwrite = NULL, verbose = TRUE,
                                                ...) {
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
   m <- .model_matrices(object, model, input.assay, output.assay, NULL, NULL, input.altexp, output.altexp)
   values <- c(list(baselines = baselines, consistency = consistency, seed = seed, overwrite = overwrite), list(...))
   .evaluate(model, m$a, m$b, m$name_a, m$name_b, labels, held.out, m$meta, max.epochs,
-    out.dir, plots, verbose, values)
+    refit, out.dir, plots, verbose, values)
 }

@@ -68,7 +68,7 @@ def _metrics(args) -> int:
         **options(args, PAIR_OPTIONS),
         baselines=() if args.no_baselines else ("mean", "knn", "ridge"),
         consistency=not args.no_consistency,
-        consistency_kwargs={"fit_kwargs": fit_kwargs} if fit_kwargs else None,
+        consistency_kwargs={"fit_kwargs": fit_kwargs, "refit": args.refit_consistency},
         n_neighbors=args.n_neighbors,
         resolution=args.resolution,
         seed=args.seed,
@@ -109,6 +109,12 @@ def register(sub) -> None:
         type=int,
         default=None,
         help="max epochs of the second network (default: as fit_b_encoder)",
+    )
+    p.add_argument(
+        "--refit-consistency",
+        action="store_true",
+        help="train the second network again even if the model has one (with "
+        "--consistency-epochs, say)",
     )
     p.add_argument("--no-consistency", action="store_true", help="skip nn_consistency")
     p.add_argument("--no-baselines", action="store_true", help="skip the baselines")

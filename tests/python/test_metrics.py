@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from sclibra import SclibraError
+from sclibra import LIBRA, SclibraError
 from sclibra import metrics as M
 
 
@@ -425,8 +425,9 @@ def test_nn_mse_splits_and_values(multiome, multiome_model):
         M.nn_mse(model, atac, rna, held_out=["no_such_cell"])
 
 
-def test_nn_consistency_on_bundled_data(multiome, multiome_model):
+def test_nn_consistency_on_bundled_data(multiome, multiome_model, caplog):
     import copy
+    import logging
 
     rna, atac = multiome
     model = copy.deepcopy(multiome_model)
@@ -457,6 +458,23 @@ def test_nn_consistency_on_bundled_data(multiome, multiome_model):
     # an existing second network is reused (same distances, no retraining)
     again = M.nn_consistency(model, atac, rna)
     pd.testing.assert_series_equal(again.distances, res.distances)
+    # settings for its training then change nothing: a warning says so and names refit
+    log = logging.getLogger("sclibra")
+    log.addHandler(caplog.handler)
+    try:
+        warned = M.nn_consistency(model, atac, rna, fit_kwargs={"max_epochs": 3})
+    finally:
+        log.removeHandler(caplog.handler)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "second network (10 epochs)" in m and "max_epochs=3" in m and "refit=True" in m
+        for m in said
+    ), said
+    pd.testing.assert_series_equal(warned.distances, res.distances)
+    assert len(model.b_encoder_history) == 10
+    refit = M.nn_consistency(model, atac, rna, fit_kwargs={"max_epochs": 3}, refit=True)
+    assert len(model.b_encoder_history) == 3
+    assert not np.allclose(refit.distances, res.distances)
 
 
 def test_evaluate_table_and_files(multiome, multiome_model, tmp_path):
@@ -570,6 +588,20 @@ def test_cli_metrics(multiome_model, tmp_path):
         main(args + ["--out-dir", str(tmp_path / "o2"), "--held-out-key", "cell_type", "--quiet"])
         == 2
     )
+    # the second network: trained with --consistency-epochs, kept by --save-model; a later
+    # --consistency-epochs retrains it only with --refit-consistency
+    common = ["--no-baselines", "--no-plots", "--quiet"]
+    saved, again = tmp_path / "with_b", tmp_path / "with_b2"
+    run = [*args, "--consistency-epochs", "2", *common]
+    assert main([*run, "--out-dir", str(tmp_path / "c1"), "--save-model", str(saved)]) == 0
+    assert len(LIBRA.load(saved).b_encoder_history) == 2
+    args[2] = str(saved)
+    run = [*args, "--consistency-epochs", "4", *common]
+    assert main([*run, "--out-dir", str(tmp_path / "c2"), "--save-model", str(again)]) == 0
+    assert len(LIBRA.load(again).b_encoder_history) == 2  # kept, with a warning
+    refit = [*run, "--refit-consistency", "--overwrite"]
+    assert main([*refit, "--out-dir", str(tmp_path / "c2"), "--save-model", str(again)]) == 0
+    assert len(LIBRA.load(again).b_encoder_history) == 4
 
 
 def test_labels_and_held_out_from_either_modality(multiome, multiome_model):

@@ -62,6 +62,22 @@ test_that("LIBRAConsistency adds per-cell distances and keeps the second network
   expect_true(LoadLIBRA(path)$has.b.encoder)
 })
 
+test_that("max.epochs of the second network: a model that has one says it is kept; refit retrains", {
+  need_core()
+  out <- LIBRAConsistency(trained_cite(), max.epochs = 2, refit = TRUE, verbose = FALSE)
+  model <- GetLIBRAModel(out)
+  epochs <- function() nrow(reticulate::py_to_r(sclibra:::.py_model(model)$b_encoder_history))
+  expect_equal(epochs(), 2L)
+  expect_message(
+    LIBRAEvaluate(out, model = model, baselines = character(), max.epochs = 4, verbose = TRUE),
+    "already has its second network \\(2 epochs\\).*refit"
+  )
+  expect_equal(epochs(), 2L)
+  LIBRAEvaluate(out, model = model, baselines = character(), max.epochs = 4, refit = TRUE, verbose = FALSE)
+  expect_equal(epochs(), 4L)
+  expect_error(LIBRAEvaluate(out, model = model, refit = NA, verbose = FALSE), "refit")
+})
+
 test_that("LIBRAEvaluate returns the tidy table of prediction and integration scores", {
   need_core()
   tab <- LIBRAEvaluate(trained_cite(),

@@ -375,7 +375,8 @@ def nn_consistency(
     refit
         Retrain the second network even if the model already has one.
     fit_kwargs
-        Extra arguments for ``model.fit_b_encoder`` (e.g. ``max_epochs``).
+        Extra arguments for ``model.fit_b_encoder`` (e.g. ``max_epochs``), used when it trains
+        (a warning says when the model's second network exists and ``refit`` is False).
     progress
         Show a progress bar while training the second network.
     **kwargs
@@ -403,6 +404,14 @@ def nn_consistency(
     if model.b_encoder is None or refit:
         logger.info("nn_consistency: training the second network (modality B -> latent space)")
         model.fit_b_encoder(ma, mb, progress=progress, **(fit_kwargs or {}))
+    elif fit_kwargs:
+        # the settings would change nothing: say so rather than ignore them
+        logger.warning(
+            "nn_consistency: the model already has its second network (%d epochs), so %s "
+            "changes nothing; pass refit=True to train it again with them",
+            len(model.b_encoder_history) if model.b_encoder_history is not None else 0,
+            ", ".join(f"{k}={v!r}" for k, v in fit_kwargs.items()),
+        )
     za = model.get_latent(ma)
     zb = model.get_latent_from_b(mb)
     return consistency_from_latents(za, zb, cells, splits["held_out"], **kwargs)

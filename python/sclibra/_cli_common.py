@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import warnings
 from pathlib import Path
@@ -124,3 +125,45 @@ def apply_common(args) -> None:
 # ----------------------------------------------------------------------------------------------
 # train / predict / embed
 # ----------------------------------------------------------------------------------------------
+
+
+def _boolean(text: str) -> bool:
+    low = text.strip().lower()
+    if low not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return low in ("true", "1", "yes")
+
+
+def add_recipe_args(p, stage: str | None = None, skip=()) -> None:
+    """One flag per recipe argument of ``LIBRA()`` and ``fit()``, written from the recipe.
+
+    Names, types, choices and help come from :mod:`sclibra._recipe`; every default is ``None``
+    (the preset's value), so the command line restates no default. ``stage``: only the
+    arguments of that stage (``"model"`` or ``"fit"``); ``skip``: names the caller declares.
+    """
+    from ._recipe import PRESETS, RECIPE
+
+    shown = PRESETS["default"]
+    for arg in RECIPE:
+        if (stage is not None and arg.stage != stage) or arg.name in skip:
+            continue
+        p.add_argument(
+            "--" + arg.name.replace("_", "-"),
+            dest=arg.name,
+            type=_boolean if arg.kind is bool else arg.kind,
+            default=None,
+            choices=arg.choices,
+            help=f"{arg.help} (default: the preset's; {shown[arg.name]!r} in 'default')",
+        )
+
+
+def add_data_args(p) -> None:
+    """``--n-top-genes`` and ``--allow-counts``: what ``fit()`` reads of modality A."""
+    p.add_argument(
+        "--n-top-genes", type=int, default=None, help="keep this many highly variable features of A"
+    )
+    p.add_argument(
+        "--allow-counts",
+        action="store_true",
+        help="train on raw counts instead of refusing them (LIBRA expects normalised data)",
+    )

@@ -42,6 +42,16 @@ def load_grid(spec: str):
     return space
 
 
+#: fit() options of the recipe that every trial gets (the flags declared here are left out)
+_DECLARED_FIT = ("validation_split", "max_epochs", "early_stopping_patience")
+
+
+def _fixed_fit() -> tuple[str, ...]:
+    from ._recipe import FIT_KEYS
+
+    return tuple(k for k in FIT_KEYS if k not in _DECLARED_FIT)
+
+
 #: options passed to tune() under their own names
 _TUNE_OPTIONS = (
     "objective strategy n_trials labels max_epochs grace_period eta n_jobs backend ray_address "
@@ -55,6 +65,7 @@ def _tune(args) -> int:
     written to --out-dir; running the same command again resumes the search.
     """
     from ._cli_common import PAIR_OPTIONS, apply_common, check_output, options, read_pair
+    from ._errors import SclibraError
     from ._tune import tune
 
     apply_common(args)
@@ -66,6 +77,11 @@ def _tune(args) -> int:
         fit_kwargs["early_stopping_patience"] = args.early_stopping_patience
     if args.batch_key is not None:
         fit_kwargs["batch_key"] = args.batch_key
+    for name in (*_fixed_fit(), "n_top_genes"):
+        if getattr(args, name) is not None:
+            fit_kwargs[name] = getattr(args, name)
+    if args.allow_counts:
+        fit_kwargs["allow_counts"] = True
     result = tune(
         a,
         b,
@@ -95,6 +111,10 @@ def _tune(args) -> int:
             plt.close(ax.figure)
     print(result.summary())
     print(f"trials table: {out / 'trials.csv'}")
+    if not len(result.completed):
+        failed = result.trials[result.trials["status"] == "failed"]
+        first = f"; the first error: {failed['error'].iloc[0]}" if len(failed) else ""
+        raise SclibraError(f"no trial completed ({len(result.trials)} run){first}")
     if not args.no_refit and len(result.completed):
         best = result.best_trial["trial_id"]
         print(f"best model: {out / 'best_model' / best}")
@@ -103,7 +123,13 @@ def _tune(args) -> int:
 
 def register(sub) -> None:
     """Register ``sclibra tune``."""
-    from ._cli_common import add_command, add_common_args, add_input_args
+    from ._cli_common import (
+        add_command,
+        add_common_args,
+        add_data_args,
+        add_input_args,
+        add_recipe_args,
+    )
 
     help = "aLIBRA: search LIBRA hyperparameters for prediction, integration or both"
     p = add_command(sub, "tune", _tune, help)
@@ -145,4 +171,6 @@ def register(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run failed trials again")
     p.add_argument("--no-refit", action="store_true", help="do not train the selected model")
     p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    add_recipe_args(p, stage="fit", skip=_DECLARED_FIT)
+    add_data_args(p)
     add_common_args(p)

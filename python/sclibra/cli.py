@@ -14,7 +14,9 @@ from . import _cli_metrics, _cli_tune, _demo
 from ._cli_common import (
     PAIR_OPTIONS,
     add_common_args,
+    add_data_args,
     add_input_args,
+    add_recipe_args,
     apply_common,
     check_output,
     options,
@@ -22,7 +24,7 @@ from ._cli_common import (
     read_pair,
     write_h5ad,
 )
-from ._recipe import FIT_KEYS, MODEL_KEYS, PRESETS, RECIPE
+from ._recipe import FIT_KEYS, MODEL_KEYS, PRESETS
 
 __all__ = [
     "main",
@@ -107,31 +109,6 @@ def _embed(args) -> int:
     return 0
 
 
-def _boolean(text: str) -> bool:
-    low = text.strip().lower()
-    if low not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return low in ("true", "1", "yes")
-
-
-def add_recipe_args(p) -> None:
-    """One flag per recipe argument of ``LIBRA()`` and ``fit()``, written from the recipe.
-
-    Names, types, choices and help come from :mod:`sclibra._recipe`; every default is ``None``
-    (the preset's value), so the command line restates no default.
-    """
-    shown = PRESETS["default"]
-    for arg in RECIPE:
-        p.add_argument(
-            "--" + arg.name.replace("_", "-"),
-            dest=arg.name,
-            type=_boolean if arg.kind is bool else arg.kind,
-            default=None,
-            choices=arg.choices,
-            help=f"{arg.help} (default: the preset's; {shown[arg.name]!r} in 'default')",
-        )
-
-
 def register(sub) -> None:
     """Register train, predict and embed."""
     p = sub.add_parser(
@@ -163,14 +140,7 @@ def register(sub) -> None:
         help="recipe: default, published (the paper) or 0.1.0",
     )
     add_recipe_args(p)
-    p.add_argument(
-        "--n-top-genes", type=int, default=None, help="keep this many highly variable features of A"
-    )
-    p.add_argument(
-        "--allow-counts",
-        action="store_true",
-        help="train on raw counts instead of refusing them (LIBRA expects normalised data)",
-    )
+    add_data_args(p)
     add_common_args(p)
     p.set_defaults(func=_train)
 

@@ -555,6 +555,20 @@ def test_cli_tune(tmp_path, capsys):
     bad.write_text(json.dumps({"n_nodes": {"normal": [1, 2]}}))
     assert main(args[:8] + [str(bad)] + args[9:]) == 2
     assert "must be a list or one of" in capsys.readouterr().err
+    # raw counts: every trial fails, and the command says so with a non-zero status; the fit
+    # options that train takes (--allow-counts, the recipe's fit flags) reach every trial
+    counts = [*args[:-3], "--layer-a", "counts", "--min-delta", "0.01"]
+    assert main([*counts, "--out-dir", str(tmp_path / "raw")]) == 2
+    err = capsys.readouterr().err
+    assert "no trial completed (2 run); the first error:" in err
+    assert "raw counts" in err
+    assert main([*counts, "--allow-counts", "--out-dir", str(tmp_path / "raw2")]) == 0
+    trials = pd.read_csv(tmp_path / "raw2" / "trials.csv")
+    assert (trials["status"] == "ok").all()
+    saved = json.loads((tmp_path / "raw2" / "search.json").read_text())
+    fit = saved["definition"]["fit"]
+    assert fit["min_delta"] == 0.01
+    assert fit["allow_counts"] is True
 
 
 # -- Ray backend -------------------------------------------------------------------------------

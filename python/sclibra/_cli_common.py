@@ -91,7 +91,21 @@ PAIR_OPTIONS = ("layer_a", "layer_b", "obsm_a", "obsm_b")
 
 def read_pair(args):
     """Modalities A and B of ``--input-a``/``--input-b`` (``--mod-a``/``--mod-b``)."""
-    return read_input(args.input_a, args.mod_a), read_input(args.input_b, args.mod_b)
+    backed = getattr(args, "backed", False)
+    return (
+        read_input(args.input_a, args.mod_a, backed=backed),
+        read_input(args.input_b, args.mod_b, backed=backed),
+    )
+
+
+def add_backed_arg(p) -> None:
+    """``--backed``: read ``.h5ad`` inputs from disk, a minibatch at a time."""
+    p.add_argument(
+        "--backed",
+        action="store_true",
+        help="open .h5ad inputs on disk (backed) instead of loading them: for data larger "
+        "than memory",
+    )
 
 
 def add_input_args(p, suffix: str, label: str, required: bool = True) -> None:

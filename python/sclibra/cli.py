@@ -13,6 +13,7 @@ import sys
 from . import _cli_metrics, _cli_tune, _demo
 from ._cli_common import (
     PAIR_OPTIONS,
+    add_backed_arg,
     add_common_args,
     add_data_args,
     add_input_args,
@@ -56,6 +57,7 @@ def _train(args) -> int:
         train=args.train_key,
         batch_key=args.batch_key,
         n_top_genes=args.n_top_genes,
+        n_top_genes_b=args.n_top_genes_b,
         allow_counts=args.allow_counts,
         **options(args, PAIR_OPTIONS),
         **options(args, FIT_KEYS),
@@ -77,12 +79,19 @@ def _saved_model_and_input(args):
 
     apply_common(args)
     check_output(args.out, args.overwrite)
-    return LIBRA.load(args.model, device=args.device), read_input(args.input, args.mod)
+    model = LIBRA.load(args.model, device=args.device)
+    return model, read_input(args.input, args.mod, backed=args.backed)
 
 
 def _predict(args) -> int:
     model, a = _saved_model_and_input(args)
-    pred = model.predict(a, layer=args.layer, obsm=args.obsm, fill_missing=args.fill_missing)
+    pred = model.predict(
+        a,
+        layer=args.layer,
+        obsm=args.obsm,
+        fill_missing=args.fill_missing,
+        batch_size=args.batch_size,
+    )
     write_h5ad(pred, args.out, args.overwrite)
     print(
         f"predicted {model.names_[1]} for {pred.n_obs} cells x {pred.n_vars} features written to {args.out}"
@@ -103,9 +112,14 @@ def _embed(args) -> int:
         obsm=args.obsm,
         key_added=args.key_added,
         fill_missing=args.fill_missing,
+        modality="b" if args.from_b else "a",
+        batch_size=args.batch_size,
     )
     write_h5ad(a, args.out, args.overwrite)
-    print(f"latent space of {a.n_obs} cells in obsm[{args.key_added!r}] written to {args.out}")
+    source = f" (from {model.names_[1]}, second network)" if args.from_b else ""
+    print(
+        f"latent space of {a.n_obs} cells{source} in obsm[{args.key_added!r}] written to {args.out}"
+    )
     return 0
 
 
@@ -141,6 +155,13 @@ def register(sub) -> None:
     )
     add_recipe_args(p)
     add_data_args(p)
+    p.add_argument(
+        "--n-top-genes-b",
+        type=int,
+        default=None,
+        help="keep this many highly variable features of B",
+    )
+    add_backed_arg(p)
     add_common_args(p)
     p.set_defaults(func=_train)
 
@@ -152,15 +173,25 @@ def register(sub) -> None:
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + "."
         )
         p.add_argument("--model", required=True, help="folder of a saved model")
-        add_input_args(p, "", "modality A")
+        add_input_args(p, "", "modality A" if name == "predict" else "modality A (or B)")
         p.add_argument("--out", required=True, help="h5ad file to write")
         p.add_argument(
             "--fill-missing",
             action="store_true",
             help="fill model features absent from the input with zeros",
         )
+        p.add_argument(
+            "--batch-size", type=int, default=None, help="cells per batch (default: the core's)"
+        )
+        add_backed_arg(p)
         if name == "embed":
             p.add_argument("--key-added", default="X_libra", help="obsm key (default: X_libra)")
+            p.add_argument(
+                "--from-b",
+                action="store_true",
+                help="the input is modality B (cells measured in B only): place it with the "
+                "model's second network, which `sclibra metrics --save-model` trains and keeps",
+            )
         add_common_args(p)
         p.set_defaults(func=fn)
 

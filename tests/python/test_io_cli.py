@@ -202,3 +202,59 @@ def test_cli_reports_input_errors(tmp_path, small, capsys):
     assert "do not overlap" in err
     assert "Traceback" not in err
     assert not (tmp_path / "model").exists()
+
+
+def test_cli_backed_batch_size_top_genes_b_and_embedding_b_only_cells(tmp_path, small, capsys):
+    rna, adt = small
+    rna.write_h5ad(tmp_path / "rna.h5ad")
+    adt.write_h5ad(tmp_path / "adt.h5ad")
+    common = ["--quiet", "--seed", "1"]
+    model_dir = tmp_path / "model"
+    train = ["train", "--input-a", str(tmp_path / "rna.h5ad"), "--input-b", str(tmp_path / "adt.h5ad"),
+             "--n-nodes", "32", "--latent-dim", "4", "--max-epochs", "2", "--n-models", "1",
+             *common]  # fmt: skip
+    # files opened on disk train the model that the same files in memory train
+    assert main([*train, "--out", str(tmp_path / "backed"), "--backed"]) == 0
+    assert main([*train, "--out", str(tmp_path / "in_memory")]) == 0
+    backed, in_memory = (sclibra.LIBRA.load(tmp_path / d) for d in ("backed", "in_memory"))
+    np.testing.assert_allclose(
+        backed.predict(rna).X, in_memory.predict(rna).X, rtol=1e-5, atol=1e-6
+    )
+    # feature selection needs the data in memory: a clear error, not a traceback
+    assert main([*train, "--out", str(tmp_path / "no"), "--backed", "--n-top-genes-b", "40"]) == 2
+    assert "needs in-memory data" in capsys.readouterr().err
+    assert main([*train, "--out", str(model_dir), "--n-top-genes-b", "40"]) == 0
+    model = sclibra.LIBRA.load(model_dir)
+    assert len(model.features_b) == 40  # the 40 most variable proteins
+    same = sclibra.LIBRA(n_nodes=32, latent_dim=4, n_models=1, seed=1)
+    same.fit(rna, adt, n_top_genes_b=40, max_epochs=2, progress=False)
+    assert list(same.features_b) == list(model.features_b)
+    np.testing.assert_allclose(model.predict(rna).X, same.predict(rna).X, rtol=1e-5, atol=1e-6)
+    # predict from a backed file, in batches of 7 cells: the same as in memory
+    pred_path = tmp_path / "pred.h5ad"
+    assert main(["predict", "--model", str(model_dir), "--input", str(tmp_path / "rna.h5ad"),
+                 "--out", str(pred_path), "--backed", "--batch-size", "7", *common]) == 0  # fmt: skip
+    np.testing.assert_allclose(
+        ad.read_h5ad(pred_path).X, model.predict(rna).X, rtol=1e-5, atol=1e-6
+    )
+    # cells measured in B only need the second network: refused without it, placed with it
+    emb_args = ["embed", "--model", str(model_dir), "--input", str(tmp_path / "adt.h5ad"),
+                "--from-b", *common]  # fmt: skip
+    assert main([*emb_args, "--out", str(tmp_path / "b0.h5ad")]) == 2
+    assert "no B encoder" in capsys.readouterr().err
+    assert not (tmp_path / "b0.h5ad").exists()
+    model.fit_b_encoder(rna, adt, max_epochs=2, progress=False)
+    with_b = tmp_path / "with_b"
+    model.save(with_b)
+    emb_args[2] = str(with_b)
+    assert main([*emb_args, "--out", str(tmp_path / "b.h5ad"), "--key-added", "X_b"]) == 0
+    assert "(from ADT, second network)" in capsys.readouterr().out
+    emb = ad.read_h5ad(tmp_path / "b.h5ad")
+    np.testing.assert_allclose(emb.obsm["X_b"], model.get_latent_from_b(adt), rtol=1e-5, atol=1e-6)
+    assert emb.uns["sclibra"]["X_b"]["modality"] == "b"
+    # the same through sclibra.tl.libra; a bad modality is refused
+    b_only = adt.copy()
+    sclibra.tl.libra(b_only, model, modality="b", batch_size=11)
+    np.testing.assert_allclose(b_only.obsm["X_libra"], emb.obsm["X_b"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(sclibra.SclibraError, match="modality must be 'a' or 'b'"):
+        sclibra.tl.libra(adt.copy(), model, modality="B")

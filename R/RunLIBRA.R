@@ -200,9 +200,13 @@ RunLIBRA.default <- function(object, output, features = NULL, output.features = 
 
 #' @export
 print.LIBRAResult <- function(x, ...) {
+  predicted <- if (is.null(x$prediction)) {
+    "no prediction (cells placed from the output modality)"
+  } else {
+    sprintf("prediction %d features x %d cells", nrow(x$prediction), ncol(x$prediction))
+  }
   cat(sprintf(
-    "LIBRA result: embedding %d cells x %d, prediction %d features x %d cells\n",
-    nrow(x$embedding), ncol(x$embedding), nrow(x$prediction), ncol(x$prediction)
+    "LIBRA result: embedding %d cells x %d, %s\n", nrow(x$embedding), ncol(x$embedding), predicted
   ))
   print(x$model)
   invisible(x)

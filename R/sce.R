@@ -90,6 +90,9 @@
   }
   emb <- embedding[cells, , drop = FALSE]
   SingleCellExperiment::reducedDim(object, reduction.name) <- emb
+  if (is.null(prediction)) { # cells placed from the output modality: nothing predicted
+    return(object)
+  }
   pred <- prediction[, cells, drop = FALSE]
   assays <- stats::setNames(list(pred), assay_name)
   SingleCellExperiment::altExp(object, new.altexp.name) <-

@@ -275,6 +275,9 @@
   object[[reduction.name]] <- SeuratObject::CreateDimReducObject(
     embeddings = emb, assay = input.assay, key = reduction.key, misc = misc
   )
+  if (is.null(prediction)) { # cells placed from the output modality: nothing predicted
+    return(object)
+  }
   original <- rownames(prediction)
   safe <- .seurat_features(original)
   if (!identical(safe, original)) {

@@ -144,3 +144,41 @@ test_that("prediction and evaluation read the layer the model was trained on, un
     ignore_attr = TRUE, tolerance = 1e-5
   )
 })
+
+test_that("modality = 'output' places cells measured in the output modality only", {
+  need_core()
+  seu <- example_data("cite")
+  out <- run_fast(seu, input.assay = "RNA", output.assay = "ADT", train.cells = "is_train", max.epochs = 2)
+  model <- GetLIBRAModel(out)
+  adt_only <- subset(seu, features = rownames(seu[["ADT"]]))
+  SeuratObject::DefaultAssay(adt_only) <- "ADT"
+  adt_only[["RNA"]] <- NULL
+  # the second network does not exist yet: an R error saying how to get it, before any work
+  expect_error(LIBRAPredict(adt_only, model = model, modality = "output", verbose = FALSE),
+    "LIBRAConsistency", class = "sclibra_input_error"
+  )
+  out <- LIBRAConsistency(out, max.epochs = 2, verbose = FALSE)
+  model <- GetLIBRAModel(out)
+  placed <- LIBRAPredict(adt_only, model = model, modality = "output", batch.size = 17, verbose = FALSE)
+  emb <- SeuratObject::Embeddings(placed, "libra")
+  expect_equal(dim(emb), c(600L, ncol(SeuratObject::Embeddings(out, "libra"))))
+  expect_identical(rownames(emb), colnames(seu))
+  expect_false("predicted_ADT" %in% SeuratObject::Assays(placed)) # nothing is predicted
+  expect_identical(SeuratObject::DefaultAssay(placed[["libra"]]), "ADT")
+  # the same as the core's get_latent_from_b on the same cells
+  adt <- SeuratObject::GetAssayData(seu, assay = "ADT", slot = "data")
+  res <- LIBRAPredict(adt, model = model, modality = "output", verbose = FALSE)
+  expect_null(res$prediction)
+  expect_output(print(res), "no prediction")
+  expect_equal(unname(res$embedding), unname(emb), tolerance = 1e-5)
+  py <- sclibra:::.py_model(model)
+  ad <- sclibra:::.to_anndata(sclibra:::.align_features(adt, model$features.output, "ADT"), "ADT")
+  direct <- reticulate::py_to_r(py$get_latent_from_b(ad))
+  expect_equal(unname(res$embedding), unname(direct), tolerance = 1e-5)
+  # in-silico: cells placed from ADT lie near the same cells embedded from RNA (nn_consistency)
+  from_rna <- SeuratObject::Embeddings(out, "libra")
+  set.seed(1)
+  expect_lt(mean(rowSums((emb - from_rna)^2)), mean(rowSums((emb - from_rna[sample(600), ])^2)))
+  expect_error(LIBRAPredict(adt, model = model, modality = "ADT"), "modality", class = "sclibra_input_error")
+  expect_error(LIBRAPredict(adt, model = model, batch.size = 0), "batch.size")
+})

@@ -858,6 +858,20 @@ def resolve_labels(
     return s.astype(str)
 
 
+def resolve_pair_labels(labels, cells, ma: Matrix, mb: Matrix, *, name: str, what: str):
+    """:func:`resolve_labels` over paired cells: obs columns of A, then of B; an array may also
+    cover all of A's cells.
+    """
+    return resolve_labels(
+        labels,
+        cells,
+        obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
+        all_cells=ma.obs_names,
+        name=name,
+        what=what,
+    )
+
+
 def match_features(
     m: Matrix,
     features: pd.Index,

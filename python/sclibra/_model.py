@@ -24,7 +24,7 @@ from ._data import (
     mean_of_other_rows,
     pair_cells,
     report_gain_over_mean,
-    resolve_labels,
+    resolve_pair_labels,
     select_pair_cells,
     takes_fields,
     validate,
@@ -914,18 +914,12 @@ LIBRA.__doc__ = recipe_docstring(LIBRA.__doc__, "model")
 
 def _batch_labels(batch_key, ma: Matrix, mb: Matrix, cells: pd.Index) -> np.ndarray:
     """Each training cell's batch (``cells``, of the paired ``ma`` / ``mb``), checked before any
-    work starts: :func:`~sclibra._data.resolve_labels` reads an obs column of A or B, a Series
+    work starts: :func:`~sclibra._data.resolve_pair_labels` reads an obs column of A or B, a Series
     indexed by cell name, or an array over the training cells or over all of A's cells.
     """
-    labels = resolve_labels(
-        batch_key,
-        cells,
-        obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
-        all_cells=ma.obs_names,
-        name="batch_key",
-        what="training cells",
-    )
-    return labels.to_numpy()
+    return resolve_pair_labels(
+        batch_key, cells, ma, mb, name="batch_key", what="training cells"
+    ).to_numpy()
 
 
 def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -435,32 +435,19 @@ def _batch_labels(a, b, data_kwargs, cells, batch_key) -> pd.Series:
     """``fit_kwargs['batch_key']`` (an obs column name or labels) as a Series over the search
     cells, indexed by cell name: what every trial's ``LIBRA.fit`` reads.
     """
-    from sclibra._data import resolve_labels
+    from sclibra._data import resolve_pair_labels
 
     ma, mb = _matrices(a, b, data_kwargs)
-    return resolve_labels(
-        batch_key,
-        cells,
-        obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
-        all_cells=ma.obs_names,
-        name="batch_key",
-        what="search cells",
-    )
+    return resolve_pair_labels(batch_key, cells, ma, mb, name="batch_key", what="search cells")
 
 
 def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str, np.ndarray]:
     """Reference labels over the search cells: the user's labels, or each modality's clusters."""
     ma, mb = _matrices(a, b, data_kwargs)
     if labels is not None:
-        from sclibra._data import resolve_labels
+        from sclibra._data import resolve_pair_labels
 
-        ser = resolve_labels(
-            labels,
-            cells,
-            obs=[(ma.name, ma.obs), (mb.name, mb.obs)],
-            all_cells=ma.obs_names,
-            name="labels",
-        )
+        ser = resolve_pair_labels(labels, cells, ma, mb, name="labels", what="search cells")
         return {"labels": ser.astype(str).to_numpy()}
     from sclibra.metrics import cluster_modality
 

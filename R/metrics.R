@@ -224,8 +224,10 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
 #' @param refit Retrain the second network even if the model has one.
 #' @param col.name Seurat / SingleCellExperiment: metadata column for the per-cell distance
 #'   (`<col.name>_mode` gets `"low"` / `"high"`).
-#' @param ... Seurat spellings (`assay`, `layer`, `slot`, `input.layer`, `output.layer`);
-#'   any other argument is an error.
+#' @param ... The second network's schedule, as in `LIBRA.fit()` (R or Python spelling, e.g.
+#'   `validation.split = 0.2`, `early.stopping.patience = 10`, `min.delta = 0`; `NULL` or
+#'   absent: the model's preset), used when it trains; Seurat spellings (`assay`, `layer`,
+#'   `slot`, `input.layer`, `output.layer`). Any other argument is an error.
 #' @return Seurat / SingleCellExperiment: the object with the distances and modes in its
 #'   cell metadata, the summary in `Misc()` of the reduction / `metadata()$sclibra`, and the
 #'   updated model. Matrix: a list with `distances` (named by cell), `mode`, `threshold`,
@@ -242,13 +244,23 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
 #' table(seu$libra_consistency_mode)
 LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
 
+# The second network's schedule (LIBRA.fit_b_encoder(): the recipe's fit stage) from
+# `max.epochs` and the schedule arguments in `dots` (R or Python spelling), checked.
+.b_encoder_schedule <- function(max.epochs, dots, fn) {
+  schedule <- .core_args(dots, "schedule", fn, reserved = "max_epochs")$schedule
+  if (!is.null(max.epochs)) {
+    schedule$max_epochs <- .check_count(max.epochs, "max.epochs")
+  }
+  schedule
+}
+
 .consistency <- function(model, a, b, name_a, name_b, held.out, meta, max.epochs, refit,
-                         verbose) {
+                         verbose, dots = list()) {
   .check_flag(refit)
   .check_flag(verbose)
+  fit_kwargs <- .b_encoder_schedule(max.epochs, dots, "LIBRAConsistency")
   py <- .py_model(model)
   inputs <- .model_inputs(model, a, b, name_a, name_b)
-  fit_kwargs <- if (is.null(max.epochs)) list() else list(max_epochs = .check_count(max.epochs, "max.epochs"))
   res <- .py_call(.core()$metrics$nn_consistency, py, inputs$a, inputs$b,
     held_out = .resolve_held_out(held.out, inputs$cells, meta), refit = refit,
     fit_kwargs = reticulate::dict(fit_kwargs), progress = FALSE, .what = "nn_consistency",
@@ -277,8 +289,10 @@ LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
 #' @export
 LIBRAConsistency.default <- function(object, output, model, held.out = NULL, max.epochs = NULL,
                                      refit = FALSE, verbose = TRUE, ...) {
-  .check_dots(list(...), character(), "LIBRAConsistency")
-  .consistency(model, object, output, "input", "output", held.out, NULL, max.epochs, refit, verbose)
+  .consistency(model, object, output, "input", "output", held.out, NULL, max.epochs, refit,
+    verbose,
+    dots = list(...)
+  )
 }
 
 #' @rdname LIBRAConsistency
@@ -291,14 +305,16 @@ LIBRAConsistency.Seurat <- function(object, model = NULL, reduction = "libra", i
   al <- .seurat_aliases(list(...), list(
     input.assay = input.assay, input.slot = input.slot, output.slot = output.slot
   ), "LIBRAConsistency")
-  .check_dots(al$dots, character(), "LIBRAConsistency")
   stored <- is.null(model)
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
   m <- .model_matrices(
     object, model, al$values$input.assay, output.assay, al$values$input.slot,
     al$values$output.slot
   )
-  res <- .consistency(model, m$a, m$b, m$name_a, m$name_b, held.out, m$meta, max.epochs, refit, verbose)
+  res <- .consistency(model, m$a, m$b, m$name_a, m$name_b, held.out, m$meta, max.epochs, refit,
+    verbose,
+    dots = al$dots
+  )
   object[[col.name]] <- res$distances[colnames(object)]
   object[[paste0(col.name, "_mode")]] <- res$mode[colnames(object)]
   if (stored) {
@@ -321,11 +337,13 @@ LIBRAConsistency.SingleCellExperiment <- function(object, model = NULL, reductio
                                                   held.out = NULL, max.epochs = NULL,
                                                   refit = FALSE, col.name = "libra_consistency",
                                                   verbose = TRUE, ...) {
-  .check_dots(list(...), character(), "LIBRAConsistency")
   stored <- is.null(model)
   model <- model %||% GetLIBRAModel(object, reduction = reduction)
   m <- .model_matrices(object, model, input.assay, output.assay, NULL, NULL, input.altexp, output.altexp)
-  res <- .consistency(model, m$a, m$b, m$name_a, m$name_b, held.out, m$meta, max.epochs, refit, verbose)
+  res <- .consistency(model, m$a, m$b, m$name_a, m$name_b, held.out, m$meta, max.epochs, refit,
+    verbose,
+    dots = list(...)
+  )
   SummarizedExperiment::colData(object)[[col.name]] <- unname(res$distances[colnames(object)])
   SummarizedExperiment::colData(object)[[paste0(col.name, "_mode")]] <- unname(res$mode[colnames(object)])
   if (stored) {
@@ -360,8 +378,9 @@ LIBRAConsistency.SingleCellExperiment <- function(object, model = NULL, reductio
 #' @param plots Draw the figures into `out.dir` (default: yes when `out.dir` is given).
 #' @param overwrite Replace files sclibra wrote before in `out.dir`.
 #' @param ... Further arguments of the core's `sclibra.evaluate()` in R or Python spelling
-#'   (e.g. `n.pcs = 30`, `resolution = 0.5`); Seurat spellings (`assay`, `layer`, `slot`);
-#'   any other argument is an error.
+#'   (e.g. `n.pcs = 30`, `resolution = 0.5`); the second network's schedule, as in
+#'   [LIBRAConsistency()] (e.g. `validation.split = 0.2`); Seurat spellings (`assay`,
+#'   `layer`, `slot`). Any other argument is an error.
 #' @return A data.frame with one row per metric, split and method (columns as in the core's
 #'   table: `metric`, `value`, `split`, `method`, `reference`, `n_cells`). With `out.dir`, its
 #'   attribute `"files"` holds the paths of the files written, named by file name.
@@ -390,7 +409,9 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
                       refit, out.dir, plots, verbose, values) {
   .check_flag(verbose)
   .check_flag(refit)
-  settings <- .core_args(values, "evaluate", "LIBRAEvaluate", reserved = .evaluate_reserved)
+  settings <- .core_args(values, c("evaluate", "schedule"), "LIBRAEvaluate",
+    reserved = c(.evaluate_reserved, "max_epochs")
+  )
   .check_string(out.dir, "out.dir", null_ok = TRUE)
   plots <- plots %||% !is.null(out.dir)
   .check_flag(plots)
@@ -410,8 +431,12 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
     labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)), name = label_name)
   }
   ckw <- list(refit = refit)
+  schedule <- settings$schedule
   if (!is.null(max.epochs)) {
-    ckw$fit_kwargs <- list(max_epochs = .check_count(max.epochs, "max.epochs"))
+    schedule$max_epochs <- .check_count(max.epochs, "max.epochs")
+  }
+  if (length(schedule)) {
+    ckw$fit_kwargs <- schedule
   }
   if (!is.null(settings$evaluate$baselines)) {
     settings$evaluate$baselines <- as.list(settings$evaluate$baselines)

@@ -445,7 +445,7 @@ def core_arguments() -> dict:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
         }
 
-    from ._recipe import PRESETS
+    from ._recipe import FIT_KEYS, PRESETS
 
     def resolved(args):
         # a None default of LIBRA()/fit() means "the default preset's value"
@@ -458,4 +458,6 @@ def core_arguments() -> dict:
         "tune": arguments(tune),
         "evaluate": arguments(evaluate),
         "consistency": arguments(nn_consistency),
+        # the schedule of the second network (LIBRA.fit_b_encoder): the recipe's fit stage
+        "schedule": {k: PRESETS["default"][k] for k in FIT_KEYS},
     }

@@ -78,6 +78,30 @@ test_that("max.epochs of the second network: a model that has one says it is kep
   expect_error(LIBRAEvaluate(out, model = model, refit = NA, verbose = FALSE), "refit")
 })
 
+test_that("the second network's schedule reaches its training from LIBRAConsistency and LIBRAEvaluate", {
+  need_core()
+  out <- trained_cite()
+  model <- GetLIBRAModel(out)
+  history <- function() reticulate::py_to_r(sclibra:::.py_model(model)$b_encoder_history)
+  run <- function(...) LIBRAConsistency(out, max.epochs = 3, refit = TRUE, verbose = FALSE, ...)
+  run()
+  default_split <- history()
+  run(validation.split = 0.5)
+  half <- history()
+  expect_equal(nrow(half), 3L)
+  # another validation split: other cells monitor training, so other losses from epoch 1
+  expect_false(isTRUE(all.equal(half$val_loss, default_split$val_loss)))
+  run(validation_split = 0.5) # Python spelling: the same training
+  expect_equal(history()$val_loss, half$val_loss, tolerance = 1e-6)
+  LIBRAEvaluate(out,
+    baselines = character(), max.epochs = 3, refit = TRUE, validation.split = 0.5,
+    verbose = FALSE
+  )
+  expect_equal(history()$val_loss, half$val_loss, tolerance = 1e-6)
+  expect_error(run(validation.splt = 0.5), "validation.splt")
+  expect_error(run(batch.key = "batch"), "batch.key")
+})
+
 test_that("LIBRAEvaluate returns the tidy table of prediction and integration scores", {
   need_core()
   tab <- LIBRAEvaluate(trained_cite(),

@@ -15,7 +15,10 @@
 #' @inheritParams RunLIBRA
 #' @param grid Search space: a preset name (`"default"`, `"prediction"`, `"integration"`) or a
 #'   named list of candidate values, e.g. `list(n.nodes = c(64, 128), dropout = c(0.1, 0.3))`
-#'   (names in R style with dots or in Python style with underscores).
+#'   (names in R style with dots or in Python style with underscores). With `strategy =
+#'   "random"` or `"asha"` an entry may also be a distribution of the core to sample from,
+#'   e.g. `learning.rate = sclibra_python_module()$tune$loguniform(1e-4, 1e-2)` (also
+#'   `uniform`, `randint`, `choice`).
 #' @param objective `"prediction"`, `"integration"` or `"both"`.
 #' @param strategy `"asha"` (successive halving), `"random"` or `"grid"` (every combination).
 #' @param n.trials Number of configurations for `"random"` / `"asha"` (`NULL`: all of a

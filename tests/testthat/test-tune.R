@@ -124,6 +124,16 @@ test_that("grids are translated for the core and bad input is refused", {
   expect_error(TuneLIBRA(toy_matrix(), toy_matrix(prefix = "p"), backend = "ray", verbose = FALSE),
     "ray start --head", class = "sclibra_input_error"
   )
+  # a distribution of the core is sampled from, as documented
+  lr <- sclibra_python_module()$tune$loguniform(1e-4, 1e-2)
+  expect_identical(sclibra:::.grid_to_py(list(learning.rate = lr))$learning_rate, lr)
+  tuned <- TuneLIBRA(toy_matrix(n_cells = 60), toy_matrix(n_cells = 60, prefix = "p"),
+    grid = list(learning.rate = lr, n.nodes = 8), strategy = "random", n.trials = 3,
+    max.epochs = 1, out.dir = file.path(withr::local_tempdir(), "s"), verbose = FALSE
+  )
+  rates <- tuned$trials$learning_rate
+  expect_length(unique(rates), 3L)
+  expect_true(all(rates >= 1e-4 & rates <= 1e-2))
 })
 
 test_that("TuneLIBRA's progress and logs go through R's conditions: suppressMessages() silences them", {

@@ -165,13 +165,17 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
   if (inherits(object, "Seurat")) {
     input.assay <- input.assay %||% model$input.assay
     output.assay <- output.assay %||% model$output.assay
-    a <- .seurat_matrix(object, input.assay, input.slot %||% model$input.slot, "input.assay")
-    b <- .seurat_matrix(object, output.assay, output.slot %||% model$output.slot, "output.assay")
+    input.slot <- input.slot %||% .seurat_trained_layer(model$input.slot)
+    output.slot <- output.slot %||% .seurat_trained_layer(model$output.slot)
+    a <- .seurat_matrix(object, input.assay, input.slot, "input.assay")
+    b <- .seurat_matrix(object, output.assay, output.slot, "output.assay")
     meta <- .seurat_meta(object)
   } else {
     .need_sce()
-    a <- .sce_matrix(object, input.assay %||% model$input.slot %||% "logcounts", input.altexp, "input.assay")
-    b <- .sce_matrix(object, output.assay %||% model$output.slot %||% "logcounts", output.altexp, "output.assay")
+    input.assay <- input.assay %||% .sce_trained_assay(object, input.altexp, model$input.slot)
+    output.assay <- output.assay %||% .sce_trained_assay(object, output.altexp, model$output.slot)
+    a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")
+    b <- .sce_matrix(object, output.assay, output.altexp, "output.assay")
     input.assay <- input.altexp %||% .main_name(object)
     output.assay <- output.altexp %||% .main_name(object)
     meta <- .sce_meta(object)

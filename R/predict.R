@@ -127,7 +127,7 @@ LIBRAPredict.Seurat <- function(object, model = NULL, input.assay = NULL, slot =
   output <- .check_modality(modality) == "output"
   # the modality's own assay and layer by default: those the model was trained on
   trained <- if (output) model[c("output.assay", "output.slot")] else model[c("input.assay", "input.slot")]
-  slot <- al$values$input.slot %||% trained[[2]] %||% "data"
+  slot <- al$values$input.slot %||% .seurat_trained_layer(trained[[2]])
   if (is.null(input.assay)) {
     input.assay <- if (isTRUE(trained[[1]] %in% SeuratObject::Assays(object))) {
       trained[[1]]
@@ -165,7 +165,8 @@ LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay 
   .need_sce()
   model <- .check_model(model %||% GetLIBRAModel(object, reduction = reduction.name))
   output <- .check_modality(modality) == "output"
-  input.assay <- input.assay %||% (if (output) model$output.slot else model$input.slot) %||% "logcounts"
+  input.assay <- input.assay %||%
+    .sce_trained_assay(object, input.altexp, if (output) model$output.slot else model$input.slot)
   new.altexp.name <- new.altexp.name %||% paste0("predicted_", model$output.assay)
   .check_sce_targets(object, reduction.name, new.altexp.name)
   a <- .sce_matrix(object, input.assay, input.altexp, "input.assay")

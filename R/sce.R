@@ -36,6 +36,17 @@
 }
 
 # The features x cells matrix of an assay in the main or an alternative experiment.
+# The assay a model read a modality from (`slot`), when the experiment `altexp` (NULL: the main
+# one) has it; else "logcounts". A model trained on a Seurat object recorded a Seurat layer.
+.sce_trained_assay <- function(object, altexp, slot) {
+  exp <- if (is.null(altexp)) {
+    object
+  } else if (isTRUE(altexp %in% SingleCellExperiment::altExpNames(object))) {
+    SingleCellExperiment::altExp(object, altexp)
+  }
+  if (!is.null(exp) && isTRUE(slot %in% SummarizedExperiment::assayNames(exp))) slot else "logcounts"
+}
+
 .sce_matrix <- function(object, assay, altexp, what) {
   .check_string(assay, what)
   exp <- object

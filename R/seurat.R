@@ -121,6 +121,12 @@
   )
 }
 
+# The layer a model read a modality from (`slot`), when it is a Seurat layer; else "data". A
+# model trained on a SingleCellExperiment recorded an assay name such as "logcounts".
+.seurat_trained_layer <- function(slot) {
+  if (isTRUE(slot %in% c("counts", "data", "scale.data"))) slot else "data"
+}
+
 # The features x cells matrix of an assay layer ("slot" in Seurat 4), checked for presence.
 # SeuratObject 5: a layer split by `split()` (e.g. "data.batch1", "data.batch2") is read
 # across all its parts and returned in the object's cell order; parts with different

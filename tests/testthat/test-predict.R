@@ -182,3 +182,27 @@ test_that("modality = 'output' places cells measured in the output modality only
   expect_error(LIBRAPredict(adt, model = model, modality = "ADT"), "modality", class = "sclibra_input_error")
   expect_error(LIBRAPredict(adt, model = model, batch.size = 0), "batch.size")
 })
+
+test_that("a model trained on one kind of object applies to the other with the defaults", {
+  need_core()
+  skip_if_not_installed("SingleCellExperiment")
+  seu <- example_data("cite")
+  sce <- example_data("cite", "SingleCellExperiment")
+  from_seurat <- GetLIBRAModel(
+    run_fast(seu, input.assay = "RNA", output.assay = "ADT", train.cells = "is_train", max.epochs = 1)
+  )
+  expect_identical(from_seurat$input.slot, "data") # a Seurat layer: no such SCE assay
+  on_sce <- LIBRAPredict(sce, model = from_seurat, verbose = FALSE) # reads "logcounts"
+  expect_equal(unname(SingleCellExperiment::reducedDim(on_sce, "LIBRA")),
+    unname(LIBRAPredict(seu, model = from_seurat, reduction.name = "again", verbose = FALSE)[["again"]]@cell.embeddings),
+    tolerance = 1e-5
+  )
+  from_sce <- GetLIBRAModel(run_fast(sce, output.altexp = "ADT", max.epochs = 1))
+  expect_identical(from_sce$input.slot, "logcounts") # an SCE assay: no such Seurat layer
+  on_seurat <- LIBRAPredict(seu, model = from_sce, input.assay = "RNA", verbose = FALSE) # reads "data"
+  expect_equal(dim(SeuratObject::Embeddings(on_seurat, "libra")), c(600L, default_latent()))
+  ev <- LIBRAEvaluate(sce, model = from_seurat, output.altexp = "ADT", baselines = character(),
+    consistency = FALSE, verbose = FALSE
+  )
+  expect_true(any(ev$metric == "rmse"))
+})

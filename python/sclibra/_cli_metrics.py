@@ -37,6 +37,30 @@ def _headline(table) -> list[str]:
     return lines
 
 
+def _comma_list(text):
+    """``"a,b"`` -> ``["a", "b"]`` (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _baselines(text) -> tuple[str, ...]:
+    """The baselines of ``--baselines`` (all by default), checked against the core's list."""
+    from ._errors import SclibraError
+    from .metrics._baselines import BASELINE_METHODS
+
+    if text is None:
+        return BASELINE_METHODS
+    chosen = tuple(_comma_list(text))
+    unknown = [b for b in chosen if b not in BASELINE_METHODS]
+    if unknown or not chosen:
+        raise SclibraError(
+            f"--baselines {text!r}: choose from {', '.join(BASELINE_METHODS)} (comma-separated), "
+            "or --no-baselines"
+        )
+    return chosen
+
+
 def _metrics(args) -> int:
     """Evaluate a saved LIBRA model on paired data: prediction error (held-out and training
     cells) beside mean/kNN/ridge baselines, PPJI/ARI/NMI/silhouette of the latent space, and
@@ -49,6 +73,7 @@ def _metrics(args) -> int:
     from ._report import evaluate
 
     apply_common(args)
+    baselines = () if args.no_baselines else _baselines(args.baselines)
     check_output(args.out_dir, args.overwrite, folder=True)
     if args.save_model:
         check_output(
@@ -66,11 +91,13 @@ def _metrics(args) -> int:
         labels=args.labels,
         held_out=args.held_out_key,
         **options(args, PAIR_OPTIONS),
-        baselines=() if args.no_baselines else ("mean", "knn", "ridge"),
+        baselines=baselines,
         consistency=not args.no_consistency,
         consistency_kwargs={"fit_kwargs": fit_kwargs, "refit": args.refit_consistency},
         n_neighbors=args.n_neighbors,
         resolution=args.resolution,
+        n_pcs=args.n_pcs,
+        plot_features=_comma_list(args.plot_features),
         seed=args.seed,
         out_dir=args.out_dir,
         overwrite=args.overwrite,
@@ -118,6 +145,23 @@ def register(sub) -> None:
     )
     p.add_argument("--no-consistency", action="store_true", help="skip nn_consistency")
     p.add_argument("--no-baselines", action="store_true", help="skip the baselines")
+    p.add_argument(
+        "--baselines",
+        default=None,
+        help="comma-separated baselines to run (default: all of mean, knn, ridge)",
+    )
+    p.add_argument(
+        "--n-pcs",
+        type=int,
+        default=50,
+        help="PCA size for the kNN / ridge baselines and the single-modality clusters (50)",
+    )
+    p.add_argument(
+        "--plot-features",
+        default=None,
+        help="comma-separated features of B for the predicted-vs-measured plot "
+        "(default: the 4 most variable)",
+    )
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument(
         "--save-model",

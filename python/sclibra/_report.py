@@ -19,6 +19,20 @@ from .metrics import evaluate as _scores
 TABLES = ("scores.csv", "per_feature_mse.csv", "per_cell.csv")
 
 
+def _check_plot_features(features, model) -> None:
+    """Feature names for the predicted-vs-measured plot must be features of the model's B."""
+    if isinstance(features, str):
+        features = [features]
+    names = [f for f in features if isinstance(f, str)]
+    known = set(map(str, getattr(model, "features_b", [])))
+    unknown = [f for f in names if f not in known]
+    if known and unknown:
+        raise SclibraError(
+            f"plot_features: {len(unknown)} not among the model's {len(known)} features of "
+            f"{model.names_[1]}: {format_names(unknown)}"
+        )
+
+
 def evaluate(
     model,
     adata_a,
@@ -77,6 +91,8 @@ def evaluate(
     seed = (settings.seed if settings.seed is not None else 0) if seed is None else int(seed)
     make_plots = (out_dir is not None or details) if plots is None else bool(plots)
     names = list(TABLES) + ([f"{f}.png" for f in pl.EVALUATION_FIGURES] if make_plots else [])
+    if make_plots and plot_features is not None:  # checked before any work, not after it
+        _check_plot_features(plot_features, model)
     out = _check_out_dir(out_dir, overwrite, names)
     ev = _scores(model, adata_a, adata_b, labels, seed=seed, details=True, **kwargs)
     if make_plots:

@@ -548,7 +548,7 @@ def test_evaluate_table_and_files(multiome, multiome_model, tmp_path):
         sclibra.metrics.evaluate(model, atac, rna, labels="nope", consistency=False)
 
 
-def test_cli_metrics(multiome_model, tmp_path):
+def test_cli_metrics(multiome_model, tmp_path, capsys):
     from sclibra.cli import main
     from sclibra.datasets import extdata_dir
 
@@ -588,6 +588,20 @@ def test_cli_metrics(multiome_model, tmp_path):
         main(args + ["--out-dir", str(tmp_path / "o2"), "--held-out-key", "cell_type", "--quiet"])
         == 2
     )
+    # a choice of baselines, the PCA size and the plotted features reach the evaluation
+    chosen = [*args, "--labels", "cell_type", "--no-consistency", "--quiet"]
+    assert main([*chosen, "--out-dir", str(tmp_path / "b1"), "--baselines", "mean, ridge",
+                 "--n-pcs", "20", "--plot-features", "RPL22,HBB"]) == 0  # fmt: skip
+    methods = set(pd.read_csv(tmp_path / "b1" / "scores.csv")["method"].dropna())
+    assert {"baseline_mean", "baseline_ridge"} <= methods
+    assert "baseline_knn" not in methods
+    assert (tmp_path / "b1" / "predicted_vs_measured.png").stat().st_size > 1000
+    bad = [*chosen, "--out-dir", str(tmp_path / "b2")]
+    assert main([*bad, "--baselines", "mean,svm"]) == 2
+    assert "choose from mean, knn, ridge" in capsys.readouterr().err
+    assert main([*bad, "--plot-features", "RPL22,NOPE1"]) == 2
+    assert "1 not among the model's" in capsys.readouterr().err
+    assert not (tmp_path / "b2").exists()  # refused before any work or file
     # the second network: trained with --consistency-epochs, kept by --save-model; a later
     # --consistency-epochs retrains it only with --refit-consistency
     common = ["--no-baselines", "--no-plots", "--quiet"]

@@ -146,7 +146,7 @@ RunLIBRA <- function(object, ...) UseMethod("RunLIBRA")
   .check_key(key)
   py <- .py(do.call(.core()$LIBRA, settings$model), "Creating the LIBRA model")
   pair <- do.call(.prepare_pair, c(pair_args, list(verbose = verbose)))
-  fit_defaults <- .core_defaults("fit")
+  fit_defaults <- reticulate::py_to_r(py$fit_defaults) # the model's preset's schedule
   progress <- .progress(verbose, "LIBRA",
     max.epochs = settings$fit$max_epochs %||% fit_defaults$max_epochs,
     patience = settings$fit$early_stopping_patience %||% fit_defaults$early_stopping_patience

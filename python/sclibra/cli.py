@@ -80,7 +80,7 @@ def _saved_model_and_input(args):
     apply_common(args)
     check_output(args.out, args.overwrite)
     model = LIBRA.load(args.model, device=args.device)
-    return model, read_input(args.input, args.mod, backed=args.backed)
+    return model, read_input(args.input, args.mod, backed=getattr(args, "backed", False))
 
 
 def _predict(args) -> int:
@@ -103,8 +103,6 @@ def _embed(args) -> int:
     from .tl import libra
 
     model, a = _saved_model_and_input(args)
-    if getattr(a, "isbacked", False):
-        a = a.to_memory()
     libra(
         a,
         model,
@@ -183,7 +181,8 @@ def register(sub) -> None:
         p.add_argument(
             "--batch-size", type=int, default=None, help="cells per batch (default: the core's)"
         )
-        add_backed_arg(p)
+        if name == "predict":  # embed writes the input itself back, so it reads it whole
+            add_backed_arg(p)
         if name == "embed":
             p.add_argument("--key-added", default="X_libra", help="obsm key (default: X_libra)")
             p.add_argument(

@@ -49,7 +49,9 @@
 #'   a message). `NULL` (default): a random split.
 #' @param n.layers,n.nodes,alpha,dropout,latent.dim Architecture: blocks in the encoder
 #'   (mirrored in the decoder), width of the first block (halved in each further block),
-#'   LeakyReLU negative slope, dropout rate and size of the shared latent space. `NULL` (the
+#'   LeakyReLU negative slope, dropout rate and size of the shared latent space per network
+#'   (an ensemble, `n.models` in `...`, puts its networks' side by side: the reduction has
+#'   `n.models * latent.dim` columns, 3 x 32 by default). `NULL` (the
 #'   default for every hyperparameter) means the core's default: see `sclibra.LIBRA` in the
 #'   Python documentation; the core checks every value.
 #' @param batch.size,learning.rate,max.epochs,validation.split,early.stopping.patience

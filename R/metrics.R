@@ -380,7 +380,8 @@ LIBRAConsistency.SingleCellExperiment <- function(object, model = NULL, reductio
 #'   `per_cell.csv` and, with `plots`, the figures (`loss.png`, `jaccard.png`,
 #'   `consistency.png`, `umap.png`, `predicted_vs_measured.png`).
 #' @param plots Draw the figures into `out.dir` (default: yes when `out.dir` is given).
-#' @param overwrite Replace files sclibra wrote before in `out.dir`.
+#' @param overwrite Replace existing result files of the same names in `out.dir` (other
+#'   files there are never touched).
 #' @param ... Further arguments of the core's `sclibra.evaluate()` in R or Python spelling
 #'   (e.g. `n.pcs = 30`, `resolution = 0.5`); the second network's schedule, as in
 #'   [LIBRAConsistency()] (e.g. `validation.split = 0.2`); Seurat spellings (`assay`,

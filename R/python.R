@@ -41,8 +41,9 @@
 #' The Python interpreter sclibra will use
 #'
 #' Resolution order: the `SCLIBRA_PYTHON` environment variable (a Python executable or a
-#' virtualenv directory), then `RETICULATE_PYTHON`, then the virtualenv made by
-#' [install_sclibra()] (`r-sclibra`), then a Python that reticulate has already started.
+#' virtualenv directory), then a Python that reticulate has already started in this session
+#' (there can be only one), then `RETICULATE_PYTHON`, then the virtualenv made by
+#' [install_sclibra()] (`r-sclibra`), then `python3` or `python` on the `PATH`.
 #'
 #' @return The path of a Python executable, or `NULL` when none is known; the attribute
 #'   `"source"` says where it came from.

@@ -7,8 +7,9 @@
 #' [SaveLIBRA()] and read with [LoadLIBRA()], in either language.
 #'
 #' @section Python: The core is loaded on first use. sclibra uses, in this order, the Python
-#'   given by the environment variable `SCLIBRA_PYTHON`, `RETICULATE_PYTHON`, the virtualenv
-#'   made by [install_sclibra()], or one found on the `PATH`. Before Python is started in the
+#'   given by the environment variable `SCLIBRA_PYTHON`, one reticulate has already started in
+#'   the session, `RETICULATE_PYTHON`, the virtualenv made by [install_sclibra()], or one found
+#'   on the `PATH` (see [sclibra_python()]). Before Python is started in the
 #'   R session, known traps are checked and explained: NumPy 2 with reticulate < 1.36, the R
 #'   `torch` package loaded in the session (two libtorch builds clash), Python or modules
 #'   missing. See [sclibra_available()] and [sclibra_config()].
@@ -21,7 +22,7 @@
 #'   any copy and transposed into a C-ordered view. Nothing is densified. Selecting a subset
 #'   of features (e.g. variable features) copies the matrix once in R instead. Cell and feature names travel unchanged; a Seurat assay
 #'   created from predictions gets Seurat-safe feature names (`_` and `|` become `-`), with
-#'   the original names in its `meta.features`. Results (embedding, prediction) come back once,
+#'   the original names in its feature metadata column `libra.feature`. Results (embedding, prediction) come back once,
 #'   as dense matrices. Errors from Python arrive as R errors carrying the core's message.
 #'
 #' @keywords internal

@@ -594,7 +594,8 @@ class LIBRA:
         *,
         inputs: CellInputs,  # the arguments layer, obsm, mod, fill_missing, batch_size
     ) -> np.ndarray:
-        """Coordinates of cells in the shared latent space (cells x ``latent_dim``).
+        """Coordinates of cells in the shared latent space (cells x ``latent_width_``:
+        ``latent_dim`` per ensemble member, the members side by side).
 
         Parameters
         ----------

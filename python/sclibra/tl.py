@@ -39,7 +39,7 @@ def libra(
         (:meth:`~sclibra.LIBRA.get_latent_from_b`; trained by
         :meth:`~sclibra.LIBRA.fit_b_encoder` or :func:`sclibra.metrics.nn_consistency`).
     batch_size
-        Cells per batch (default: the model's).
+        Cells per batch (default: 1,024).
     copy
         Return a modified copy instead of writing to ``adata`` (in-memory data only: a backed
         AnnData cannot be copied without a file, so ``copy=True`` refuses one).

@@ -175,7 +175,7 @@ LIBRAPredict.SingleCellExperiment <- function(object, model = NULL, input.assay 
     modality = modality, batch.size = batch.size
   )
   object <- .sce_store(
-    object, res$embedding, res$prediction, model$output.slot %||% "logcounts", reduction.name,
+    object, res$embedding, res$prediction, .sce_prediction_assay(model$output.slot), reduction.name,
     new.altexp.name
   )
   store <- S4Vectors::metadata(object)[["sclibra"]] %||% list()

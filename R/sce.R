@@ -36,6 +36,12 @@
 }
 
 # The features x cells matrix of an assay in the main or an alternative experiment.
+# The assay name of a prediction in an SCE: the one its model's output was read from, with a
+# Seurat-trained model's normalised layer ("data") named as Bioconductor does ("logcounts").
+.sce_prediction_assay <- function(slot) {
+  if (is.null(slot) || slot %in% c("data", "scale.data")) "logcounts" else slot
+}
+
 # The assay a model read a modality from (`slot`), when the experiment `altexp` (NULL: the main
 # one) has it; else "logcounts". A model trained on a Seurat object recorded a Seurat layer.
 .sce_trained_assay <- function(object, altexp, slot) {

@@ -193,6 +193,8 @@ test_that("a model trained on one kind of object applies to the other with the d
   )
   expect_identical(from_seurat$input.slot, "data") # a Seurat layer: no such SCE assay
   on_sce <- LIBRAPredict(sce, model = from_seurat, verbose = FALSE) # reads "logcounts"
+  predicted <- SingleCellExperiment::altExp(on_sce, "predicted_ADT")
+  expect_identical(SummarizedExperiment::assayNames(predicted), "logcounts") # not Seurat's "data"
   expect_equal(unname(SingleCellExperiment::reducedDim(on_sce, "LIBRA")),
     unname(LIBRAPredict(seu, model = from_seurat, reduction.name = "again", verbose = FALSE)[["again"]]@cell.embeddings),
     tolerance = 1e-5

@@ -21,12 +21,13 @@ TABLES = ("scores.csv", "per_feature_mse.csv", "per_cell.csv")
 
 def _check_plot_features(features, model) -> None:
     """Feature names for the predicted-vs-measured plot must be features of the model's B."""
+    if model.features_b is None:  # not trained: the scores' own check says so
+        return
     if isinstance(features, str):
         features = [features]
-    names = [f for f in features if isinstance(f, str)]
-    known = set(map(str, getattr(model, "features_b", [])))
-    unknown = [f for f in names if f not in known]
-    if known and unknown:
+    known = set(map(str, model.features_b))
+    unknown = [f for f in features if isinstance(f, str) and f not in known]
+    if unknown:
         raise SclibraError(
             f"plot_features: {len(unknown)} not among the model's {len(known)} features of "
             f"{model.names_[1]}: {format_names(unknown)}"

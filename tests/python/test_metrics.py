@@ -618,6 +618,19 @@ def test_cli_metrics(multiome_model, tmp_path, capsys):
     assert len(LIBRA.load(again).b_encoder_history) == 4
 
 
+def test_plot_features_are_checked_before_any_work(multiome, multiome_model, tmp_path):
+    from sclibra import evaluate
+
+    rna, atac = multiome
+    out = tmp_path / "ev"
+    with pytest.raises(SclibraError, match=r"plot_features: 1 not among the model's 600 features"):
+        evaluate(multiome_model, atac, rna, plot_features=["HBB", "NOPE1"], out_dir=out)
+    assert not out.exists()
+    # an untrained model gets the scores' own message, not a TypeError from the check
+    with pytest.raises(SclibraError, match="not trained"):
+        evaluate(LIBRA(), atac, rna, plot_features="HBB", plots=True)
+
+
 def test_labels_and_held_out_from_either_modality(multiome, multiome_model):
     rna, atac = multiome
     bare = atac.copy()

@@ -75,9 +75,7 @@ def _tune(args) -> int:
     fit_kwargs = {"validation_split": args.validation_split}
     if args.early_stopping_patience is not None:
         fit_kwargs["early_stopping_patience"] = args.early_stopping_patience
-    if args.batch_key is not None:
-        fit_kwargs["batch_key"] = args.batch_key
-    for name in (*_fixed_fit(), "n_top_genes"):
+    for name in (*_fixed_fit(), "n_top_genes", "batch_key"):
         if getattr(args, name) is not None:
             fit_kwargs[name] = getattr(args, name)
     if args.allow_counts:

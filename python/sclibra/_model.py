@@ -275,8 +275,10 @@ class LIBRA:
         if len(cells) == 0:
             raise SclibraError(f"train={train!r} selects no cells")
         batches = None
-        if batch_key is not None:
-            batches = _batch_labels(batch_key, ma, mb, cells)
+        if batch_key is not None:  # each training cell's batch, checked before any work
+            batches = resolve_pair_labels(
+                batch_key, cells, ma, mb, name="batch_key", what="training cells"
+            ).to_numpy()
         ma, mb = ma.subset_cells(cells), mb.subset_cells(cells)
         if n_top_genes is not None:
             ma = _select_hvg(ma, n_top_genes)
@@ -911,16 +913,6 @@ class LIBRA:
 
 
 LIBRA.__doc__ = recipe_docstring(LIBRA.__doc__, "model")
-
-
-def _batch_labels(batch_key, ma: Matrix, mb: Matrix, cells: pd.Index) -> np.ndarray:
-    """Each training cell's batch (``cells``, of the paired ``ma`` / ``mb``), checked before any
-    work starts: :func:`~sclibra._data.resolve_pair_labels` reads an obs column of A or B, a Series
-    indexed by cell name, or an array over the training cells or over all of A's cells.
-    """
-    return resolve_pair_labels(
-        batch_key, cells, ma, mb, name="batch_key", what="training cells"
-    ).to_numpy()
 
 
 def _split_validation(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sclibra._data import PairInputs, pair_cells, takes_fields
+from sclibra._data import (
+    PairInputs,
+    pair_cells,
+    resolve_pair_labels,
+    select_pair_cells,
+    takes_fields,
+)
 from sclibra._errors import SclibraError
 from sclibra._settings import logger, settings
 
@@ -206,13 +212,16 @@ def tune(
         progress = settings.progress
 
     data_kwargs = inputs.given()
-    cells, feats = _search_cells(a, b, data_kwargs, train)
+    ma, mb = _matrices(a, b, data_kwargs)  # read once: the cells, batches and references
+    cells = _search_cells(ma, mb, train)
     if fit_kwargs.get("batch_key") is not None:
         # read and checked once, before any trial: each trial reads these labels by cell name
-        fit_kwargs["batch_key"] = _batch_labels(a, b, data_kwargs, cells, fit_kwargs["batch_key"])
+        fit_kwargs["batch_key"] = resolve_pair_labels(
+            fit_kwargs["batch_key"], cells, ma, mb, name="batch_key", what="search cells"
+        )
     references = None
     if objective != "prediction":
-        references = _references(a, b, data_kwargs, cells, labels, cluster_resolution, order_seed)
+        references = _references(ma, mb, cells, labels, cluster_resolution, order_seed)
     data = SearchData(a=a, b=b, data_kwargs=data_kwargs, cells=list(cells), references=references)
 
     trainer = trainer or libra_trainer
@@ -232,8 +241,8 @@ def tune(
         "data": {
             "n_cells": len(cells),
             "cells": _hash(cells),
-            "features_a": _hash(feats[0]),
-            "features_b": _hash(feats[1]),
+            "features_a": _hash(ma.features),
+            "features_b": _hash(mb.features),
             **{k: str(v) for k, v in data_kwargs.items()},
         },
         "references": None if references is None else {k: _hash(v) for k, v in references.items()},
@@ -418,35 +427,19 @@ def _matrices(a, b, data_kwargs):
     return pair_cells(*PairInputs(**data_kwargs).read(a, b))
 
 
-def _search_cells(a, b, data_kwargs, train):
-    """The paired cells selected by ``train`` (in A's order) and both feature lists."""
-    from sclibra._data import select_pair_cells
-
-    ma, mb = _matrices(a, b, data_kwargs)
+def _search_cells(ma, mb, train) -> pd.Index:
+    """The paired cells of ``ma`` / ``mb`` selected by ``train`` (in A's order)."""
     cells = select_pair_cells(train, ma, mb, what="train")
     if len(cells) < 10:
         raise SclibraError(
             f"train={train!r} selects {len(cells)} cells; a search needs at least 10"
         )
-    return pd.Index(cells), (ma.features, mb.features)
+    return pd.Index(cells)
 
 
-def _batch_labels(a, b, data_kwargs, cells, batch_key) -> pd.Series:
-    """``fit_kwargs['batch_key']`` (an obs column name or labels) as a Series over the search
-    cells, indexed by cell name: what every trial's ``LIBRA.fit`` reads.
-    """
-    from sclibra._data import resolve_pair_labels
-
-    ma, mb = _matrices(a, b, data_kwargs)
-    return resolve_pair_labels(batch_key, cells, ma, mb, name="batch_key", what="search cells")
-
-
-def _references(a, b, data_kwargs, cells, labels, resolution, seed) -> dict[str, np.ndarray]:
+def _references(ma, mb, cells, labels, resolution, seed) -> dict[str, np.ndarray]:
     """Reference labels over the search cells: the user's labels, or each modality's clusters."""
-    ma, mb = _matrices(a, b, data_kwargs)
     if labels is not None:
-        from sclibra._data import resolve_pair_labels
-
         ser = resolve_pair_labels(labels, cells, ma, mb, name="labels", what="search cells")
         return {"labels": ser.astype(str).to_numpy()}
     from sclibra.metrics import cluster_modality

@@ -248,10 +248,9 @@ PPJI.SingleCellExperiment <- function(object, reference = "cell_type", reduction
 #' table(seu$libra_consistency_mode)
 LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
 
-# The second network's schedule (LIBRA.fit_b_encoder(): the recipe's fit stage) from
-# `max.epochs` and the schedule arguments in `dots` (R or Python spelling), checked.
-.b_encoder_schedule <- function(max.epochs, dots, fn) {
-  schedule <- .core_args(dots, "schedule", fn, reserved = "max_epochs")$schedule
+# The second network's schedule (LIBRA.fit_b_encoder(): the recipe's fit stage): `schedule`
+# (the core's arguments the user gave, from .core_args(..., "schedule")) with `max.epochs`.
+.b_encoder_schedule <- function(max.epochs, schedule) {
   if (!is.null(max.epochs)) {
     schedule$max_epochs <- .check_count(max.epochs, "max.epochs")
   }
@@ -262,7 +261,9 @@ LIBRAConsistency <- function(object, ...) UseMethod("LIBRAConsistency")
                          verbose, dots = list()) {
   .check_flag(refit)
   .check_flag(verbose)
-  fit_kwargs <- .b_encoder_schedule(max.epochs, dots, "LIBRAConsistency")
+  fit_kwargs <- .b_encoder_schedule(
+    max.epochs, .core_args(dots, "schedule", "LIBRAConsistency", reserved = "max_epochs")$schedule
+  )
   py <- .py_model(model)
   inputs <- .model_inputs(model, a, b, name_a, name_b)
   res <- .py_call(.core()$metrics$nn_consistency, py, inputs$a, inputs$b,
@@ -436,10 +437,7 @@ LIBRAEvaluate <- function(object, ...) UseMethod("LIBRAEvaluate")
     labels <- pd$Series(as.list(unname(labels)), index = as.list(names(labels)), name = label_name)
   }
   ckw <- list(refit = refit)
-  schedule <- settings$schedule
-  if (!is.null(max.epochs)) {
-    schedule$max_epochs <- .check_count(max.epochs, "max.epochs")
-  }
+  schedule <- .b_encoder_schedule(max.epochs, settings$schedule)
   if (length(schedule)) {
     ckw$fit_kwargs <- schedule
   }

@@ -127,14 +127,9 @@ TuneLIBRA <- function(object, ...) UseMethod("TuneLIBRA")
   .check_flag(verbose)
   pair <- do.call(.prepare_pair, c(pair_args, list(verbose = verbose)))
   # cells outside the search may lack a label (unannotated or held-out cells); search cells not
-  labels <- .resolve_labels(labels, pair$cells, pair_args$meta, na.ok = TRUE)
-  unlabelled <- intersect(unlist(pair$train) %||% pair$cells, names(labels)[is.na(labels)])
-  if (length(unlabelled)) {
-    .abort(c(
-      "{.arg labels}: {length(unlabelled)} search cell{?s} {?has/have} no label (NA): {(.some(unlabelled))}.",
-      i = "Cells outside {.arg train.cells} may be NA."
-    ), class = "sclibra_na_error")
-  }
+  labels <- .resolve_labels(labels, pair$cells, pair_args$meta,
+    required = unlist(pair$train) %||% pair$cells, what = "search cell"
+  )
   objective <- settings$tune$objective %||% .core_defaults("tune")$objective
   if (!identical(objective, "prediction") && is.null(labels)) {
     .msg(verbose, "No {.arg labels}: integration is scored against clusters of each modality alone.")

@@ -232,7 +232,10 @@
 }
 
 # Labels over `cells`: a metadata column name or a vector (named by cell, or in cell order).
-.resolve_labels <- function(labels, cells, meta = NULL, arg = "labels", na.ok = FALSE) {
+# Labels may be NA only outside `required` (the cells that need one: all by default), which
+# the error calls `what`s.
+.resolve_labels <- function(labels, cells, meta = NULL, arg = "labels", required = cells,
+                            what = "cell") {
   if (is.null(labels)) {
     return(NULL)
   }
@@ -252,11 +255,14 @@
       class = "sclibra_input_error"
     )
   }
-  labels <- as.character(labels)
-  if (!na.ok && anyNA(labels)) {
-    .abort("{.arg {arg}} has {sum(is.na(labels))} missing (NA) label{?s}.", class = "sclibra_na_error")
+  labels <- stats::setNames(as.character(labels), cells)
+  unlabelled <- intersect(required, cells[is.na(labels)])
+  if (length(unlabelled)) {
+    .abort("{.arg {arg}}: {length(unlabelled)} {what}{?s} {?has/have} no label (NA): {(.some(unlabelled))}.",
+      class = "sclibra_na_error"
+    )
   }
-  stats::setNames(labels, cells)
+  labels
 }
 
 # Each paired cell's batch for `batch.key` (a metadata column name, or one label per cell,
@@ -274,18 +280,7 @@
       class = "sclibra_input_error"
     )
   }
-  if (is.factor(batch.key)) {
-    batch.key <- stats::setNames(as.character(batch.key), names(batch.key))
-  }
-  labels <- .resolve_labels(batch.key, cells, meta, arg, na.ok = TRUE)
-  missing <- intersect(train %||% cells, cells[is.na(labels)])
-  if (length(missing)) {
-    .abort(c(
-      "{.arg {arg}}: {length(missing)} training cell{?s} {?has/have} no batch (NA): {(.some(missing))}.",
-      i = "Every training cell needs a batch; held-out cells may be NA."
-    ), class = "sclibra_na_error")
-  }
-  labels
+  .resolve_labels(batch.key, cells, meta, arg, required = train %||% cells, what = "training cell")
 }
 
 # The core's fit arguments `fit` with `batch_key` (as the user gave it) replaced by the paired

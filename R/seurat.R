@@ -124,8 +124,11 @@
 # The layer a model read a modality from (`slot`), when it is a Seurat layer; else "data". A
 # model trained on a SingleCellExperiment recorded an assay name such as "logcounts".
 .seurat_trained_layer <- function(slot) {
-  if (isTRUE(slot %in% c("counts", "data", "scale.data"))) slot else "data"
+  if (isTRUE(slot %in% .seurat_slots)) slot else "data"
 }
+
+# The slots of a Seurat 4 assay (SeuratObject 5 layers may have other names).
+.seurat_slots <- c("counts", "data", "scale.data")
 
 # The features x cells matrix of an assay layer ("slot" in Seurat 4), checked for presence.
 # SeuratObject 5: a layer split by `split()` (e.g. "data.batch1", "data.batch2") is read
@@ -138,9 +141,8 @@
   x <- if (.seurat_v5()) {
     .seurat_layer_v5(object, assay, slot, what)
   } else {
-    valid <- c("counts", "data", "scale.data")
-    if (!slot %in% valid) {
-      .abort("Slot {.val {slot}} does not exist; use one of {.val {valid}}.",
+    if (!slot %in% .seurat_slots) {
+      .abort("Slot {.val {slot}} does not exist; use one of {.val {(.seurat_slots)}}.",
         class = "sclibra_missing_slot"
       )
     }

@@ -37,6 +37,10 @@ def _headline(table) -> list[str]:
     return lines
 
 
+#: scoring options passed to evaluate() under their own names, when given
+_SCORE_OPTIONS = ("n_neighbors", "resolution", "n_pcs")
+
+
 def _comma_list(text):
     """``"a,b"`` -> ``["a", "b"]`` (``None`` stays ``None``)."""
     if text is None:
@@ -94,9 +98,8 @@ def _metrics(args) -> int:
         baselines=baselines,
         consistency=not args.no_consistency,
         consistency_kwargs={"fit_kwargs": fit_kwargs, "refit": args.refit_consistency},
-        n_neighbors=args.n_neighbors,
-        resolution=args.resolution,
-        n_pcs=args.n_pcs,
+        # only the options given: evaluate() holds their defaults
+        **{k: v for k, v in options(args, _SCORE_OPTIONS).items() if v is not None},
         plot_features=_comma_list(args.plot_features),
         seed=args.seed,
         out_dir=args.out_dir,
@@ -129,8 +132,18 @@ def register(sub) -> None:
         default=None,
         help="boolean obs column marking held-out cells (default: cells the model was not trained on)",
     )
-    p.add_argument("--n-neighbors", type=int, default=10, help="k-NN graph size for Leiden (10)")
-    p.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution (1.0)")
+    p.add_argument(
+        "--n-neighbors",
+        type=int,
+        default=None,
+        help="k-NN graph size for Leiden (default: sclibra.evaluate's)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="Leiden resolution (default: sclibra.evaluate's)",
+    )
     p.add_argument(
         "--consistency-epochs",
         type=int,
@@ -153,8 +166,9 @@ def register(sub) -> None:
     p.add_argument(
         "--n-pcs",
         type=int,
-        default=50,
-        help="PCA size for the kNN / ridge baselines and the single-modality clusters (50)",
+        default=None,
+        help="PCA size for the kNN / ridge baselines and the single-modality clusters "
+        "(default: sclibra.evaluate's)",
     )
     p.add_argument(
         "--plot-features",

@@ -595,6 +595,13 @@ def test_cli_metrics(multiome_model, tmp_path, capsys):
     methods = set(pd.read_csv(tmp_path / "b1" / "scores.csv")["method"].dropna())
     assert {"baseline_mean", "baseline_ridge"} <= methods
     assert "baseline_knn" not in methods
+
+    def ridge_rmse(folder):
+        t = pd.read_csv(folder / "scores.csv")
+        pick = (t.metric == "rmse") & (t.split == "held_out") & (t.method == "baseline_ridge")
+        return float(t.loc[pick, "value"].iloc[0])
+
+    assert ridge_rmse(tmp_path / "b1") != pytest.approx(ridge_rmse(out))  # 20 PCs, not 50
     assert (tmp_path / "b1" / "predicted_vs_measured.png").stat().st_size > 1000
     bad = [*chosen, "--out-dir", str(tmp_path / "b2")]
     assert main([*bad, "--baselines", "mean,svm"]) == 2

@@ -37,7 +37,8 @@ Peers do not change when sclibra changes: their scores are cached under ``benchm
 added when scvi-tools is available. ``--variant NAME --model-kwargs JSON`` scores another
 sclibra configuration (used for the ablation, ``bench_peers_ablation``).
 
-Run ``python benchmarks/bench_peers.py`` (results: ``benchmarks/results/bench_peers.{md,json,csv}``).
+Run ``python benchmarks/bench_peers.py`` (results: ``benchmarks/results/bench_peers.{md,json,csv}``,
+and the figures ``bench_peers.png`` and ``bench_peers_latent.png`` of ``plot_peers.py``).
 """
 
 from __future__ import annotations
@@ -962,6 +963,10 @@ mean differs from the mean peer's by rounding.
     )
     stem = f"{name}_quick" if args.quick else name
     frame.to_csv(args.out / f"{stem}.csv", index=False)
+    from plot_peers import plot_results
+
+    for path in plot_results(results, args.out, stem):
+        log(f"figure written to {path}")
 
 
 if __name__ == "__main__":

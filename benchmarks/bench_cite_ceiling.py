@@ -31,6 +31,13 @@ the rest (``RMSE without bias``). Predictors:
                        the weight and ``k`` are not chosen on validation cells, so this row says
                        what such smoothing could give, not what a method reaches.
 
+Where a set has cell types (bmmc), the held-out error of ``knn15`` and ``sclibra`` is then split
+by the held-out cells' true type: how many cells of the type the training donor has, each
+predictor's RMSE over the type's cells, and the type's share of the gap between sclibra's and
+kNN's held-out MSE, also for the held-out cells whose type is rare in training (fewer than
+``RARE_IN_TRAINING`` cells) against the rest. A new donor's composition differs from the training
+donor's; this says whether sclibra loses on the types it saw or on those it barely saw.
+
 A learning curve follows for the directions of ``LEARNING_CURVE`` (pbmc5k ADT->RNA, the CITE
 direction with no donor shift that stays short of 2 % below its best peer): the same predictors
 trained on nested random subsets (a quarter, a half) of the training cells, scored on the same
@@ -56,6 +63,10 @@ DIRECTIONS = (
 LATENT_KS = (15, 50)
 #: neighbours tried by the ``knn_best_k`` oracle
 KNN_KS = (15, 30, 50, 100, 200)
+#: a held-out cell type with fewer training cells than this counts as rare in training
+RARE_IN_TRAINING = 10
+#: cell types listed one by one in the report: at least this many held-out cells
+MIN_TEST_CELLS = 5
 #: directions with a learning curve, and the shares of the training cells it trains on
 LEARNING_CURVE = (("pbmc5k_cite", "ADT", "RNA"),)
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -136,6 +147,7 @@ def ceiling(set_name: str, a: str, b: str) -> dict:
     preds["within_test_knn15"] = _knn_means(z_test, z_test, truth, 15, skip_self=True)
     out = {name: decompose(p, truth) for name, p in preds.items()}
     out["knn_best_k"]["k"] = best_k
+    cell_mse = {"knn15": np.mean((preds["knn15"] - truth) ** 2, axis=1)}
     runs: dict[str, list] = {}
     for seed in bp.SEEDS:
         model = sclibra.LIBRA(seed=seed)
@@ -143,6 +155,7 @@ def ceiling(set_name: str, a: str, b: str) -> dict:
         res_test, res_train = model.predict(a_test), model.predict(a_train)
         pred = np.asarray(res_test.X, dtype=np.float32)
         runs.setdefault("sclibra", []).append(decompose(pred, truth))
+        cell_mse.setdefault("sclibra", []).append(np.mean((pred - truth) ** 2, axis=1))
         for k in LATENT_KS:
             near = _knn_means(res_train.obsm["X_libra"], res_test.obsm["X_libra"], y_train, k)
             runs.setdefault(f"sclibra_latent_knn{k}", []).append(
@@ -154,7 +167,42 @@ def ceiling(set_name: str, a: str, b: str) -> dict:
         out[name]["n_seeds"] = len(vals)
     for name in (n for n in ORDER if n in out):
         log(f"{set_name} {a}->{b} {name}: {out[name]}")
+    if label:
+        cell_mse["sclibra"] = np.mean(cell_mse["sclibra"], axis=0)  # per cell, over the seeds
+        out["by_label"] = by_label_errors(
+            lab_train, a_test.obs[label].astype(str).to_numpy(), cell_mse
+        )
     return out
+
+
+def by_label_errors(lab_train: np.ndarray, lab_test: np.ndarray, cell_mse: dict) -> dict:
+    """Per held-out label: cells in training and held out, RMSE of each predictor of
+    ``cell_mse`` (per-cell MSE), and the label's part of the difference between sclibra's and
+    kNN's held-out MSE (``mse_diff``, summed over the label's cells and divided by every
+    held-out cell, so the parts add up to ``gap_mse``; positive: sclibra's error is higher
+    there); ``groups`` does the same for the held-out cells whose label has fewer than
+    :data:`RARE_IN_TRAINING` training cells and for the rest.
+    """
+    train_counts = dict(zip(*np.unique(lab_train, return_counts=True)))
+    n = len(lab_test)
+    gap = float(np.mean(cell_mse["sclibra"]) - np.mean(cell_mse["knn15"]))
+
+    def summary(mask) -> dict:
+        row = {name: float(np.sqrt(np.mean(v[mask]))) for name, v in cell_mse.items()}
+        row["mse_diff"] = float(np.sum(cell_mse["sclibra"][mask] - cell_mse["knn15"][mask]) / n)
+        row["n_test"] = int(mask.sum())
+        return row
+
+    labels = {}
+    for lab in np.unique(lab_test):
+        mask = lab_test == lab
+        labels[str(lab)] = {"n_train": int(train_counts.get(lab, 0)), **summary(mask)}
+    rare = np.array([train_counts.get(lab, 0) < RARE_IN_TRAINING for lab in lab_test])
+    groups = {
+        f"fewer than {RARE_IN_TRAINING} training cells": summary(rare),
+        f"{RARE_IN_TRAINING} or more training cells": summary(~rare),
+    }
+    return {"gap_mse": gap, "labels": labels, "groups": groups}
 
 
 def learning_curve(set_name: str, a: str, b: str, full: dict) -> list[dict]:
@@ -244,6 +292,69 @@ def main() -> None:
             f"{full['sclibra'] - target:.4f} below its error with every training cell "
             f"({(full['sclibra'] - target) / max(np.mean(drops), 1e-12):.1f} such steps)."
         )
+    label_rows, group_rows, label_notes = [], [], []
+    for key, r in results.items():
+        if "by_label" not in r:
+            continue
+        bl = r["by_label"]
+        for name, g in bl["groups"].items():
+            group_rows.append(
+                [
+                    key,
+                    name,
+                    g["n_test"],
+                    f"{g['knn15']:.4f}",
+                    f"{g['sclibra']:.4f}",
+                    f"{1000 * g['mse_diff']:+.2f}",
+                ]
+            )
+        listed = sorted(
+            ((lab, v) for lab, v in bl["labels"].items() if v["n_test"] >= MIN_TEST_CELLS),
+            key=lambda t: -abs(t[1]["mse_diff"]),
+        )
+        for lab, v in listed:
+            label_rows.append(
+                [
+                    key,
+                    lab,
+                    v["n_train"],
+                    v["n_test"],
+                    f"{v['knn15']:.4f}",
+                    f"{v['sclibra']:.4f}",
+                    f"{1000 * v['mse_diff']:+.2f}",
+                ]
+            )
+        worst = listed[0] if listed else None
+        if worst is not None:
+            side = "above" if bl["gap_mse"] > 0 else "below"
+            label_notes.append(
+                f"- {key}: sclibra's held-out MSE is {abs(bl['gap_mse']):.4f} {side} kNN's; "
+                f"the largest part, {worst[1]['mse_diff']:+.4f}, comes from {worst[0]} "
+                f"({worst[1]['n_train']} training, {worst[1]['n_test']} held-out cells)."
+            )
+    group_table = markdown_table(
+        [
+            "direction",
+            "held-out cells whose type has",
+            "cells",
+            "knn15 RMSE",
+            "sclibra RMSE (3 seeds)",
+            "sclibra - knn15, part of the MSE (x 1e-3)",
+        ],
+        group_rows,
+    )
+    label_table = markdown_table(
+        [
+            "direction",
+            "cell type",
+            "training cells",
+            "held-out cells",
+            "knn15 RMSE",
+            "sclibra RMSE (3 seeds)",
+            "sclibra - knn15, part of the MSE (x 1e-3)",
+        ],
+        label_rows,
+    )
     curve_table = markdown_table(
         [
             "direction",
@@ -271,6 +382,22 @@ exploration (weight and `k` not chosen on validation cells). Made with
 `python benchmarks/bench_cite_ceiling.py`.
 
 {table}
+
+## By cell type (bmmc, held-out donor)
+
+Where sclibra and the kNN peer differ, by the held-out cells' true cell type (which neither
+reads). RMSE over the cells of the type (sclibra: per-cell MSE averaged over the 3 seeds); "part
+of the MSE": the type's part of the difference between sclibra's and kNN's held-out MSE (the sum
+over its cells of sclibra's squared error less kNN's, divided by all held-out cells, so a
+direction's parts add up to the whole difference; positive: sclibra's error is higher there).
+First the held-out cells grouped by how many cells of their type the training donor has, then
+every type with at least {MIN_TEST_CELLS} held-out cells, largest part first.
+
+{group_table}
+
+{label_table}
+
+{chr(10).join(label_notes)}
 
 ## Learning curve
 

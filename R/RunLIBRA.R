@@ -43,10 +43,11 @@
 #' @param batch.key Each cell's batch or donor: the name of a metadata column (Seurat
 #'   `meta.data`, SingleCellExperiment `colData`) or one label per cell (named by cell, or in
 #'   the object's cell order; the only form for a matrix). Each ensemble member then holds out
-#'   whole batches (about `validation.split` of the training cells) to decide when to stop, so
-#'   early stopping measures what prediction on a new donor needs. Every training cell needs a
-#'   batch; held-out cells may be `NA`. With a single training batch the split is random (with
-#'   a message). `NULL` (default): a random split.
+#'   whole batches (about `validation.split` of the training cells, but at least one batch:
+#'   with two donors, one of them, which the fit says) to decide when to stop, so early stopping
+#'   measures what prediction on a new donor needs. Every training cell needs a batch; held-out
+#'   cells may be `NA`. With a single training batch the split is random (with a message).
+#'   `NULL` (default): a random split.
 #' @param n.layers,n.nodes,alpha,dropout,latent.dim Architecture: blocks in the encoder
 #'   (mirrored in the decoder), width of the first block (halved in each further block),
 #'   LeakyReLU negative slope, dropout rate and size of the shared latent space per network

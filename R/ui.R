@@ -50,10 +50,11 @@
 # The R function that receives the core's log records (level, text) while a call runs:
 # INFO lines become messages only when verbose; WARNING and above always (as messages, so
 # that suppressMessages() still silences them: they describe, they do not warn about R code).
+# Argument advice in them is put in R syntax, as in the core's warnings and errors.
 .log_receiver <- function(verbose) {
   function(level, text) {
     level <- .from_py(level)
-    text <- .from_py(text)
+    text <- .r_syntax(.from_py(text))
     if (level >= 30L || isTRUE(verbose)) {
       cli::cli_inform(c(i = "{text}"), class = "sclibra_message")
     }

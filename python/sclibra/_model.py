@@ -68,6 +68,36 @@ from ._train import (
 FORMAT_VERSION = _persist.FORMAT_VERSION
 
 
+#: whole-batch validation this many times ``validation_split`` (or more) is worth a warning
+LARGE_BATCH_VALIDATION = 2.0
+
+
+def _warn_large_batch_validation(fractions: list[float], validation_split: float, batch_key):
+    """Warn when whole batches make a member's validation far larger than ``validation_split``.
+
+    With few batches (two donors: one of them), holding out whole batches leaves each member
+    much less to train on than a random split would; the user should know the price.
+    """
+    if not fractions or validation_split <= 0:
+        return
+    largest = max(fractions)
+    if largest < LARGE_BATCH_VALIDATION * validation_split:
+        return
+    key = f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key"
+    members = "each member's" if len(fractions) > 1 else "the"
+    shares = ", ".join(f"{100 * f:.0f} %" for f in fractions)
+    logger.warning(
+        "%s: %s validation cells are whole batches, %s of the training cells where "
+        "validation_split asks for %.0f %%: each model trains on the rest. With this few "
+        "batches, batch_key=None (a random split) trains on more cells; early stopping on a "
+        "whole batch measures prediction on a new donor",
+        key,
+        members,
+        shares,
+        100 * validation_split,
+    )
+
+
 class LIBRA:
     """LIBRA: an unbalanced autoencoder that reads modality A and reconstructs modality B.
 
@@ -240,8 +270,9 @@ class LIBRA:
         batch_key
             Each cell's batch or donor: the name of an ``obs`` column of A or B, a Series indexed
             by cell name, or an array over the training cells or over all of A's cells. The
-            validation cells are then whole batches (about ``validation_split`` of the cells),
-            so early stopping measures what prediction on a new donor needs; each ensemble member
+            validation cells are then whole batches (about ``validation_split`` of the cells,
+            but at least one batch: with two donors, one of them, which the fit warns of), so
+            early stopping measures what prediction on a new donor needs; each ensemble member
             holds out its own. With a single training batch the split is random (with a
             warning). Every training cell needs a batch; held-out cells need none.
         n_top_genes, n_top_genes_b
@@ -340,6 +371,12 @@ class LIBRA:
         self.output_rank_used_ = output_rank_for(self.output_rank, mb.n_vars, WIDE_OUTPUT)
         train_idx, val_idx = member_split(0)
         n_val = len(val_idx)
+        if batches is not None:
+            _warn_large_batch_validation(
+                [len(member_split(k)[1]) / n for k in range(self.n_models)],
+                validation_split,
+                batch_key,
+            )
         batch_size = min(self.batch_size, len(train_idx))
         schedule = dataclasses.replace(schedule, batch_size=batch_size, loss=loss)
         device = self._device()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -329,6 +330,45 @@ def test_fit_with_batch_key(cite):
     assert not set(donors[m.train_cells_]) & set(donors[m.val_cells_])
     with pytest.raises(SclibraError, match="batch_key='nope': no such obs column"):
         sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="nope", max_epochs=2)
+
+
+def test_whole_batch_validation_far_above_the_split_is_said(cite, caplog):
+    """Two donors: each member validates on one whole donor (about half the cells) and the fit
+    says so, with each member's share; with many small donors the validation stays near
+    validation_split and nothing is said."""
+    import logging
+
+    rna, adt = cite
+    rna = rna.copy()
+    log = logging.getLogger("sclibra")
+    log.addHandler(caplog.handler)
+
+    def warned():
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        caplog.clear()
+        return [m for m in said if "whole batches" in m]
+
+    try:
+        rng = np.random.default_rng(0)
+        rna.obs["donor"] = rng.choice(["a", "b"], rna.n_obs)
+        m = sclibra.LIBRA(**{**FAST, "n_models": 2}).fit(
+            rna, adt, batch_key="donor", max_epochs=1, progress=False
+        )
+        (said,) = warned()
+        assert said.startswith("batch_key='donor': each member's validation cells are whole")
+        assert "validation_split asks for 10 %" in said
+        # one share per member, each that of one whole donor
+        donor_shares = {round(100 * x) for x in rna.obs["donor"].value_counts(normalize=True)}
+        found = [int(x) for x in re.findall(r"(\d+) %", said.split("where")[0])]
+        assert len(found) == 2
+        assert set(found) <= donor_shares
+        assert m.n_epochs_ == 1
+        # twenty donors of 30 cells: 10 % is two of them, nothing to say
+        rna.obs["donor"] = np.repeat([f"d{i}" for i in range(20)], rna.n_obs // 20)
+        sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="donor", max_epochs=1, progress=False)
+        assert warned() == []
+    finally:
+        log.removeHandler(caplog.handler)
 
 
 def test_batch_key_as_labels_gives_the_column_split(cite):

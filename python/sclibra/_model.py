@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -68,6 +69,35 @@ from ._train import (
 FORMAT_VERSION = _persist.FORMAT_VERSION
 
 
+#: the warnings about the validation split said so far in the current aLIBRA search (their
+#: text); ``None`` outside one
+_ONCE: set[str] | None = None
+
+
+@contextlib.contextmanager
+def warnings_once():
+    """Within this block (an aLIBRA search, whose trials fit the same split again and again),
+    say each of :func:`_warn_once`'s warnings once; outside it every fit says them.
+    """
+    global _ONCE
+    before = _ONCE
+    _ONCE = set() if before is None else before
+    try:
+        yield
+    finally:
+        _ONCE = before
+
+
+def _warn_once(msg: str, *args) -> None:
+    """Log a warning; within :func:`warnings_once`, only the first time its text comes up."""
+    text = msg % args if args else msg
+    if _ONCE is not None:
+        if text in _ONCE:
+            return
+        _ONCE.add(text)
+    logger.warning("%s", text)
+
+
 #: whole-batch validation this many times ``validation_split`` (or more) is worth a warning
 LARGE_BATCH_VALIDATION = 2.0
 
@@ -86,7 +116,7 @@ def _warn_large_batch_validation(fractions: list[float], validation_split: float
     key = f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key"
     members = "each member's" if len(fractions) > 1 else "the"
     shares = ", ".join(f"{100 * f:.0f} %" for f in fractions)
-    logger.warning(
+    _warn_once(
         "%s: %s validation cells are whole batches, %s of the training cells where "
         "validation_split asks for %.0f %%: each model trains on the rest. With this few "
         "batches, batch_key=None (a random split) trains on more cells; early stopping on a "
@@ -329,7 +359,7 @@ class LIBRA:
         self._seed_used = int(seed)
         n = ma.n_obs
         if batches is not None and len(np.unique(batches)) < 2 and validation_split > 0:
-            logger.warning(
+            _warn_once(
                 "%s: the training cells hold a single batch; the validation "
                 "cells are a random %.0f %% of them instead of whole batches",
                 f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key",

@@ -332,10 +332,10 @@ def test_fit_with_batch_key(cite):
         sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="nope", max_epochs=2)
 
 
-def test_whole_batch_validation_far_above_the_split_is_said(cite, caplog):
+def test_whole_batch_validation_far_above_the_split_is_said(cite, caplog, tmp_path):
     """Two donors: each member validates on one whole donor (about half the cells) and the fit
     says so, with each member's share; with many small donors the validation stays near
-    validation_split and nothing is said."""
+    validation_split and nothing is said. An aLIBRA search says it once, not once per trial."""
     import logging
 
     rna, adt = cite
@@ -363,6 +363,21 @@ def test_whole_batch_validation_far_above_the_split_is_said(cite, caplog):
         assert len(found) == 2
         assert set(found) <= donor_shares
         assert m.n_epochs_ == 1
+        # an aLIBRA search fits the split once per trial and once more for the chosen model:
+        # said once; a fit after the search says it again
+        sclibra.tune(
+            rna,
+            adt,
+            grid={"n_nodes": [16, 32]},
+            strategy="grid",
+            max_epochs=1,
+            fit_kwargs={"batch_key": "donor"},
+            out_dir=str(tmp_path / "search"),
+            progress=False,
+        )
+        assert len(warned()) == 1
+        sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="donor", max_epochs=1, progress=False)
+        assert len(warned()) == 1
         # twenty donors of 30 cells: 10 % is two of them, nothing to say
         rna.obs["donor"] = np.repeat([f"d{i}" for i in range(20)], rna.n_obs // 20)
         sclibra.LIBRA(**FAST).fit(rna, adt, batch_key="donor", max_epochs=1, progress=False)

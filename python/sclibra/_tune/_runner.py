@@ -320,6 +320,10 @@ def _init_worker(job: SearchJob) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
     _set_threads(job.threads)
+    from sclibra import _model
+
+    # a worker runs trials of one search only: it says each warning about the split once
+    _model._ONCE = set()
 
 
 def _worker_run(spec: TrialSpec, device: str) -> dict:

@@ -371,7 +371,7 @@ class LIBRA:
             # seeded permutation (disjoint while n_models * validation_split <= 1), or other
             # whole batches with batch_key, so together the members learn from every cell
             if batches is not None:
-                split = split_by_batch(batches, validation_split, seed + 1000 * k)
+                split = split_by_batch(batches, validation_split, seed, member=k)
                 if split is not None:
                     return split
             if k == 0:

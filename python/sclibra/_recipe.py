@@ -650,28 +650,45 @@ class EnsembleNet(nn.Module):
         return self.decode(self.encode(x))
 
 
-def split_by_batch(batches: np.ndarray, validation_split: float, seed: int):
+def split_by_batch(batches: np.ndarray, validation_split: float, seed: int, member: int = 0):
     """(training, validation) row positions holding out whole batches (donors).
 
-    Batches are shuffled with ``seed`` and added to validation until it holds about
-    ``validation_split`` of the cells; training always keeps at least one batch. Returns ``None``
+    Batches are shuffled with ``seed`` and, in that order, added to validation until it holds
+    about ``validation_split`` of the cells; training always keeps at least one batch. Ensemble
+    member ``member`` takes the batches the members before it have not held out first (and
+    starts again from the whole order once every batch has been held out), so with two donors
+    the members hold out each in turn and together learn from every batch. Returns ``None``
     when there are fewer than two batches (the caller falls back to a random split).
     """
     levels = np.unique(batches)
     if len(levels) < 2 or validation_split <= 0:
         return None
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(levels)
+    order = list(np.random.default_rng(seed).permutation(levels))
     target = validation_split * len(batches)
-    val_levels, size = [], 0
-    for lev in order[:-1]:
-        k = int((batches == lev).sum())
-        if val_levels and abs(size + k - target) > abs(size - target):
-            continue
-        val_levels.append(lev)
-        size += k
-        if size >= target:
-            break
+    sizes = {lev: int((batches == lev).sum()) for lev in levels}
+
+    def take(candidates) -> list:
+        chosen, size = [], 0
+        for lev in candidates:
+            if len(chosen) == len(levels) - 1:  # training keeps at least one batch
+                break
+            k = sizes[lev]
+            if chosen and abs(size + k - target) > abs(size - target):
+                continue
+            chosen.append(lev)
+            size += k
+            if size >= target:
+                break
+        return chosen
+
+    val_levels = take(order[:-1])
+    held = list(val_levels)  # held out by the members so far, in turn
+    for _ in range(member):
+        fresh = [lev for lev in order if lev not in held]
+        if not fresh:  # every batch has had its turn: round again
+            held, fresh = [], list(order)
+        val_levels = take(fresh + held)  # batches not held out yet come first
+        held += [lev for lev in val_levels if lev not in held]
     is_val = np.isin(batches, val_levels)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 

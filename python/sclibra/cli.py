@@ -143,7 +143,8 @@ def register(sub) -> None:
         "--batch-key",
         default=None,
         help="obs column of each cell's batch or donor: the validation cells are then whole "
-        "batches (a new donor, as at prediction)",
+        "batches (a new donor, as at prediction), a different one for each model of the "
+        "ensemble",
     )
     p.add_argument(
         "--preset",

@@ -129,15 +129,26 @@ def test_matrix_method_same_seed_same_result(r, cite, r_cite, py_cite_all):
 
 def test_batch_key_from_metadata_equals_python_batch_key(r, cite, r_cite, py_cite_all):
     """batch.key names a Seurat metadata column in R and an obs column in Python: every member
-    validates on a whole donor, and both languages train the same model from the same split."""
+    validates on a whole donor, the members taking the two donors in turn, and both languages
+    train the same model from the same splits."""
+    from sclibra._recipe import split_by_batch
+
     rna, adt = cite
     py_model = sclibra.LIBRA(**ARCH).fit(rna, adt, batch_key="batch", progress=False, **FIT)
-    donors = rna.obs["batch"].astype(str)
-    assert donors.nunique() == 2
-    # a donor held out: not the random split of the same seed without batch_key
-    assert not py_model.val_cells_.equals(py_cite_all.val_cells_)
-    assert len(set(donors[py_model.val_cells_])) == 1
-    assert not set(donors[py_model.val_cells_]) & set(donors[py_model.train_cells_])
+    donors = rna.obs["batch"].astype(str).to_numpy()
+    assert len(set(donors)) == 2
+    assert py_model.n_models == 3
+    split = py_model.fit_params_["validation_split"]
+    held = [
+        set(donors[split_by_batch(donors, split, py_model._seed_used, member=k)[1]])
+        for k in range(py_model.n_models)
+    ]
+    assert all(len(h) == 1 for h in held)  # a whole donor each
+    assert held[0] != held[1]  # in turn: together the members train on every cell
+    assert len(py_model.val_cells_) == 0
+    assert list(py_model.train_cells_) == list(rna.obs_names)
+    # not the model of the random split of the same seed without batch_key
+    assert not np.allclose(py_model.predict(rna).X, py_cite_all.predict(rna).X, atol=1e-3)
     r(
         f'seu_b <- RunLIBRA({r_cite}, input.assay = "RNA", output.assay = "ADT", '
         f'batch.key = "batch", {R_ARGS}); NULL'

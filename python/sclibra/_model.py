@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -55,7 +54,7 @@ from ._recipe import (
     takes_recipe,
     whitened_pc_scores,
 )
-from ._settings import logger, resolve_device, settings
+from ._settings import logger, resolve_device, settings, warn_once
 from ._train import (
     Schedule,
     apply_module,
@@ -69,54 +68,25 @@ from ._train import (
 FORMAT_VERSION = _persist.FORMAT_VERSION
 
 
-#: the warnings about the validation split said so far in the current aLIBRA search (their
-#: text); ``None`` outside one
-_ONCE: set[str] | None = None
-
-
-@contextlib.contextmanager
-def warnings_once():
-    """Within this block (an aLIBRA search, whose trials fit the same split again and again),
-    say each of :func:`_warn_once`'s warnings once; outside it every fit says them.
-    """
-    global _ONCE
-    before = _ONCE
-    _ONCE = set() if before is None else before
-    try:
-        yield
-    finally:
-        _ONCE = before
-
-
-def _warn_once(msg: str, *args) -> None:
-    """Log a warning; within :func:`warnings_once`, only the first time its text comes up."""
-    text = msg % args if args else msg
-    if _ONCE is not None:
-        if text in _ONCE:
-            return
-        _ONCE.add(text)
-    logger.warning("%s", text)
-
-
 #: whole-batch validation this many times ``validation_split`` (or more) is worth a warning
 LARGE_BATCH_VALIDATION = 2.0
 
 
-def _warn_large_batch_validation(fractions: list[float], validation_split: float, batch_key):
+def _warn_large_batch_validation(fractions: list[float], validation_split: float, key: str):
     """Warn when whole batches make a member's validation far larger than ``validation_split``.
 
     With few batches (two donors: one of them), holding out whole batches leaves each member
-    much less to train on than a random split would; the user should know the price.
+    much less to train on than a random split would; the user should know the price. ``key``:
+    how the warning names ``batch_key``.
     """
     if not fractions or validation_split <= 0:
         return
     largest = max(fractions)
     if largest < LARGE_BATCH_VALIDATION * validation_split:
         return
-    key = f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key"
     members = "each member's" if len(fractions) > 1 else "the"
     shares = ", ".join(f"{100 * f:.0f} %" for f in fractions)
-    _warn_once(
+    warn_once(
         "%s: %s validation cells are whole batches, %s of the training cells where "
         "validation_split asks for %.0f %%: each model trains on the rest. With this few "
         "batches, batch_key=None (a random split) trains on more cells; early stopping on a "
@@ -358,11 +328,12 @@ class LIBRA:
             seed = int(np.random.SeedSequence().entropy % (2**31))
         self._seed_used = int(seed)
         n = ma.n_obs
+        key_name = f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key"
         if batches is not None and len(np.unique(batches)) < 2 and validation_split > 0:
-            _warn_once(
+            warn_once(
                 "%s: the training cells hold a single batch; the validation "
                 "cells are a random %.0f %% of them instead of whole batches",
-                f"batch_key={batch_key!r}" if isinstance(batch_key, str) else "batch_key",
+                key_name,
                 100 * validation_split,
             )
 
@@ -399,13 +370,12 @@ class LIBRA:
             )
         self.input_pcs_ = n_pcs
         self.output_rank_used_ = output_rank_for(self.output_rank, mb.n_vars, WIDE_OUTPUT)
-        train_idx, val_idx = member_split(0)
+        splits = [member_split(k) for k in range(self.n_models)]
+        train_idx, val_idx = splits[0]
         n_val = len(val_idx)
         if batches is not None:
             _warn_large_batch_validation(
-                [len(member_split(k)[1]) / n for k in range(self.n_models)],
-                validation_split,
-                batch_key,
+                [len(v) / n for _, v in splits], validation_split, key_name
             )
         batch_size = min(self.batch_size, len(train_idx))
         schedule = dataclasses.replace(schedule, batch_size=batch_size, loss=loss)
@@ -447,8 +417,7 @@ class LIBRA:
         jobs = []
         for k in range(self.n_models):
             member_seed = seed + 1000 * k  # member 0 is the single model of the same seed
-            if k > 0:
-                train_idx, val_idx = member_split(k)
+            train_idx, val_idx = splits[k]
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(member_seed)
                 module = self._build_module(ma.n_vars, mb.n_vars, out_act)

@@ -660,12 +660,12 @@ def split_by_batch(batches: np.ndarray, validation_split: float, seed: int, memb
     the members hold out each in turn and together learn from every batch. Returns ``None``
     when there are fewer than two batches (the caller falls back to a random split).
     """
-    levels = np.unique(batches)
+    levels, counts = np.unique(batches, return_counts=True)
     if len(levels) < 2 or validation_split <= 0:
         return None
     order = list(np.random.default_rng(seed).permutation(levels))
     target = validation_split * len(batches)
-    sizes = {lev: int((batches == lev).sum()) for lev in levels}
+    sizes = dict(zip(levels, counts.tolist()))
 
     def take(candidates) -> list:
         chosen, size = [], 0

@@ -271,3 +271,42 @@ def keep_torch_threads():
     finally:
         if torch is not None and torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+#: the texts :func:`warn_once` has said in the current scope (an aLIBRA search); ``None``
+#: outside one
+_ONCE: set[str] | None = None
+
+
+def begin_warnings_once() -> set[str] | None:
+    """From now on in this process, :func:`warn_once` says each text once (a worker process
+    that runs one search's trials stays in this scope); returns the scope before.
+    """
+    global _ONCE
+    before = _ONCE
+    if _ONCE is None:
+        _ONCE = set()
+    return before
+
+
+@contextlib.contextmanager
+def warnings_once():
+    """Within this block (or the decorated call: an aLIBRA search, whose trials fit the same
+    split again and again) :func:`warn_once` says each text once; outside, every time.
+    """
+    global _ONCE
+    before = begin_warnings_once()
+    try:
+        yield
+    finally:
+        _ONCE = before
+
+
+def warn_once(msg: str, *args) -> None:
+    """Log a warning; within :func:`warnings_once`, only the first time its text comes up."""
+    text = msg % args if args else msg
+    if _ONCE is not None:
+        if text in _ONCE:
+            return
+        _ONCE.add(text)
+    logger.warning("%s", text)

@@ -24,7 +24,7 @@ from sclibra._data import (
     takes_fields,
 )
 from sclibra._errors import SclibraError
-from sclibra._settings import logger, settings
+from sclibra._settings import logger, settings, warnings_once
 
 from ._result import TuneResult, compromise, pareto_mask, rows_to_frame
 from ._runner import (
@@ -56,6 +56,7 @@ BACKENDS = ("local", "ray")
 
 
 @one_search_per_folder
+@warnings_once()  # a warning that every trial's fit would repeat is said once
 @takes_fields("inputs", PairInputs)
 def tune(
     a,
@@ -302,52 +303,46 @@ def tune(
         if row["status"] == "failed":
             logger.warning("trial %s failed: %s", row["trial_id"], row.get("error"))
 
-    # a warning about the split that every trial's fit would repeat is said once
-    from sclibra._model import warnings_once
+    try:
+        if pending:
+            if backend == "local":
+                run_local(job, pending, n_jobs=n_jobs, devices=trial_devices(device), on_row=on_row)
+            else:
+                if gpus_per_trial is None:
+                    gpus_per_trial = 1.0 if trial_devices(device)[0].startswith("cuda") else 0.0
+                run_ray(
+                    job,
+                    pending,
+                    n_jobs=n_jobs,
+                    gpus_per_trial=float(gpus_per_trial),
+                    address=ray_address,
+                    on_row=on_row,
+                )
+    except KeyboardInterrupt:
+        n = len(store.finished())
+        logger.warning(
+            "aLIBRA interrupted: %d finished trials are kept in %s; run the same call again to resume",
+            n,
+            out_dir,
+        )
+        raise
+    finally:
+        bar.close()
 
-    with warnings_once():
+    rows = {k: v for k, v in store.finished().items() if k in ids}
+    table = rows_to_frame(list(rows.values()), list(space.dims))
+    atomic_write_text(store.table_path, table.to_csv(index=False))
+
+    def _refit(tid: str):
+        spec = next(t for t in trials if t.trial_id == tid)
+        return _train_final(job, spec, progress, device)
+
+    result = TuneResult(table, objective, list(space.dims), out_dir, definition, refit=_refit)
+    if refit and trainer is libra_trainer:
         try:
-            if pending:
-                if backend == "local":
-                    run_local(
-                        job, pending, n_jobs=n_jobs, devices=trial_devices(device), on_row=on_row
-                    )
-                else:
-                    if gpus_per_trial is None:
-                        gpus_per_trial = 1.0 if trial_devices(device)[0].startswith("cuda") else 0.0
-                    run_ray(
-                        job,
-                        pending,
-                        n_jobs=n_jobs,
-                        gpus_per_trial=float(gpus_per_trial),
-                        address=ray_address,
-                        on_row=on_row,
-                    )
-        except KeyboardInterrupt:
-            n = len(store.finished())
-            logger.warning(
-                "aLIBRA interrupted: %d finished trials are kept in %s; run the same call again to resume",
-                n,
-                out_dir,
-            )
-            raise
-        finally:
-            bar.close()
-
-        rows = {k: v for k, v in store.finished().items() if k in ids}
-        table = rows_to_frame(list(rows.values()), list(space.dims))
-        atomic_write_text(store.table_path, table.to_csv(index=False))
-
-        def _refit(tid: str):
-            spec = next(t for t in trials if t.trial_id == tid)
-            return _train_final(job, spec, progress, device)
-
-        result = TuneResult(table, objective, list(space.dims), out_dir, definition, refit=_refit)
-        if refit and trainer is libra_trainer:
-            try:
-                result.best_model  # noqa: B018 - train (and save) it now
-            except SclibraError as err:
-                logger.warning("aLIBRA: no model selected: %s", err)
+            result.best_model  # noqa: B018 - train (and save) it now
+        except SclibraError as err:
+            logger.warning("aLIBRA: no model selected: %s", err)
     return result
 
 

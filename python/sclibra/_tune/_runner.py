@@ -24,7 +24,7 @@ import pandas as pd
 
 from sclibra._errors import SclibraError
 from sclibra._fs import FolderLock, atomic_file
-from sclibra._settings import logger, usable_cores
+from sclibra._settings import begin_warnings_once, logger, usable_cores
 
 from ._spaces import FIT_PARAMS, MODEL_PARAMS
 from ._storage import TrialStore, atomic_write_json
@@ -320,10 +320,8 @@ def _init_worker(job: SearchJob) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
     _set_threads(job.threads)
-    from sclibra import _model
-
-    # a worker runs trials of one search only: it says each warning about the split once
-    _model._ONCE = set()
+    # a worker runs trials of one search only: it says each repeated warning once
+    begin_warnings_once()
 
 
 def _worker_run(spec: TrialSpec, device: str) -> dict:

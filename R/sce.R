@@ -35,7 +35,6 @@
   invisible(TRUE)
 }
 
-# The features x cells matrix of an assay in the main or an alternative experiment.
 # The assay name of a prediction in an SCE: the one its model's output was read from, with a
 # Seurat-trained model's normalised layer ("data") named as Bioconductor does ("logcounts").
 .sce_prediction_assay <- function(slot) {
@@ -53,6 +52,7 @@
   if (!is.null(exp) && isTRUE(slot %in% SummarizedExperiment::assayNames(exp))) slot else "logcounts"
 }
 
+# The features x cells matrix of an assay in the main or an alternative experiment.
 .sce_matrix <- function(object, assay, altexp, what) {
   .check_string(assay, what)
   exp <- object

@@ -49,20 +49,18 @@ def _comma_list(text):
 
 
 def _baselines(text) -> tuple[str, ...]:
-    """The baselines of ``--baselines`` (all by default), checked against the core's list."""
+    """The baselines of ``--baselines`` (all by default), checked by the core's rule."""
     from ._errors import SclibraError
-    from .metrics._baselines import BASELINE_METHODS
+    from .metrics._baselines import BASELINE_METHODS, check_methods
 
     if text is None:
         return BASELINE_METHODS
-    chosen = tuple(_comma_list(text))
-    unknown = [b for b in chosen if b not in BASELINE_METHODS]
-    if unknown or not chosen:
+    try:
+        return check_methods(_comma_list(text))
+    except SclibraError as err:
         raise SclibraError(
-            f"--baselines {text!r}: choose from {', '.join(BASELINE_METHODS)} (comma-separated), "
-            "or --no-baselines"
-        )
-    return chosen
+            f"--baselines {text!r}: {err} (comma-separated), or --no-baselines"
+        ) from err
 
 
 def _metrics(args) -> int:

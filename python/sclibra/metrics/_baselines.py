@@ -26,6 +26,21 @@ from ._utils import as_2d, check_finite, pca_scores, pca_transform
 BASELINE_METHODS = ("mean", "knn", "ridge")
 
 
+def check_methods(methods) -> tuple[str, ...]:
+    """``methods`` (a name or several) as a tuple, each one of :data:`BASELINE_METHODS`."""
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in BASELINE_METHODS]
+    if unknown:
+        raise SclibraError(
+            f"unknown baseline method(s) {unknown}; choose from {', '.join(BASELINE_METHODS)}"
+        )
+    if not methods:
+        raise SclibraError("no baseline method given")
+    return methods
+
+
 class Baselines:
     """Fitted baseline predictors (fit once on the training cells, predict any split).
 
@@ -51,16 +66,7 @@ class Baselines:
         alpha: float = 1.0,
         seed=0,
     ):
-        if isinstance(methods, str):
-            methods = (methods,)
-        methods = tuple(methods)
-        unknown = [m for m in methods if m not in BASELINE_METHODS]
-        if unknown:
-            raise SclibraError(
-                f"unknown baseline method(s) {unknown}; choose from {list(BASELINE_METHODS)}"
-            )
-        if not methods:
-            raise SclibraError("no baseline method given")
+        methods = check_methods(methods)
         if int(n_neighbors) < 1:
             raise SclibraError(f"n_neighbors must be >= 1, got {n_neighbors}")
         if float(alpha) < 0:

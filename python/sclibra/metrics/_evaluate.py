@@ -14,7 +14,7 @@ import pandas as pd
 
 from sclibra._settings import logger, settings
 
-from ._baselines import BASELINE_METHODS, Baselines
+from ._baselines import BASELINE_METHODS, Baselines, check_methods
 from ._consistency import ConsistencyResult, nn_consistency
 from ._ppji import cluster_latent, cluster_modality, ppji
 from ._prediction import SPLITS, PredictionErrors, errors_from_context, prepare
@@ -193,6 +193,8 @@ def evaluate(
     seed = (settings.seed if settings.seed is not None else 0) if seed is None else int(seed)
     progress = settings.progress if progress is None else bool(progress)
     name_a, name_b = getattr(model, "names_", ("A", "B"))
+    if baselines:  # checked before any work, not after the prediction
+        baselines = check_methods(baselines)
 
     steps = ["predict", "baselines", "cluster", "consistency"]
     bar = tqdm(total=len(steps), desc="evaluate", disable=not progress, leave=False)

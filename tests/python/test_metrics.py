@@ -636,6 +636,9 @@ def test_plot_features_are_checked_before_any_work(multiome, multiome_model, tmp
     # an untrained model gets the scores' own message, not a TypeError from the check
     with pytest.raises(SclibraError, match="not trained"):
         evaluate(LIBRA(), atac, rna, plot_features="HBB", plots=True)
+    # so are the baselines' names: an untrained model would otherwise fail first, in prediction
+    with pytest.raises(SclibraError, match="unknown baseline method.*choose from mean, knn, ridge"):
+        M.evaluate(LIBRA(), atac, rna, baselines=("mean", "svm"), consistency=False)
 
 
 def test_labels_and_held_out_from_either_modality(multiome, multiome_model):

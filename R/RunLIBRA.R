@@ -78,6 +78,13 @@
 #'   stop (not cut short by `max.epochs`) and whose validation cells find it no better than
 #'   each feature's mean (not below it by `min.delta`) predicts that mean instead (with a
 #'   message; its latent space is kept); `FALSE` keeps the trained network, as published.
+#'   Under the default recipe's `target.smoothing = 0.5` (in `...`), a sparse target such as
+#'   normalised RNA (fewer than half its entries non-zero, at most 1,000 features) is
+#'   denoised before training: each
+#'   training cell learns half its own values and half the mean of its `target.neighbors`
+#'   (15) nearest training cells in the target's principal-component space; validation cells
+#'   keep their own values. Protein (CLR) and binary (peak) targets are not smoothed; `0`
+#'   turns it off, as published.
 #' @param output.activation `"auto"` (ReLU for a non-negative output, linear otherwise),
 #'   `"relu"`, `"softplus"` or `"linear"` (`NULL`: the core's default, `"auto"`).
 #' @param reduction.name Name of the stored latent space. A reduction (reduced dimension) of

@@ -393,6 +393,8 @@ class MatrixStats:
     max: float
     #: every (finite) value is 0 or 1, e.g. binarised peaks
     binary: bool = False
+    #: fraction of the entries that are not zero (NaN and Inf count as non-zero)
+    nonzero: float = 1.0
 
 
 def scan(m: Matrix) -> MatrixStats:
@@ -405,10 +407,12 @@ def scan(m: Matrix) -> MatrixStats:
     vmin, vmax = np.inf, -np.inf
     binary = True
     n = 0
+    nonzero = 0
     for block in m.iter_blocks():
         n += block.shape[0]
         if sp.issparse(block):
             data = block.data
+            nonzero += int(np.count_nonzero(data))
             cols = block.indices
             ok = np.isfinite(data)
             if ok.all():  # the usual case: one check, no masking passes
@@ -432,6 +436,7 @@ def scan(m: Matrix) -> MatrixStats:
                 vmax = max(vmax, 0.0)
         else:
             block = np.asarray(block, dtype=np.float64)
+            nonzero += int(np.count_nonzero(block))
             bad_nan = np.isnan(block)
             bad_inf = np.isinf(block)
             n_nan += bad_nan.sum(axis=0)
@@ -447,7 +452,8 @@ def scan(m: Matrix) -> MatrixStats:
                 binary = binary and bool(np.all((vals == 0) | (vals == 1)))
     mean = s1 / max(n, 1)
     var = np.maximum(s2 / max(n, 1) - mean * mean, 0.0)
-    return MatrixStats(n_nan, n_inf, mean, var, vmin, vmax, binary)
+    nonzero_frac = nonzero / (n * p) if n * p else 1.0
+    return MatrixStats(n_nan, n_inf, mean, var, vmin, vmax, binary, nonzero_frac)
 
 
 #: raw counts are whole numbers with more than this median total per cell (log-normalised data

@@ -35,6 +35,7 @@ from ._recipe import (
     FIT_KEYS,
     MODEL_KEYS,
     PRESETS,
+    SMOOTHING_PCS,
     WIDE_OUTPUT,
     WIDE_OUTPUT_BEFORE_FORMAT_4,
     EnsembleNet,
@@ -49,6 +50,8 @@ from ._recipe import (
     output_rank_for,
     recipe_docstring,
     resolve_preset,
+    smoothed_targets,
+    smoothing_skipped,
     split_by_batch,
     standardising_scale,
     takes_recipe,
@@ -413,6 +416,7 @@ class LIBRA:
             if self.latent_pcs_whiten:
                 pc_scores = whitened_pc_scores(pc_scores)
             self.latent_pcs_used_ = int(pc_scores.shape[1])
+        targets = self._smoothed_targets(mb, stats_b, splits, seed)
         # every member is built first, in this thread: the global generator seeds its weights
         jobs = []
         for k in range(self.n_models):
@@ -436,7 +440,7 @@ class LIBRA:
             return train_module(
                 trained_net,
                 x_train,
-                mb,
+                targets[k],
                 train_idx,
                 val_idx,
                 schedule,
@@ -557,6 +561,31 @@ class LIBRA:
         self.b_encoder = None
         self.b_encoder_history = None
         return self
+
+    def _smoothed_targets(self, mb, stats_b, splits, seed: int) -> list:
+        """Each member's training target: B itself, or with ``target_smoothing`` (where it
+        applies: :func:`~sclibra._recipe.smoothing_skipped`) B with that member's training
+        rows smoothed over their neighbours in B's principal-component space.
+        """
+        weight = float(self.target_smoothing)
+        skipped = smoothing_skipped(stats_b, weight, mb.n_obs)
+        if not weight or skipped:
+            if skipped:
+                logger.info("target_smoothing: %s trains on its own values: %s", mb.name, skipped)
+            return [mb] * len(splits)
+        n_pcs = max(min(SMOOTHING_PCS, mb.n_vars - 1, mb.n_obs - 1), 1)
+        scores = input_pc_scores(mb, n_pcs, seed)
+        k = int(self.target_neighbors)
+        logger.info(
+            "target_smoothing: %s's training cells learn %.0f %% of the mean of their %d "
+            "nearest training cells (in %d principal components of %s)",
+            mb.name,
+            100 * weight,
+            k,
+            scores.shape[1],
+            mb.name,
+        )
+        return [smoothed_targets(mb, scores, tr, weight, k) for tr, _ in splits]
 
     def _build_module(self, n_input: int, n_output: int, output_activation: str, members=None):
         """The network of this model's hyperparameters: one :class:`LIBRANet`, or an ensemble.

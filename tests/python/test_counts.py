@@ -308,3 +308,15 @@ def test_scan_says_whether_a_matrix_is_binary_in_its_one_pass():
     peaks[3, 2] = 0.5
     assert not scan(as_matrix(peaks)).binary
     assert not scan(as_matrix(sp.csr_matrix(peaks))).binary
+
+
+def test_scan_counts_the_non_zero_entries_sparse_or_dense():
+    import scipy.sparse as sp
+
+    x = np.zeros((10, 5))
+    x[0, :3] = [1.5, -2.0, 0.25]
+    x[4, 4] = 7.0
+    stored = sp.csr_matrix(x)
+    stored.data[1] = 0.0  # an explicitly stored zero is still a zero
+    assert scan(as_matrix(x)).nonzero == pytest.approx(4 / 50)
+    assert scan(as_matrix(stored)).nonzero == pytest.approx(3 / 50)

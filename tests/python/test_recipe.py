@@ -820,3 +820,85 @@ def test_format_3_model_of_a_mid_width_target_loads_its_full_output_layer(tmp_pa
     _rewrite_config(path, meta)
     with pytest.raises(sclibra.ModelFileError, match="output_rank_used must be >= 0"):
         sclibra.LIBRA.load(path)
+
+
+def test_smoothed_targets_mix_each_training_cell_with_its_neighbours_and_keep_the_others():
+    import scipy.sparse as sp
+
+    from sclibra._data import as_matrix
+    from sclibra._recipe import smoothed_targets
+
+    rng = np.random.default_rng(0)
+    y = rng.poisson(0.5, size=(12, 4)).astype(np.float32)
+    scores = rng.normal(size=(12, 3)).astype(np.float32)
+    train, val = np.arange(9), np.arange(9, 12)
+    for m in (as_matrix(y), as_matrix(sp.csr_matrix(y))):
+        out = smoothed_targets(m, scores, train, 0.5, 3)
+        np.testing.assert_array_equal(out[val], y[val])  # validation cells: as measured
+        for i in train:  # brute force: the 3 nearest training cells, the cell itself first
+            d = ((scores[train] - scores[i]) ** 2).sum(axis=1)
+            near = train[np.argsort(d)[:3]]
+            assert near[0] == i
+            np.testing.assert_allclose(out[i], 0.5 * y[i] + 0.5 * y[near].mean(axis=0), rtol=1e-6)
+    # more neighbours than training cells: all of them; weight 1 replaces the cell's values
+    out = smoothed_targets(as_matrix(y), scores, train, 1.0, 50)
+    np.testing.assert_allclose(out[train], np.tile(y[train].mean(axis=0), (9, 1)), rtol=1e-6)
+
+
+def test_smoothing_applies_to_sparse_continuous_targets_only():
+    from sclibra._data import as_matrix, scan
+    from sclibra._recipe import SMOOTHING_MAX_ENTRIES, WIDE_OUTPUT, smoothing_skipped
+
+    rng = np.random.default_rng(1)
+    counts = np.log1p(rng.poisson(0.3, size=(40, 6))).astype(np.float32)  # mostly zeros
+    assert smoothing_skipped(scan(as_matrix(counts)), 0.5, 40) is None
+    assert smoothing_skipped(scan(as_matrix(counts)), 0.0, 40) is None  # off: nothing to say
+    clr = rng.normal(size=(40, 6)).astype(np.float32)  # every entry non-zero
+    assert "100% of the target's entries are non-zero" in smoothing_skipped(
+        scan(as_matrix(clr)), 0.5, 40
+    )
+    peaks = (counts > 0).astype(np.float32)
+    assert smoothing_skipped(scan(as_matrix(peaks)), 0.5, 40) == "the target is binary"
+    wide = np.log1p(rng.poisson(0.3, size=(40, WIDE_OUTPUT + 1))).astype(np.float32)
+    assert f"more than {WIDE_OUTPUT:,} features" in smoothing_skipped(
+        scan(as_matrix(wide)), 0.5, 40
+    )
+    narrow = wide[:, :WIDE_OUTPUT]
+    assert smoothing_skipped(scan(as_matrix(narrow)), 0.5, 40) is None
+    too_many = SMOOTHING_MAX_ENTRIES // 6 + 1
+    assert "entries of a smoothed copy" in smoothing_skipped(scan(as_matrix(counts)), 0.5, too_many)
+
+
+def test_target_smoothing_trains_on_denoised_rna_and_leaves_protein_targets_alone(
+    cite, caplog, tmp_path
+):
+    import logging
+
+    rna, adt = cite
+    assert PRESETS["default"]["target_smoothing"] > 0
+    assert PRESETS["published"]["target_smoothing"] == PRESETS["0.1.0"]["target_smoothing"] == 0
+    fit = {"train": "is_train", "max_epochs": 3, "progress": False}
+    kw = {**FAST, "input_pca": 20}
+    with caplog.at_level(logging.INFO, logger="sclibra"):
+        smooth = sclibra.LIBRA(**kw).fit(adt, rna, **fit)
+    assert "RNA's training cells learn 50 % of the mean of their 15 nearest" in caplog.text
+    plain = sclibra.LIBRA(**kw, target_smoothing=0.0).fit(adt, rna, **fit)
+    again = sclibra.LIBRA(**kw).fit(adt, rna, **fit)
+    p_smooth, p_plain = smooth.predict(adt).X, plain.predict(adt).X
+    assert not np.allclose(p_smooth, p_plain)
+    np.testing.assert_array_equal(p_smooth, again.predict(adt).X)  # deterministic
+    # the validation loss is that of the measured target: smoothing-free baseline, same cells
+    assert smooth.val_cells_.equals(plain.val_cells_)
+    loaded = sclibra.LIBRA.load(smooth.save(tmp_path / "m"))
+    assert (loaded.target_smoothing, loaded.target_neighbors) == (0.5, 15)
+    # a protein target (CLR: every entry non-zero) trains on its own values: the same model
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sclibra"):
+        on = sclibra.LIBRA(**kw).fit(rna, adt, **fit)
+    assert "target_smoothing: ADT trains on its own values" in caplog.text
+    off = sclibra.LIBRA(**kw, target_smoothing=0.0).fit(rna, adt, **fit)
+    np.testing.assert_array_equal(on.predict(rna).X, off.predict(rna).X)
+    with pytest.raises(SclibraError, match="target_smoothing must be in"):
+        sclibra.LIBRA(target_smoothing=1.5)
+    with pytest.raises(SclibraError, match="target_neighbors must be an integer >= 1"):
+        sclibra.LIBRA(target_neighbors=0)

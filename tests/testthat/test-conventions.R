@@ -91,6 +91,19 @@ test_that("core arguments in `...` are passed on in R or Python spelling", {
   expect_error(run_fast(seu, output.assay = "ADT", mean.fallback = "no", max.epochs = 2),
     "mean_fallback must be True or False"
   )
+  # RNA (mostly zeros) as the target: smoothed under the default recipe, as in Python
+  expect_equal(SeuratObject::Tool(out, "RunLIBRA")$libra$config$target_smoothing, 0.5)
+  SeuratObject::DefaultAssay(seu) <- "ADT"
+  smooth <- run_fast(seu, assay = "ADT", output.assay = "RNA", max.epochs = 2)
+  plain <- run_fast(seu, assay = "ADT", output.assay = "RNA", target.smoothing = 0,
+    max.epochs = 2)
+  expect_equal(SeuratObject::Tool(plain, "RunLIBRA")$libra$config$target_smoothing, 0)
+  expect_false(isTRUE(all.equal(
+    as.matrix(SeuratObject::GetAssayData(smooth[["predicted_RNA"]], slot = "data")),
+    as.matrix(SeuratObject::GetAssayData(plain[["predicted_RNA"]], slot = "data"))
+  )))
+  expect_error(run_fast(seu, assay = "ADT", output.assay = "RNA", target.smoothing = 2,
+    max.epochs = 2), "target_smoothing must be in")
 })
 
 test_that("Seurat spellings assay / layer / slot work as a Seurat user expects", {

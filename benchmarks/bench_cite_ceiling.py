@@ -331,8 +331,9 @@ def main() -> None:
             side = "above" if bl["gap_mse"] > 0 else "below"
             label_notes.append(
                 f"- {key}: sclibra's held-out MSE is {abs(bl['gap_mse']):.4f} {side} kNN's; "
-                f"the largest part, {worst[1]['mse_diff']:+.4f}, comes from {worst[0]} "
-                f"({worst[1]['n_train']} training, {worst[1]['n_test']} held-out cells)."
+                f"the largest part of either sign, {worst[1]['mse_diff']:+.4f} (+: sclibra "
+                f"behind), comes from {worst[0]} ({worst[1]['n_train']} training, "
+                f"{worst[1]['n_test']} held-out cells)."
             )
     group_table = markdown_table(
         [

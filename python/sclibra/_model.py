@@ -573,17 +573,21 @@ class LIBRA:
             if skipped:
                 logger.info("target_smoothing: %s trains on its own values: %s", mb.name, skipped)
             return [mb] * len(splits)
-        n_pcs = max(min(SMOOTHING_PCS, mb.n_vars - 1, mb.n_obs - 1), 1)
-        scores = input_pc_scores(mb, n_pcs, seed)
+        n_pcs = min(SMOOTHING_PCS, mb.n_obs - 1)
+        if mb.n_vars <= n_pcs:  # a narrow target: its own values, no PCA needed
+            scores = mb.dense_rows(np.arange(mb.n_obs))
+            space = "its values" if mb.n_vars == 1 else f"its {mb.n_vars} features"
+        else:
+            scores = input_pc_scores(mb, n_pcs, seed)
+            space = f"{scores.shape[1]} principal components of {mb.name}"
         k = int(self.target_neighbors)
         logger.info(
             "target_smoothing: %s's training cells learn %.0f %% of the mean of their %d "
-            "nearest training cells (in %d principal components of %s)",
+            "nearest training cells (in %s)",
             mb.name,
             100 * weight,
             k,
-            scores.shape[1],
-            mb.name,
+            space,
         )
         return [smoothed_targets(mb, scores, tr, weight, k) for tr, _ in splits]
 

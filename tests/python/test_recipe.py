@@ -898,6 +898,13 @@ def test_target_smoothing_trains_on_denoised_rna_and_leaves_protein_targets_alon
     assert "target_smoothing: ADT trains on its own values" in caplog.text
     off = sclibra.LIBRA(**kw, target_smoothing=0.0).fit(rna, adt, **fit)
     np.testing.assert_array_equal(on.predict(rna).X, off.predict(rna).X)
+    # a target with fewer features than the smoothing's PCs: neighbours in its own values
+    one_gene = rna[:, rna.var_names[:1]].copy()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sclibra"):
+        single = sclibra.LIBRA(**kw).fit(adt, one_gene, **fit)
+    assert "nearest training cells (in its values)" in caplog.text
+    assert single.predict(adt).X.shape == (adt.n_obs, 1)
     with pytest.raises(SclibraError, match="target_smoothing must be in"):
         sclibra.LIBRA(target_smoothing=1.5)
     with pytest.raises(SclibraError, match="target_neighbors must be an integer >= 1"):

@@ -51,6 +51,7 @@ from ._recipe import (
     recipe_docstring,
     resolve_preset,
     smoothed_targets,
+    smoothing_neighbours,
     smoothing_skipped,
     split_by_batch,
     standardising_scale,
@@ -589,7 +590,8 @@ class LIBRA:
             k,
             space,
         )
-        return [smoothed_targets(mb, scores, tr, weight, k) for tr, _ in splits]
+        neighbours = smoothing_neighbours(scores, [tr for tr, _ in splits], k)
+        return [smoothed_targets(mb, tr, nb, weight) for (tr, _), nb in zip(splits, neighbours)]
 
     def _build_module(self, n_input: int, n_output: int, output_activation: str, members=None):
         """The network of this model's hyperparameters: one :class:`LIBRANet`, or an ensemble.

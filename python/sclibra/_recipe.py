@@ -822,29 +822,60 @@ def smoothing_skipped(stats, weight: float, n_cells: int) -> str | None:
     return None
 
 
-def smoothed_targets(
-    m, scores: np.ndarray, train_idx: np.ndarray, weight: float, neighbors: int
-) -> np.ndarray:
-    """Rows of ``m`` (cells x features, dense float32) whose ``train_idx`` rows are
-    ``(1 - weight) x`` their own ``+ weight x`` the mean of their ``neighbors`` nearest
-    ``train_idx`` rows (themselves included) in ``scores``; the other rows as they are.
+def smoothing_neighbours(scores: np.ndarray, train_sets, neighbors: int) -> list[np.ndarray]:
+    """For each set of training rows in ``train_sets``: the ``neighbors`` nearest rows of that
+    set (in ``scores``, the row itself included) of each of its rows, as an array of row
+    numbers (its rows x ``neighbors``, fewer when the set is smaller).
+
+    One neighbour search over every row serves all the sets (an ensemble's members differ only
+    in the validation rows they leave out): the search returns ``2 x neighbors + 10`` candidates
+    and each set keeps the nearest that belong to it; a row left with too few is searched again
+    among the set's rows alone, so the result is that of a search within each set.
     """
     from sklearn.neighbors import NearestNeighbors
 
+    scores = np.asarray(scores, dtype=np.float32)
+    n = scores.shape[0]
+    wide = int(min(n, 2 * neighbors + 10))
+    candidates = (
+        NearestNeighbors(n_neighbors=wide).fit(scores).kneighbors(scores, return_distance=False)
+    )
+    out = []
+    for train_idx in train_sets:
+        train_idx = np.asarray(train_idx)
+        k = int(min(neighbors, len(train_idx)))
+        member = np.zeros(n, dtype=bool)
+        member[train_idx] = True
+        cand = candidates[train_idx]
+        keep = member[cand]
+        # the first k candidates in the set, in order of distance (stable: ties keep their order)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        chosen = np.take_along_axis(cand, order, axis=1)
+        short = np.flatnonzero(keep.sum(axis=1) < k)
+        if len(short):
+            local = NearestNeighbors(n_neighbors=k).fit(scores[train_idx])
+            found = local.kneighbors(scores[train_idx[short]], return_distance=False)
+            chosen[short] = train_idx[found]
+        out.append(chosen)
+    return out
+
+
+def smoothed_targets(m, train_idx: np.ndarray, neighbours: np.ndarray, weight: float) -> np.ndarray:
+    """Rows of ``m`` (cells x features, dense float32) whose ``train_idx`` rows are
+    ``(1 - weight) x`` their own ``+ weight x`` the mean of the rows ``neighbours`` lists for
+    them (:func:`smoothing_neighbours`); the other rows as they are.
+    """
     train_idx = np.asarray(train_idx)
     out = np.ascontiguousarray(m.dense_rows(np.arange(m.n_obs)), dtype=np.float32)
-    k = int(min(neighbors, len(train_idx)))
+    n, k = neighbours.shape
     if k <= 1 or weight == 0:
         return out
-    pts = np.asarray(scores[train_idx], dtype=np.float32)
-    ind = NearestNeighbors(n_neighbors=k).fit(pts).kneighbors(pts, return_distance=False)
-    n = len(train_idx)
     average = sp.csr_matrix(
-        (np.full(n * k, 1.0 / k, dtype=np.float32), ind.ravel(), np.arange(0, n * k + 1, k)),
-        shape=(n, n),
+        (np.full(n * k, 1.0 / k, dtype=np.float32), neighbours.ravel(), np.arange(0, n * k + 1, k)),
+        shape=(n, m.n_obs),
     )
-    own = out[train_idx]
-    out[train_idx] = (1.0 - weight) * own + weight * np.asarray(average @ own, dtype=np.float32)
+    mixed = np.asarray(average @ out, dtype=np.float32)  # reads the measured rows only
+    out[train_idx] = (1.0 - weight) * out[train_idx] + weight * mixed
     return out
 
 

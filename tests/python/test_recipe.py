@@ -826,23 +826,49 @@ def test_smoothed_targets_mix_each_training_cell_with_its_neighbours_and_keep_th
     import scipy.sparse as sp
 
     from sclibra._data import as_matrix
-    from sclibra._recipe import smoothed_targets
+    from sclibra._recipe import smoothed_targets, smoothing_neighbours
 
     rng = np.random.default_rng(0)
     y = rng.poisson(0.5, size=(12, 4)).astype(np.float32)
     scores = rng.normal(size=(12, 3)).astype(np.float32)
     train, val = np.arange(9), np.arange(9, 12)
+    (near,) = smoothing_neighbours(scores, [train], 3)
     for m in (as_matrix(y), as_matrix(sp.csr_matrix(y))):
-        out = smoothed_targets(m, scores, train, 0.5, 3)
+        out = smoothed_targets(m, train, near, 0.5)
         np.testing.assert_array_equal(out[val], y[val])  # validation cells: as measured
-        for i in train:  # brute force: the 3 nearest training cells, the cell itself first
+        for row, i in enumerate(train):  # brute force: the 3 nearest training cells
             d = ((scores[train] - scores[i]) ** 2).sum(axis=1)
-            near = train[np.argsort(d)[:3]]
-            assert near[0] == i
-            np.testing.assert_allclose(out[i], 0.5 * y[i] + 0.5 * y[near].mean(axis=0), rtol=1e-6)
+            nearest = train[np.argsort(d)[:3]]
+            assert nearest[0] == i  # the cell itself first
+            np.testing.assert_array_equal(near[row], nearest)
+            np.testing.assert_allclose(
+                out[i], 0.5 * y[i] + 0.5 * y[nearest].mean(axis=0), rtol=1e-6
+            )
     # more neighbours than training cells: all of them; weight 1 replaces the cell's values
-    out = smoothed_targets(as_matrix(y), scores, train, 1.0, 50)
+    (every,) = smoothing_neighbours(scores, [train], 50)
+    out = smoothed_targets(as_matrix(y), train, every, 1.0)
     np.testing.assert_allclose(out[train], np.tile(y[train].mean(axis=0), (9, 1)), rtol=1e-6)
+
+
+def test_one_neighbour_search_gives_each_member_the_neighbours_of_its_own_search():
+    from sklearn.neighbors import NearestNeighbors
+
+    from sclibra._recipe import smoothing_neighbours
+
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(300, 5)).astype(np.float32)
+    # members leave out 10 % at random, or a tight cluster that fills the first
+    # 2 x 5 + 10 candidates of the cells around it (those are searched again)
+    cluster = np.argsort(((scores - scores[0]) ** 2).sum(axis=1))[:60]
+    sets = [
+        np.setdiff1d(np.arange(300), rng.choice(300, 30, replace=False)),
+        np.setdiff1d(np.arange(300), cluster[1:]),
+        np.arange(300),
+    ]
+    for train, got in zip(sets, smoothing_neighbours(scores, sets, 5)):
+        own = NearestNeighbors(n_neighbors=5).fit(scores[train])
+        expected = train[own.kneighbors(scores[train], return_distance=False)]
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_smoothing_applies_to_sparse_continuous_targets_only():

@@ -127,9 +127,11 @@ LATENT_PCS_AUTO = {"bce": 30, "mse": 10}
 SMOOTHING_MAX_NONZERO = 0.5
 #: principal components of modality B in whose space ``target_smoothing`` finds neighbours
 SMOOTHING_PCS = 50
-#: ``target_smoothing`` is skipped (and the fit says so) above this many training cells x
-#: target features per ensemble member: the smoothed targets are a dense float32 copy (1 GiB)
-SMOOTHING_MAX_ENTRIES = 2**28
+#: ``target_smoothing`` is skipped (and the fit says so) above this many cells x target
+#: features: each ensemble member's smoothed target is a dense float32 copy (256 MiB here, the
+#: most of a target that training already keeps dense, :data:`sclibra._train.DENSE_CACHE_BYTES`),
+#: and a larger target is read sparse, one minibatch at a time
+SMOOTHING_MAX_ENTRIES = 2**26
 
 
 #: modality B wider than this (features) goes through the rank-``output_rank`` output layer

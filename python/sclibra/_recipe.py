@@ -132,6 +132,9 @@ SMOOTHING_PCS = 50
 #: most of a target that training already keeps dense, :data:`sclibra._train.DENSE_CACHE_BYTES`),
 #: and a larger target is read sparse, one minibatch at a time
 SMOOTHING_MAX_ENTRIES = 2**26
+#: nor above this many cells: its exact neighbour search grows with the square of the cells
+#: (4 s for 40,000 cells x 50 PCs on 2 cores, so about 25 s here)
+SMOOTHING_MAX_CELLS = 100_000
 
 
 #: modality B wider than this (features) goes through the rank-``output_rank`` output layer
@@ -308,8 +311,9 @@ RECIPE: tuple[RecipeArg, ...] = (
         f"is most of a cell's value) of at most {WIDE_OUTPUT:,} features (:data:`WIDE_OUTPUT`; "
         "wider ones lose their sparse closed-form loss to the dense copy and gained nothing in "
         "the benchmark); binary targets "
-        "(peaks), dense ones (CLR protein) and wider ones train on their own values, and the fit "
-        "says so "
+        "(peaks), dense ones (CLR protein) and wider ones train on their own values, as do "
+        f"targets of more than {SMOOTHING_MAX_CELLS:,} cells (the neighbour search is exact) or "
+        "too large for a dense copy per member (:data:`SMOOTHING_MAX_ENTRIES`); the fit says so "
         "(``benchmarks/results/bench_peers_ablation_smoothing.md``). 0: off, as published.",
     ),
     RecipeArg(
@@ -816,6 +820,11 @@ def smoothing_skipped(stats, weight: float, n_cells: int) -> str | None:
         )
     if len(stats.mean) > WIDE_OUTPUT:
         return f"it has more than {WIDE_OUTPUT:,} features (it smooths narrower targets)"
+    if n_cells > SMOOTHING_MAX_CELLS:
+        return (
+            f"{n_cells:,} cells are more than the {SMOOTHING_MAX_CELLS:,} of its exact "
+            "neighbour search"
+        )
     if n_cells * len(stats.mean) > SMOOTHING_MAX_ENTRIES:
         return (
             f"{n_cells:,} cells x {len(stats.mean):,} features exceed the "

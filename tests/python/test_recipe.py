@@ -873,7 +873,12 @@ def test_one_neighbour_search_gives_each_member_the_neighbours_of_its_own_search
 
 def test_smoothing_applies_to_sparse_continuous_targets_only():
     from sclibra._data import as_matrix, scan
-    from sclibra._recipe import SMOOTHING_MAX_ENTRIES, WIDE_OUTPUT, smoothing_skipped
+    from sclibra._recipe import (
+        SMOOTHING_MAX_CELLS,
+        SMOOTHING_MAX_ENTRIES,
+        WIDE_OUTPUT,
+        smoothing_skipped,
+    )
 
     rng = np.random.default_rng(1)
     counts = np.log1p(rng.poisson(0.3, size=(40, 6))).astype(np.float32)  # mostly zeros
@@ -891,8 +896,15 @@ def test_smoothing_applies_to_sparse_continuous_targets_only():
     )
     narrow = wide[:, :WIDE_OUTPUT]
     assert smoothing_skipped(scan(as_matrix(narrow)), 0.5, 40) is None
-    too_many = SMOOTHING_MAX_ENTRIES // 6 + 1
-    assert "entries of a smoothed copy" in smoothing_skipped(scan(as_matrix(counts)), 0.5, too_many)
+    assert "of its exact neighbour search" in smoothing_skipped(
+        scan(as_matrix(counts)), 0.5, SMOOTHING_MAX_CELLS + 1
+    )
+    assert smoothing_skipped(scan(as_matrix(counts)), 0.5, SMOOTHING_MAX_CELLS) is None
+    genes = narrow[:, :800]  # as many cells as the search takes, too many entries for a copy
+    cells = SMOOTHING_MAX_ENTRIES // 800 + 1
+    assert cells <= SMOOTHING_MAX_CELLS
+    assert "entries of a smoothed copy" in smoothing_skipped(scan(as_matrix(genes)), 0.5, cells)
+    assert smoothing_skipped(scan(as_matrix(genes)), 0.5, cells - 1) is None
 
 
 def test_target_smoothing_trains_on_denoised_rna_and_leaves_protein_targets_alone(

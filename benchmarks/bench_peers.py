@@ -621,6 +621,9 @@ ABLATION_NOTES = {
     "copy instead of the sparse target's closed-form loss, 35 s per fit instead of 5 (same RMSE, "
     "every member at the mean), in a first full run of `bench_peers.py`. Seeds 0-2, seconds on "
     "a machine running two variants side by side.",
+    "bench_peers_ablation_smoothing_seeds": "The two directions whose target "
+    "`target_smoothing` changes under the default rule (bmmc CITE ADT->RNA: 1,000 genes; "
+    "Multiome ATAC->RNA: 600), off (the default before) and on (the default), on seeds 0-6.",
     "bench_peers_ablation_latent_targets_seeds": "The labelled directions of "
     "`bench_peers_ablation_latent_targets.md` on seeds 0-6 (pbmc5k has no labels; sci-CAR "
     "ATAC->RNA does not cluster by time either way).",

@@ -574,9 +574,10 @@ class LIBRA:
             if skipped:
                 logger.info("target_smoothing: %s trains on its own values: %s", mb.name, skipped)
             return [mb] * len(splits)
+        values = np.ascontiguousarray(mb.dense_rows(np.arange(mb.n_obs)), dtype=np.float32)
         n_pcs = min(SMOOTHING_PCS, mb.n_obs - 1)
         if mb.n_vars <= n_pcs:  # a narrow target: its own values, no PCA needed
-            scores = mb.dense_rows(np.arange(mb.n_obs))
+            scores = values
             space = "its values" if mb.n_vars == 1 else f"its {mb.n_vars} features"
         else:
             scores = input_pc_scores(mb, n_pcs, seed)
@@ -591,7 +592,8 @@ class LIBRA:
             space,
         )
         neighbours = smoothing_neighbours(scores, [tr for tr, _ in splits], k)
-        return [smoothed_targets(mb, tr, nb, weight) for (tr, _), nb in zip(splits, neighbours)]
+        # B is read once; each member gets its own smoothed copy
+        return [smoothed_targets(values, tr, nb, weight) for (tr, _), nb in zip(splits, neighbours)]
 
     def _build_module(self, n_input: int, n_output: int, output_activation: str, members=None):
         """The network of this model's hyperparameters: one :class:`LIBRANet`, or an ensemble.

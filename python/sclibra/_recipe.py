@@ -871,19 +871,21 @@ def smoothing_neighbours(scores: np.ndarray, train_sets, neighbors: int) -> list
     return out
 
 
-def smoothed_targets(m, train_idx: np.ndarray, neighbours: np.ndarray, weight: float) -> np.ndarray:
-    """Rows of ``m`` (cells x features, dense float32) whose ``train_idx`` rows are
+def smoothed_targets(
+    y: np.ndarray, train_idx: np.ndarray, neighbours: np.ndarray, weight: float
+) -> np.ndarray:
+    """A copy of ``y`` (cells x features, dense float32) whose ``train_idx`` rows are
     ``(1 - weight) x`` their own ``+ weight x`` the mean of the rows ``neighbours`` lists for
     them (:func:`smoothing_neighbours`); the other rows as they are.
     """
     train_idx = np.asarray(train_idx)
-    out = np.ascontiguousarray(m.dense_rows(np.arange(m.n_obs)), dtype=np.float32)
+    out = np.array(y, dtype=np.float32, order="C")  # a copy: each member gets its own
     n, k = neighbours.shape
     if k <= 1 or weight == 0:
         return out
     average = sp.csr_matrix(
         (np.full(n * k, 1.0 / k, dtype=np.float32), neighbours.ravel(), np.arange(0, n * k + 1, k)),
-        shape=(n, m.n_obs),
+        shape=(n, out.shape[0]),
     )
     mixed = np.asarray(average @ out, dtype=np.float32)  # reads the measured rows only
     out[train_idx] = (1.0 - weight) * out[train_idx] + weight * mixed
